@@ -1,0 +1,62 @@
+"""ostinato: a workflow orchestrator for continuous loops of Python nodes."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._builtins import CounterProducer, IntervalProducer, LogSink, SQLiteWriter
+from ._decorators import blocking, non_blocking, producer
+from ._engine import LoopManager
+from ._handles import LoopHandle
+from ._nodes import (
+    BaseNode,
+    BlockingNode,
+    NodeConfig,
+    NodeContext,
+    NodeData,
+    NodeKind,
+    NonBlockingNode,
+    ProducerExhausted,
+    ProducerNode,
+)
+from ._orchestrator import WorkflowOrchestrator
+from ._plan import FieldError, LoopPlan, WorkflowError, WorkflowPlan, load_workflow
+from ._spec import Workflow
+from ._status import LoopState, LoopStatus, NodeHealth, NodeStatus, WorkflowStatus
+
+try:
+    __version__ = version("ostinato")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BaseNode",
+    "BlockingNode",
+    "CounterProducer",
+    "FieldError",
+    "IntervalProducer",
+    "LogSink",
+    "LoopHandle",
+    "LoopManager",
+    "LoopPlan",
+    "LoopState",
+    "LoopStatus",
+    "NodeConfig",
+    "NodeContext",
+    "NodeData",
+    "NodeHealth",
+    "NodeKind",
+    "NodeStatus",
+    "NonBlockingNode",
+    "ProducerExhausted",
+    "ProducerNode",
+    "SQLiteWriter",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowOrchestrator",
+    "WorkflowPlan",
+    "WorkflowStatus",
+    "__version__",
+    "blocking",
+    "load_workflow",
+    "non_blocking",
+    "producer",
+]

@@ -1,0 +1,153 @@
+"""The `ostinato` command: run a workflow, validate a file, print the version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from ._orchestrator import WorkflowOrchestrator
+from ._logs import configure_logging
+from ._plan import WorkflowError, WorkflowPlan, load_workflow
+from ._status import LoopState, WorkflowStatus
+
+log = logging.getLogger("ostinato.cli")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ostinato", description="Run workflows of continuous loops of Python nodes."
+    )
+    parser.add_argument("--version", action="version", version=f"ostinato {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a workflow file locally, every loop in its pool")
+    run.add_argument("file", type=Path)
+    run.add_argument("--duration", type=_positive, help="stop gracefully after S seconds")
+    run.add_argument("--iterations", type=_positive_int, help="stop each loop after N iterations")
+    run.add_argument("--log-format", choices=["text", "json"], default="text")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--status-every", type=float, default=2.0, metavar="S",
+        help="print the loops' status table every S seconds (0: only at the end)",
+    )
+
+    validate = sub.add_parser("validate", help="check workflow files; exit 1 on any error")
+    validate.add_argument("files", type=Path, nargs="+")
+    return parser
+
+
+def _load(path: Path) -> WorkflowPlan:
+    # Node classes next to the workflow file import as they would from its folder.
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return load_workflow(path)
+
+
+def cmd_validate(files: list[Path]) -> int:
+    code = 0
+    for path in files:
+        try:
+            plan = _load(path)
+        except (WorkflowError, OSError) as exc:
+            print(str(exc) if isinstance(exc, WorkflowError) else f"{path}: {exc}", file=sys.stderr)
+            code = 1
+            continue
+        loops = ", ".join(f"{lp.name} [{lp.spec.pool.value}]" for lp in plan.loops)
+        print(f"{path}: ok: workflow {plan.name!r}, {len(plan.loops)} loop(s): {loops}")
+    return code
+
+
+def format_table(status: WorkflowStatus) -> str:
+    """The loops' status as a plain table (state, iterations, failures, failing nodes)."""
+    rows = [("LOOP", "POOL", "STATE", "ITERATIONS", "FAILED", "NODES FAILING", "REASON")]
+    for lp in status.loops:
+        failing = ",".join(n.name for n in lp.nodes if n.health.value != "healthy") or "-"
+        rows.append(
+            (lp.name, lp.pool, lp.state.value, str(lp.iterations), str(lp.failed_iterations),
+             failing, lp.reason or "")
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1]
+        for r in rows
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        plan = _load(args.file)
+    except (WorkflowError, OSError) as exc:
+        print(str(exc) if isinstance(exc, WorkflowError) else f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(args.log_format, logging.getLevelName(args.log_level), plan.name)
+    interrupted = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if interrupted.is_set():
+            print("second interrupt: exiting without draining", file=sys.stderr)
+            os._exit(130)
+        log.info("%s: stopping gracefully (again to exit at once)", signal.Signals(signum).name)
+        interrupted.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    orchestrator = WorkflowOrchestrator(
+        plan, max_iterations=args.iterations, log_format=args.log_format
+    )
+    orchestrator.start()
+    started = time.monotonic()
+    next_table = started + args.status_every if args.status_every > 0 else float("inf")
+    while not interrupted.is_set():
+        now = time.monotonic()
+        if orchestrator.done:
+            break
+        if args.duration is not None and now - started >= args.duration:
+            log.info("duration of %gs reached: stopping", args.duration)
+            break
+        if now >= next_table and args.log_format == "text":
+            print(format_table(orchestrator.status()), flush=True)
+            next_table = now + args.status_every
+        interrupted.wait(0.1)
+    final = orchestrator.stop()
+    if args.log_format == "text":
+        print(format_table(final), flush=True)
+    for lp in final.loops:
+        log.info(
+            "loop %s: %s after %d iteration(s); drained %d, abandoned %d non-blocking call(s)",
+            lp.name, lp.state.value, lp.iterations, lp.drained, lp.abandoned,
+        )
+    ok = all(lp.state is LoopState.STOPPED for lp in final.loops)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "validate":
+        return cmd_validate(args.files)
+    return cmd_run(args)

@@ -1,0 +1,495 @@
+"""The loop engine: LoopManager runs one loop's iterations under DESIGN.md §3 in any pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from ._nodes import NodeContext, NodeData, ProducerExhausted
+from ._plan import LoopPlan, NodePlan
+from ._runner import NodeRunner, backoff
+from ._spec import ErrorPolicy, Pool
+from ._status import LoopState, LoopStatus, NodeHealth, truncate
+
+__all__ = ["LoopManager"]
+
+_FAILED: Any = object()  # a node call that failed after retries and aborts the iteration
+
+
+class _Desired(enum.Enum):
+    RUN = "run"
+    PAUSE = "pause"
+    STOP = "stop"
+
+
+class LoopManager:
+    """Runs one loop: calls the producer, then the chain, iteration after iteration.
+
+    ``run()`` is a coroutine; the pool decides where it runs (a thread's own event loop, a
+    shared asyncio event loop, or the main thread of a child process). ``pause()``,
+    ``resume()`` and ``stop()`` may be called from any thread; they take effect at the next
+    iteration boundary, and ``wait_for_state`` tells when they have.
+    """
+
+    def __init__(
+        self,
+        plan: LoopPlan,
+        *,
+        workflow: str,
+        pool: Pool | None = None,
+        max_iterations: int | None = None,
+        on_change: Callable[[LoopManager], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.name = plan.name
+        self.workflow = workflow
+        self.pool = pool or plan.spec.pool
+        self.max_iterations = max_iterations or plan.spec.max_iterations
+        self.log = logging.getLogger(f"ostinato.loop.{plan.name}")
+        self._on_change = on_change
+        self._cond = threading.Condition()
+        self._watchers = 0
+        self._state = LoopState.PENDING
+        self._reason: str | None = None
+        self._last_error: str | None = None
+        self._desired = _Desired.RUN
+        self._pause_reason: str | None = None
+        self._token = 0  # bumped by every control request; lets a breaker resume only its pause
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakers: set[asyncio.Future[bool]] = set()
+        self._runners: list[NodeRunner] = []
+        self._producer: NodeRunner | None = None
+        self._chain: tuple[NodeRunner, ...] = ()
+        self._pending = 0  # non-blocking calls in flight, all nodes
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drained = self._abandoned = 0
+        self.iterations = 0
+        self.failed_iterations = 0
+        self._consecutive_failures = 0
+        self._stop_signal = threading.Event()
+
+    # -- control, from any thread --------------------------------------------------------------
+
+    def pause(self, reason: str = "paused by request") -> None:
+        self._request(_Desired.PAUSE, reason)
+
+    def resume(self) -> None:
+        self._request(_Desired.RUN, None)
+
+    def stop(self) -> None:
+        self._request(_Desired.STOP, None)
+
+    def _request(self, desired: _Desired, reason: str | None) -> int:
+        with self._cond:
+            if self._desired is _Desired.STOP:
+                return self._token
+            self._desired = desired
+            self._token += 1
+            token = self._token
+            if desired is _Desired.PAUSE:
+                self._pause_reason = reason
+        if desired is _Desired.STOP:
+            self._stop_signal.set()
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to wake
+                loop.call_soon_threadsafe(self._poke)
+        return token
+
+    def _poke(self) -> None:
+        for waker in self._wakers:
+            if not waker.done():
+                waker.set_result(False)
+
+    # -- observation, from any thread ----------------------------------------------------------
+
+    @property
+    def state(self) -> LoopState:
+        return self._state
+
+    def status(self) -> LoopStatus:
+        return LoopStatus(
+            name=self.name,
+            pool=self.pool.value,
+            state=self._state,
+            reason=self._reason,
+            iterations=self.iterations,
+            failed_iterations=self.failed_iterations,
+            last_error=self._last_error,
+            drained=self._drained,
+            abandoned=self._abandoned,
+            nodes=[r.status() for r in self._runners],
+        )
+
+    def wait_for(self, predicate: Callable[[LoopManager], bool], timeout: float) -> bool:
+        """Block until ``predicate(self)`` holds (checked at state changes and iterations)."""
+        with self._cond:
+            self._watchers += 1
+            try:
+                return self._cond.wait_for(lambda: predicate(self), timeout)
+            finally:
+                self._watchers -= 1
+
+    def wait_for_state(self, *states: LoopState, timeout: float) -> bool:
+        return self.wait_for(lambda m: m._state in states, timeout)
+
+    def _set_state(self, state: LoopState, reason: str | None = None) -> None:
+        with self._cond:
+            self._state = state
+            self._reason = reason
+            self._cond.notify_all()
+        self.log.info("%s%s", state.value, f" ({reason})" if reason else "")
+        if self._on_change is not None:
+            self._on_change(self)
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # -- waiting that control can interrupt ---------------------------------------------------
+
+    async def _sleep(self, delay: float, interrupted: Callable[[], bool]) -> bool:
+        """Sleep ``delay`` seconds; False as soon as ``interrupted()`` holds after a request."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while not interrupted():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return True
+            waker: asyncio.Future[bool] = loop.create_future()
+            timer = loop.call_later(remaining, _resolve, waker, True)
+            self._wakers.add(waker)
+            try:
+                if await waker:
+                    return True
+            finally:
+                timer.cancel()
+                self._wakers.discard(waker)
+        return False
+
+    async def _producer_sleep(self, delay: float) -> bool:
+        return await self._sleep(delay, lambda: self._desired is not _Desired.RUN)
+
+    async def _wait_waker(self) -> None:
+        waker: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._wakers.add(waker)
+        try:
+            await waker
+        finally:
+            self._wakers.discard(waker)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run_sync(self) -> None:
+        """Run the loop on an event loop of its own in the calling thread (thread, process)."""
+        asyncio.run(self.run())
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        spec = self.plan.spec
+        offload = self.pool is Pool.ASYNCIO
+        worker = ThreadPoolExecutor(1, thread_name_prefix=f"ostinato-{self.name}-node")
+        effects = ThreadPoolExecutor(
+            spec.side_effect_workers, thread_name_prefix=f"ostinato-{self.name}-fx"
+        )
+        started: list[NodeRunner] = []
+        try:
+            for node_plan in (self.plan.producer, *self.plan.chain):
+                runner = self._make_runner(node_plan, offload, worker)
+                self._runners.append(runner)
+            for runner in self._runners:
+                await runner.hook("setup", offload)
+                started.append(runner)
+        except Exception as exc:
+            self._last_error = truncate(f"setup of node {runner.name!r} failed: {exc}")
+            self.log.error("%s\n%s", self._last_error, "".join(traceback.format_exception(exc)))
+            await self._teardown(started, offload)
+            worker.shutdown(wait=False)
+            effects.shutdown(wait=False)
+            self._set_state(LoopState.ERROR, "setup failed")
+            raise
+        self._producer, *chain = self._runners
+        self._chain = tuple(chain)
+        self._effects = effects
+        self._set_state(LoopState.RUNNING)
+        try:
+            await self._iterate()
+        except BaseException as exc:
+            self._last_error = truncate(f"{type(exc).__name__}: {exc}")
+            self._set_state(LoopState.ERROR, "engine failure")
+            raise
+        finally:
+            if self._state is not LoopState.ERROR:
+                self._set_state(LoopState.STOPPING)
+                await self._drain(spec.drain_timeout_seconds)
+                await self._teardown(started, offload)
+                self._set_state(LoopState.STOPPED, self._stop_reason())
+            effects.shutdown(wait=False, cancel_futures=True)
+            worker.shutdown(wait=False)
+
+    def _stop_reason(self) -> str:
+        return f"drained {self._drained}, abandoned {self._abandoned} non-blocking call(s)"
+
+    def _make_runner(self, plan: NodePlan, offload: bool, worker: ThreadPoolExecutor) -> NodeRunner:
+        context = NodeContext(
+            workflow=self.workflow, loop=self.name, node=plan.name, sleeper=self._producer_sleep
+        )
+        node = plan.cls(plan.config, context)
+        return NodeRunner(plan, node, offload=offload, worker=worker)
+
+    async def _iterate(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        chain = self._chain
+        yield_each = self.pool is Pool.ASYNCIO
+        name = self.name
+        while True:
+            if self._desired is not _Desired.RUN:
+                if self._desired is _Desired.STOP:
+                    return
+                await self._paused()
+                continue
+            if self.max_iterations is not None and self.iterations >= self.max_iterations:
+                return
+            try:
+                out = producer.call() if producer.inline else await producer.acall()
+            except ProducerExhausted:
+                self.log.info("producer exhausted after %d iteration(s)", self.iterations)
+                return
+            except Exception as exc:
+                out = await self._recover(producer, exc, ())
+                if out is _FAILED:
+                    self._iteration_done(failed=True)
+                    continue
+            else:
+                producer.calls += 1
+                if producer.health is not NodeHealth.HEALTHY:
+                    producer.recovered()
+            if out is None:
+                if yield_each or self._pending:
+                    await asyncio.sleep(0)
+                continue
+            data = out if type(out) is NodeData else NodeData(out)
+            data.loop = name
+            data.iteration = self.iterations + 1
+            failed = False
+            for r in chain:
+                if r.blocking:
+                    try:
+                        res = r.call(data) if r.inline else await r.acall(data)
+                    except Exception as exc:
+                        res = await self._recover(r, exc, (data,))
+                        if res is _FAILED:
+                            failed = True
+                            if r.on_error is ErrorPolicy.CONTINUE:
+                                continue
+                            break
+                    else:
+                        r.calls += 1
+                        if r.health is not NodeHealth.HEALTHY:
+                            r.recovered()
+                    if type(res) is not NodeData:
+                        res = data.with_payload(res)
+                    data = res
+                else:
+                    if r.in_flight >= r.max_in_flight:
+                        if r.drops():
+                            r.dropped += 1
+                            continue
+                        await self._wait_slot(r)
+                    self._dispatch(r, data)
+            self._iteration_done(failed)
+            if yield_each or self._pending:
+                await asyncio.sleep(0)
+
+    def _iteration_done(self, failed: bool) -> None:
+        self.iterations += 1
+        if failed:
+            self.failed_iterations += 1
+            self._consecutive_failures += 1
+            breaker = self.plan.spec.circuit_breaker
+            if breaker is not None and self._consecutive_failures >= breaker.consecutive_failures:
+                self._open_breaker(breaker.consecutive_failures, breaker.cooldown_seconds)
+        else:
+            self._consecutive_failures = 0
+        if self._watchers:
+            self._notify()
+
+    def _open_breaker(self, failures: int, cooldown: float) -> None:
+        self._consecutive_failures = 0
+        reason = f"circuit open after {failures} failed iterations; retry in {cooldown:g}s"
+        self.log.warning("%s", reason)
+        token = self._request(_Desired.PAUSE, reason)
+        assert self._loop is not None
+        self._loop.call_later(cooldown, self._close_breaker, token)
+
+    def _close_breaker(self, token: int) -> None:
+        with self._cond:
+            if self._token != token:  # someone paused, resumed or stopped since: theirs wins
+                return
+        self.log.info("circuit half-open: resuming")
+        self.resume()
+
+    async def _paused(self) -> None:
+        self._set_state(LoopState.PAUSED, self._pause_reason)
+        while self._desired is _Desired.PAUSE:
+            await self._wait_waker()
+        if self._desired is _Desired.RUN:
+            self._set_state(LoopState.RUNNING)
+
+    # -- errors --------------------------------------------------------------------------------
+
+    async def _recover(self, r: NodeRunner, exc: Exception, args: tuple[Any, ...]) -> Any:
+        """Retry a failed call per its policy; then apply onError. Returns the result or _FAILED
+        (for ``continue``, the input passes on)."""
+        attempt = 1
+        while attempt < r.retry.max_attempts:
+            r.retrying(exc, attempt)
+            attempt += 1
+            if not await self._sleep(
+                backoff(r.retry, attempt - 1), lambda: self._desired is _Desired.STOP
+            ):
+                break
+            try:
+                result = r.call(*args) if r.inline else await r.acall(*args)
+            except Exception as again:
+                exc = again
+            else:
+                r.succeeded()
+                return result
+        policy = r.failed(exc)
+        self._last_error = f"{r.name}: {r.last_error}"
+        if policy is ErrorPolicy.PAUSE_LOOP:
+            self._request(_Desired.PAUSE, f"node {r.name!r} failed (onError=pauseLoop)")
+        elif policy is ErrorPolicy.STOP_LOOP:
+            self.log.warning("stopping: node %r failed (onError=stopLoop)", r.name)
+            self._request(_Desired.STOP, None)
+        return _FAILED
+
+    # -- non-blocking side effects -------------------------------------------------------------
+
+    async def _wait_slot(self, r: NodeRunner) -> None:
+        loop = asyncio.get_running_loop()
+        while r.in_flight >= r.max_in_flight:
+            waiter: asyncio.Future[None] = loop.create_future()
+            r.slot_waiters.append(waiter)
+            await waiter
+
+    def _dispatch(self, r: NodeRunner, data: NodeData) -> None:
+        r.in_flight += 1
+        self._pending += 1
+        if r.is_async:
+            task = asyncio.get_running_loop().create_task(self._effect_async(r, data))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            fut = asyncio.get_running_loop().run_in_executor(
+                self._effects, self._effect_sync, r, data
+            )
+            fut.add_done_callback(partial(self._effect_done, r))
+
+    def _effect_sync(self, r: NodeRunner, data: NodeData) -> tuple[Exception | None, int]:
+        """Runs in a side-effect thread: the call and its retries. Accounting is left to the
+        loop's thread (``_effect_done``) so counters have a single writer."""
+        attempt = 1
+        while True:
+            try:
+                r.call(data)
+                return None, attempt - 1
+            except Exception as exc:
+                if attempt >= r.retry.max_attempts or self._stop_signal.is_set():
+                    return exc, attempt - 1
+                r.node.logger.warning(
+                    "attempt %d/%d failed, retrying: %s: %s",
+                    attempt, r.retry.max_attempts, type(exc).__name__, exc,
+                )
+                if self._stop_signal.wait(backoff(r.retry, attempt)):
+                    return exc, attempt - 1
+                attempt += 1
+
+    async def _effect_async(self, r: NodeRunner, data: NodeData) -> None:
+        attempt = 1
+        error: Exception | None = None
+        while True:
+            try:
+                await r.call(data)
+                error = None
+                break
+            except Exception as exc:
+                error = exc
+                if attempt >= r.retry.max_attempts:
+                    break
+                r.node.logger.warning(
+                    "attempt %d/%d failed, retrying: %s: %s",
+                    attempt, r.retry.max_attempts, type(exc).__name__, exc,
+                )
+                if not await self._sleep(
+                    backoff(r.retry, attempt), lambda: self._desired is _Desired.STOP
+                ):
+                    break
+                attempt += 1
+        self._account(r, error, attempt - 1)
+
+    def _effect_done(self, r: NodeRunner, fut: asyncio.Future[tuple[Exception | None, int]]) -> None:
+        if fut.cancelled():
+            self._account(r, None, 0, abandoned=True)
+            return
+        error, retries = fut.result()
+        self._account(r, error, retries)
+
+    def _account(
+        self, r: NodeRunner, error: Exception | None, retries: int, abandoned: bool = False
+    ) -> None:
+        r.retries += retries
+        if abandoned:
+            pass
+        elif error is None:
+            r.succeeded()
+        else:
+            policy = r.failed(error)
+            self._last_error = f"{r.name}: {r.last_error}"
+            if policy is ErrorPolicy.PAUSE_LOOP:
+                self._request(_Desired.PAUSE, f"node {r.name!r} failed (onError=pauseLoop)")
+            elif policy is ErrorPolicy.STOP_LOOP:
+                self._request(_Desired.STOP, None)
+        r.release()
+        self._pending -= 1
+        if self._state is LoopState.STOPPING and not abandoned:
+            self._drained += 1
+        if self._pending == 0 and self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    async def _drain(self, timeout: float) -> None:
+        if self._pending:
+            self.log.info("draining %d non-blocking call(s)", self._pending)
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drain_waiter), timeout)
+            except TimeoutError:
+                self._abandoned = self._pending
+                self.log.warning(
+                    "drain timeout (%gs): abandoning %d non-blocking call(s)", timeout, self._pending
+                )
+                for task in list(self._tasks):
+                    task.cancel()
+
+    async def _teardown(self, runners: list[NodeRunner], offload: bool) -> None:
+        for runner in reversed(runners):
+            try:
+                await runner.hook("teardown", offload)
+            except Exception as exc:
+                runner.node.logger.error("teardown failed: %s: %s", type(exc).__name__, exc)
+
+
+def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)

@@ -1,0 +1,156 @@
+"""Handles the orchestrator keeps per loop: the same controls for thread, asyncio and process."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from ._engine import LoopManager
+from ._plan import LoopPlan
+from ._spec import Pool
+from ._status import LoopState, LoopStatus
+
+__all__ = ["EventLoopThread", "InProcessLoop", "LoopHandle"]
+
+log = logging.getLogger("ostinato.orchestrator")
+
+
+class LoopHandle(abc.ABC):
+    """One loop as the orchestrator sees it, wherever it runs."""
+
+    def __init__(self, plan: LoopPlan) -> None:
+        self.plan = plan
+        self.name = plan.name
+        self.pool = plan.spec.pool
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+    @abc.abstractmethod
+    def pause(self) -> None:
+        """Ask the loop to pause at its next iteration boundary."""
+    @abc.abstractmethod
+    def resume(self) -> None: ...
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Ask the loop to finish its iteration, drain, tear down and stop (does not wait)."""
+    @abc.abstractmethod
+    def status(self) -> LoopStatus: ...
+    @abc.abstractmethod
+    def wait_for(self, predicate: Callable[[LoopStatus], bool], timeout: float) -> bool:
+        """Block until ``predicate(status)`` holds; False after ``timeout`` seconds."""
+
+    @property
+    def state(self) -> LoopState:
+        return self.status().state
+
+    @property
+    @abc.abstractmethod
+    def done(self) -> bool:
+        """True once the loop has ended for good (stopped, or failed and not restarted)."""
+
+    def wait_for_state(self, *states: LoopState, timeout: float) -> bool:
+        return self.wait_for(lambda s: s.state in states, timeout)
+
+    def join(self, timeout: float) -> bool:
+        return self.wait_for(lambda _s: self.done, timeout)
+
+
+class EventLoopThread:
+    """An asyncio event loop running in a thread of its own, shared by the loops that name it."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run, name=f"ostinato-asyncio-{name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    def submit(self, coro: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+
+
+class InProcessLoop(LoopHandle):
+    """A loop in this process: on a thread of its own, or as a task on an asyncio event loop."""
+
+    def __init__(
+        self,
+        plan: LoopPlan,
+        *,
+        workflow: str,
+        max_iterations: int | None,
+        event_loop: EventLoopThread | None = None,
+    ) -> None:
+        super().__init__(plan)
+        self.manager = LoopManager(plan, workflow=workflow, max_iterations=max_iterations)
+        self._event_loop = event_loop
+        self._finished = threading.Event()
+        if (event_loop is None) != (plan.spec.pool is not Pool.ASYNCIO):
+            raise ValueError("an asyncio loop needs an event loop thread; others must not get one")
+
+    def start(self) -> None:
+        if self._event_loop is None:
+            threading.Thread(
+                target=self._run_thread, name=f"ostinato-loop-{self.name}", daemon=True
+            ).start()
+        else:
+            self._event_loop.submit(self.manager.run()).add_done_callback(self._ended)
+
+    def _run_thread(self) -> None:
+        try:
+            self.manager.run_sync()
+        except Exception:
+            pass  # the manager has logged it and reports state error
+        finally:
+            self._mark_finished()
+
+    def _ended(self, fut: Future[Any]) -> None:
+        self._mark_finished()
+
+    def _mark_finished(self) -> None:
+        self._finished.set()
+        self.manager._notify()
+
+    def pause(self) -> None:
+        self.manager.pause()
+
+    def resume(self) -> None:
+        self.manager.resume()
+
+    def stop(self) -> None:
+        self.manager.stop()
+
+    def status(self) -> LoopStatus:
+        return self.manager.status()
+
+    @property
+    def state(self) -> LoopState:
+        return self.manager.state
+
+    @property
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def wait_for(self, predicate: Callable[[LoopStatus], bool], timeout: float) -> bool:
+        return self.manager.wait_for(lambda m: predicate(m.status()), timeout)
+
+    def wait_for_state(self, *states: LoopState, timeout: float) -> bool:
+        return self.manager.wait_for_state(*states, timeout=timeout)
+
+    def join(self, timeout: float) -> bool:
+        return self.manager.wait_for(lambda _m: self._finished.is_set(), timeout)

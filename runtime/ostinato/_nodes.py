@@ -1,0 +1,193 @@
+"""The node API users write against: configs, the data that moves along a chain, the node kinds."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import os
+import time
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "BaseNode",
+    "BlockingNode",
+    "NodeConfig",
+    "NodeContext",
+    "NodeData",
+    "NodeKind",
+    "NonBlockingNode",
+    "ProducerExhausted",
+    "ProducerNode",
+]
+
+
+class NodeKind(str, enum.Enum):
+    """Where a node sits in a loop and how the loop waits for it (DESIGN.md §3)."""
+
+    PRODUCER = "producer"
+    BLOCKING = "blocking"
+    NON_BLOCKING = "nonBlocking"
+
+
+class NodeConfig(BaseModel):
+    """Base of every node's validated configuration.
+
+    Subclass it and declare fields; the workflow document's ``config`` mapping is validated
+    against it. Fields are written in camelCase in documents (``periodSeconds``) and read in
+    snake_case in Python (``period_seconds``). Unknown keys are rejected so typos surface.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class ProducerExhausted(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raised by a producer that has nothing more to produce: the loop stops gracefully."""
+
+
+@dataclass(slots=True)
+class NodeData:
+    """The payload moving along a chain, with the metadata of the iteration that carries it."""
+
+    payload: Any = None
+    loop: str = ""
+    iteration: int = 0
+    #: Wall-clock time (seconds since the epoch) at which the producer emitted this iteration.
+    created_at: float = field(default_factory=time.time)
+    #: 16 hex digits identifying the iteration across loops and logs.
+    trace_id: str = field(default_factory=lambda: os.urandom(8).hex())
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def with_payload(self, payload: Any) -> NodeData:
+        """The same iteration's metadata with another payload (what a blocking node returns)."""
+        return NodeData(payload, self.loop, self.iteration, self.created_at, self.trace_id, self.meta)
+
+
+class NodeContext:
+    """What the engine tells a node about where it runs; set as ``node.context`` before setup."""
+
+    def __init__(
+        self,
+        *,
+        workflow: str,
+        loop: str,
+        node: str,
+        sleeper: Callable[[float], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.loop = loop
+        self.node = node
+        self.logger = logging.getLogger(f"ostinato.node.{loop}.{node}")
+        #: Free-form counters a node reports in its status (for example ``missedTicks``).
+        self.counters: dict[str, int] = {}
+        self._sleeper = sleeper
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to the node's counter ``name`` (shown in status)."""
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+    async def sleep_until(self, deadline: float) -> bool:
+        """Wait until ``time.monotonic()`` reaches ``deadline``.
+
+        Returns False when woken early because the loop was asked to pause or stop: a producer
+        should then return None so that the control request takes effect at once.
+        """
+        delay = deadline - time.monotonic()
+        if self._sleeper is None:
+            import asyncio
+
+            await asyncio.sleep(max(delay, 0.0))
+            return True
+        return await self._sleeper(delay)
+
+
+C = TypeVar("C", bound=NodeConfig)
+
+
+class BaseNode(Generic[C]):
+    """Base of all nodes. Nodes never manage concurrency: the loop calls them, the pool decides
+    where. Any method may be written ``def`` or ``async def``.
+
+    The configuration model is taken from the generic argument (``BlockingNode[MyConfig]``) or
+    from a ``config_class`` attribute; it defaults to an empty :class:`NodeConfig`.
+    """
+
+    config_class: ClassVar[type[NodeConfig]] = NodeConfig
+    #: The kinds this class may be used as in a workflow (set by the kind base classes).
+    kinds: ClassVar[frozenset[NodeKind]] = frozenset()
+    #: In the asyncio pool a sync method runs in a worker thread so the event loop stays free.
+    #: A node whose sync methods are quick and never block may set this to run them inline.
+    run_inline: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kinds: set[NodeKind] = set()
+        for base in cls.__mro__[1:]:
+            kinds.update(base.__dict__.get("_own_kinds", ()))
+        kinds.update(cls.__dict__.get("_own_kinds", ()))
+        cls.kinds = frozenset(kinds)
+        if "config_class" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):
+            for arg in typing.get_args(base):
+                if isinstance(arg, type) and issubclass(arg, NodeConfig):
+                    cls.config_class = arg
+                    return
+
+    def __init__(self, config: C, context: NodeContext | None = None) -> None:
+        self.config: C = config
+        self.context = context or NodeContext(workflow="", loop="", node=type(self).__name__)
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self.context.logger
+
+    def setup(self) -> object:
+        """Called once before the first iteration (in the pool where the loop runs)."""
+        return None
+
+    def teardown(self) -> object:
+        """Called once when the loop stops, after non-blocking calls have drained."""
+        return None
+
+
+class ProducerNode(BaseNode[C]):
+    """Starts each iteration. ``produce`` returns the iteration's :class:`NodeData` (or a bare
+    payload), or None for "no iteration now"; raising :class:`ProducerExhausted` ends the loop."""
+
+    _own_kinds = (NodeKind.PRODUCER,)
+
+    def produce(self) -> object:
+        raise NotImplementedError(f"{type(self).__name__} must implement produce()")
+
+
+class _ChainNode(BaseNode[C]):
+    def process(self, data: NodeData) -> object:
+        raise NotImplementedError(f"{type(self).__name__} must implement process(data)")
+
+
+class BlockingNode(_ChainNode[C]):
+    """Runs in the chain; the next node starts with its return value once it returns. Returning
+    a :class:`NodeData` passes it on as is; any other value becomes the payload."""
+
+    _own_kinds = (NodeKind.BLOCKING,)
+
+
+class NonBlockingNode(_ChainNode[C]):
+    """A side effect: handed to the loop's side-effect executor while the chain goes on with the
+    same data. Its return value is ignored; its errors are reported, never fail the iteration."""
+
+    _own_kinds = (NodeKind.NON_BLOCKING,)
+
+
+def is_async_callable(fn: Callable[..., object]) -> bool:
+    """True for ``async def`` functions and methods (the engine awaits them)."""
+    return inspect.iscoroutinefunction(fn)

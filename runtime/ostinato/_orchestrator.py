@@ -1,0 +1,161 @@
+"""WorkflowOrchestrator: loads a workflow, builds its loops, runs each in its pool, controls them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ._control import ControlServer
+from ._handles import EventLoopThread, InProcessLoop, LoopHandle
+from ._plan import WorkflowPlan, dump_document, load_workflow
+from ._process import ProcessLoop
+from ._spec import Pool
+from ._status import LoopState, WorkflowStatus
+
+__all__ = ["WorkflowOrchestrator"]
+
+log = logging.getLogger("ostinato.orchestrator")
+
+
+class WorkflowOrchestrator:
+    """Runs a whole workflow: every loop in the pool it names, under one set of controls.
+
+    ``workflow`` is a file path, a document mapping or a checked :class:`WorkflowPlan`.
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        workflow: str | Path | Mapping[str, Any] | WorkflowPlan,
+        *,
+        max_iterations: int | None = None,
+        log_format: str = "text",
+    ) -> None:
+        self.plan = workflow if isinstance(workflow, WorkflowPlan) else load_workflow(workflow)
+        self.name = self.plan.name
+        self._max_iterations = max_iterations
+        self._log_format = log_format
+        self._server: ControlServer | None = None
+        self._event_loops: dict[str, EventLoopThread] = {}
+        self.loops: dict[str, LoopHandle] = {}
+        self._started = False
+
+    def __enter__(self) -> WorkflowOrchestrator:
+        self.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build every loop and start it in its pool (returns at once)."""
+        if self._started:
+            raise RuntimeError(f"workflow {self.name!r} already started")
+        self._started = True
+        document = dump_document(self.plan.workflow)
+        for plan in self.plan.loops:
+            handle: LoopHandle
+            if plan.spec.pool is Pool.PROCESS:
+                if self._server is None:
+                    self._server = ControlServer()
+                handle = ProcessLoop(
+                    plan,
+                    server=self._server,
+                    document=document,
+                    max_iterations=self._max_iterations,
+                    log_format=self._log_format,
+                )
+            else:
+                event_loop = None
+                if plan.spec.pool is Pool.ASYNCIO:
+                    key = plan.spec.event_loop or f"loop:{plan.name}"
+                    if key not in self._event_loops:
+                        self._event_loops[key] = EventLoopThread(plan.spec.event_loop or plan.name)
+                    event_loop = self._event_loops[key]
+                handle = InProcessLoop(
+                    plan,
+                    workflow=self.name,
+                    max_iterations=self._max_iterations,
+                    event_loop=event_loop,
+                )
+            self.loops[plan.name] = handle
+        log.info(
+            "workflow %r: starting %d loop(s): %s",
+            self.name,
+            len(self.loops),
+            ", ".join(f"{h.name}[{h.pool.value}]" for h in self.loops.values()),
+        )
+        for handle in self.loops.values():
+            handle.start()
+
+    def loop(self, name: str) -> LoopHandle:
+        try:
+            return self.loops[name]
+        except KeyError:
+            raise KeyError(f"workflow {self.name!r} has no loop {name!r}") from None
+
+    def _targets(self, loop: str | None) -> list[LoopHandle]:
+        return [self.loop(loop)] if loop is not None else list(self.loops.values())
+
+    def pause(self, loop: str | None = None) -> None:
+        """Pause one loop, or all; each takes effect at its next iteration boundary."""
+        for handle in self._targets(loop):
+            handle.pause()
+
+    def resume(self, loop: str | None = None) -> None:
+        for handle in self._targets(loop):
+            handle.resume()
+
+    def stop(self, timeout: float | None = None) -> WorkflowStatus:
+        """Stop every loop gracefully and wait for them; returns the final status.
+
+        ``timeout`` defaults to the largest drain timeout plus a margin for teardown.
+        """
+        if timeout is None:
+            drains = [p.spec.drain_timeout_seconds for p in self.plan.loops]
+            timeout = max(drains, default=0.0) + 30.0
+        for handle in self.loops.values():
+            handle.stop()
+        deadline = time.monotonic() + timeout
+        for handle in self.loops.values():
+            if not handle.join(max(deadline - time.monotonic(), 0.0)):
+                log.error("loop %r did not stop within %.0fs", handle.name, timeout)
+        status = self.status()
+        for event_loop in self._event_loops.values():
+            event_loop.close()
+        self._event_loops.clear()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        return status
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every loop has ended by itself (max iterations, exhausted producer, a
+        stopLoop policy); False after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for handle in self.loops.values():
+            while not handle.done:
+                remaining = 3600.0 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0 or (not handle.join(remaining) and deadline is not None):
+                    return False
+        return True
+
+    @property
+    def done(self) -> bool:
+        return all(h.done for h in self.loops.values())
+
+    def status(self) -> WorkflowStatus:
+        return WorkflowStatus(
+            workflow=self.name, loops=[h.status() for h in self.loops.values()]
+        )
+
+    def states(self) -> dict[str, LoopState]:
+        return {name: h.state for name, h in self.loops.items()}

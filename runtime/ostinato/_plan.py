@@ -1,0 +1,319 @@
+"""Turns a workflow document into checked execution plans, one per loop, or field-named errors."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from ._nodes import BaseNode, NodeConfig, NodeKind
+from ._spec import LoopSpec, NodeSpec, QueueSpec, Workflow
+
+__all__ = [
+    "FieldError",
+    "LoopPlan",
+    "NodePlan",
+    "WorkflowError",
+    "WorkflowPlan",
+    "build_plan",
+    "load_document",
+    "load_workflow",
+    "parse_workflow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem in a document: where (``spec.loops[1].nodes[0].name``) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class WorkflowError(ValueError):
+    """A workflow document that cannot run; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: Iterable[FieldError], source: str | None = None) -> None:
+        self.errors = list(errors)
+        self.source = source
+        head = f"{source}: " if source else ""
+        lines = "\n".join(f"  {e}" for e in self.errors)
+        super().__init__(f"{head}invalid workflow ({len(self.errors)} error(s)):\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """A node ready to instantiate: its class, its kind in this loop, its validated config."""
+
+    name: str
+    kind: NodeKind
+    cls: type[BaseNode[Any]]
+    config: NodeConfig
+    spec: NodeSpec
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoopPlan:
+    name: str
+    spec: LoopSpec
+    producer: NodePlan
+    chain: tuple[NodePlan, ...]
+    reads: frozenset[str]
+    writes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPlan:
+    """Everything the orchestrator needs: the document, one plan per loop, the queue edges."""
+
+    workflow: Workflow
+    loops: tuple[LoopPlan, ...]
+    queues: Mapping[str, QueueSpec]
+    #: (writer loop, queue, reader loop): where queue nodes cut the graph between loops.
+    edges: tuple[tuple[str, str, str], ...]
+
+    @property
+    def name(self) -> str:
+        return self.workflow.metadata.name
+
+    def loop(self, name: str) -> LoopPlan:
+        for plan in self.loops:
+            if plan.name == name:
+                return plan
+        raise KeyError(f"workflow {self.name!r} has no loop {name!r}")
+
+
+def format_loc(loc: Iterable[int | str], prefix: str = "") -> str:
+    """('spec', 'loops', 1, 'name') -> 'spec.loops[1].name'."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_MESSAGES = {
+    "missing": "required field is missing",
+    "extra_forbidden": "unknown field",
+}
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    for key, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if key in ctx and kind.endswith(("than", "than_equal")):
+            return f"must be {op} {ctx[key]}"
+    if kind == "string_pattern_mismatch":
+        return f"{err.get('input')!r} is not a valid name (lower-case letters, digits, '-')"
+    if kind == "literal_error" or kind == "enum":
+        return f"{err.get('input')!r} is not one of {ctx.get('expected', '')}"
+    return str(err["msg"])
+
+
+def errors_from_pydantic(exc: pydantic.ValidationError, prefix: str = "") -> list[FieldError]:
+    return [FieldError(format_loc(e["loc"], prefix), _message(e)) for e in exc.errors()]
+
+
+def load_document(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON workflow file into a mapping; syntax errors name line and column."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise WorkflowError([FieldError("", f"{where}not valid YAML: {exc}")], str(path)) from None
+    if not isinstance(doc, dict):
+        raise WorkflowError([FieldError("", "the document must be a mapping")], str(path))
+    return doc
+
+
+def parse_workflow(doc: Mapping[str, Any], source: str | None = None) -> Workflow:
+    """Structural validation of a document (types, ranges, unknown fields)."""
+    try:
+        return Workflow.model_validate(doc)
+    except pydantic.ValidationError as exc:
+        raise WorkflowError(errors_from_pydantic(exc), source) from None
+
+
+def _builtin(name: str) -> type[BaseNode[Any]] | None:
+    from . import _builtins
+
+    found = getattr(_builtins, name, None)
+    if isinstance(found, type) and issubclass(found, BaseNode) and name in _builtins.__all__:
+        return found
+    return None
+
+
+def resolve_class(path: str) -> type[BaseNode[Any]]:
+    """'pkg.mod:Class' (or a built-in's name) -> the node class; ValueError says what failed."""
+    if ":" not in path:
+        found = _builtin(path)
+        if found is None:
+            raise ValueError(
+                f"{path!r} is neither 'package.module:Class' nor a built-in node "
+                f"(built-ins: {', '.join(_builtin_names())})"
+            )
+        return found
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # an import can fail in any way the module's code does
+        raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ValueError(f"module {module_name!r} has no attribute {attr!r}")
+    if not (isinstance(obj, type) and issubclass(obj, BaseNode)):
+        raise ValueError(f"{path!r} is not a node class (a subclass of ostinato.BaseNode)")
+    return obj
+
+
+def _builtin_names() -> list[str]:
+    from . import _builtins
+
+    return list(_builtins.__all__)
+
+
+def _plan_node(
+    spec: NodeSpec, path: str, slot: str, queues: Mapping[str, QueueSpec], errors: list[FieldError]
+) -> NodePlan | None:
+    count = len(errors)
+    if spec.kind is not None:
+        kind = NodeKind(spec.kind)
+    elif slot == "producer":
+        kind = NodeKind.PRODUCER
+    else:
+        errors.append(FieldError(f"{path}.kind", "required: blocking or nonBlocking"))
+        return None
+    if slot == "producer" and kind is not NodeKind.PRODUCER:
+        errors.append(FieldError(f"{path}.kind", f"the producer slot needs kind producer, not {kind.value}"))
+    if slot == "chain" and kind is NodeKind.PRODUCER:
+        errors.append(
+            FieldError(f"{path}.kind", "a producer belongs in the loop's 'producer' field, not in nodes")
+        )
+    if spec.queue is not None:
+        ref = spec.queue
+        if (ref.read is None) == (ref.write is None):
+            errors.append(FieldError(f"{path}.queue", "set exactly one of 'read' and 'write'"))
+        for role, name in (("read", ref.read), ("write", ref.write)):
+            if name is not None and name not in queues:
+                errors.append(
+                    FieldError(f"{path}.queue.{role}", f"queue {name!r} is not declared in spec.queues")
+                )
+        if ref.read is not None and kind is NodeKind.NON_BLOCKING:
+            errors.append(FieldError(f"{path}.kind", "a queue reader is a producer or blocking node"))
+        if ref.write is not None and kind is NodeKind.PRODUCER:
+            errors.append(FieldError(f"{path}.kind", "a queue writer is a blocking or nonBlocking node"))
+        if spec.class_ is not None:
+            errors.append(FieldError(f"{path}.class", "a queue node takes no class"))
+        if len(errors) == count:
+            errors.append(
+                FieldError(f"{path}.queue", "queue nodes need the messaging hub, not in this version")
+            )
+        return None
+    if spec.class_ is None:
+        errors.append(FieldError(f"{path}.class", "required field is missing"))
+        return None
+    try:
+        cls = resolve_class(spec.class_)
+    except ValueError as exc:
+        errors.append(FieldError(f"{path}.class", str(exc)))
+        return None
+    if kind not in cls.kinds:
+        supported = ", ".join(sorted(k.value for k in cls.kinds)) or "none"
+        errors.append(
+            FieldError(f"{path}.kind", f"{spec.class_} cannot be a {kind.value} node (it is: {supported})")
+        )
+    try:
+        config = cls.config_class.model_validate(spec.config)
+    except pydantic.ValidationError as exc:
+        errors.extend(errors_from_pydantic(exc, f"{path}.config"))
+        return None
+    if len(errors) > count:
+        return None
+    return NodePlan(spec.name, kind, cls, config, spec, path)
+
+
+def _duplicates(names: Iterable[str]) -> list[tuple[int, str]]:
+    seen: set[str] = set()
+    dups = []
+    for i, name in enumerate(names):
+        if name in seen:
+            dups.append((i, name))
+        seen.add(name)
+    return dups
+
+
+def build_plan(workflow: Workflow, source: str | None = None) -> WorkflowPlan:
+    """Cross-field checks, class resolution and config validation; all errors at once."""
+    errors: list[FieldError] = []
+    spec = workflow.spec
+    for i, name in _duplicates(q.name for q in spec.queues):
+        errors.append(FieldError(f"spec.queues[{i}].name", f"duplicate queue name {name!r}"))
+    for i, name in _duplicates(lp.name for lp in spec.loops):
+        errors.append(FieldError(f"spec.loops[{i}].name", f"duplicate loop name {name!r}"))
+    queues = {q.name: q for q in spec.queues}
+    loops: list[LoopPlan] = []
+    for li, loop in enumerate(spec.loops):
+        base = f"spec.loops[{li}]"
+        if loop.event_loop is not None and loop.pool.value != "asyncio":
+            errors.append(FieldError(f"{base}.eventLoop", "only loops in the asyncio pool share an event loop"))
+        names = ([loop.producer.name] if loop.producer else []) + [n.name for n in loop.nodes]
+        offset = 1 if loop.producer else 0
+        for i, name in _duplicates(names):
+            errors.append(
+                FieldError(f"{base}.nodes[{i - offset}].name", f"duplicate node name {name!r} in loop {loop.name!r}")
+            )
+        producer = None
+        if loop.producer is None:
+            errors.append(FieldError(f"{base}.producer", "every loop needs a producer node"))
+        else:
+            producer = _plan_node(loop.producer, f"{base}.producer", "producer", queues, errors)
+        chain = [
+            _plan_node(node, f"{base}.nodes[{ni}]", "chain", queues, errors)
+            for ni, node in enumerate(loop.nodes)
+        ]
+        nodes = [loop.producer, *loop.nodes] if loop.producer else list(loop.nodes)
+        reads = frozenset(n.queue.read for n in nodes if n.queue and n.queue.read)
+        writes = frozenset(n.queue.write for n in nodes if n.queue and n.queue.write)
+        if producer is not None and all(c is not None for c in chain):
+            loops.append(
+                LoopPlan(loop.name, loop, producer, tuple(c for c in chain if c), reads, writes)
+            )
+    if errors:
+        raise WorkflowError(errors, source)
+    edges = tuple(
+        (w.name, q, r.name) for w in loops for q in sorted(w.writes) for r in loops if q in r.reads
+    )
+    return WorkflowPlan(workflow, tuple(loops), queues, edges)
+
+
+def load_workflow(source: str | Path | Mapping[str, Any]) -> WorkflowPlan:
+    """A file path or a mapping -> a checked plan, or :class:`WorkflowError`."""
+    if isinstance(source, Mapping):
+        doc, label = dict(source), None
+    else:
+        doc, label = load_document(source), str(source)
+    return build_plan(parse_workflow(doc, label), label)
+
+
+def dump_document(workflow: Workflow) -> str:
+    """The normalized document as JSON (what a process loop or the operator receives)."""
+    return json.dumps(workflow.model_dump(mode="json", by_alias=True, exclude_none=True))

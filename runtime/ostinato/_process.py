@@ -1,0 +1,196 @@
+"""Process-pool loops, parent side: spawn a child per loop, watch it, restart it with backoff."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ._control import ControlServer
+from ._handles import LoopHandle
+from ._plan import LoopPlan
+from ._status import LoopState, LoopStatus
+
+__all__ = ["ProcessLoop"]
+
+log = logging.getLogger("ostinato.orchestrator")
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class ProcessLoop(LoopHandle):
+    """A loop in a child process (``python -m ostinato._child``) of its own.
+
+    The child is told everything through the control channel (the normalized document as
+    JSON, never a pickle) and reports state and heartbeats back. A child that dies before it was
+    told to stop is reported as ``error`` and restarted with exponential backoff.
+    """
+
+    def __init__(
+        self,
+        plan: LoopPlan,
+        *,
+        server: ControlServer,
+        document: str,
+        max_iterations: int | None,
+        log_format: str = "text",
+    ) -> None:
+        super().__init__(plan)
+        self._server = server
+        self._document = document
+        self._max_iterations = max_iterations
+        self._log_format = log_format
+        self._cond = threading.Condition()
+        self._status = LoopStatus(name=plan.name, pool=plan.spec.pool.value)
+        self._desired = "run"
+        self._stop = threading.Event()
+        self._finished = False
+        self._identity = b""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._restarts = 0
+        self._final = False
+        self._thread = threading.Thread(
+            target=self._supervise, name=f"ostinato-supervise-{plan.name}", daemon=True
+        )
+
+    # -- control -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _command(self, cmd: str) -> None:
+        with self._cond:
+            if self._desired == "stop":
+                return
+            self._desired = {"pause": "pause", "resume": "run", "stop": "stop"}[cmd]
+            identity = self._identity
+        if identity:
+            self._server.send(identity, "control", cmd=cmd)
+
+    def pause(self) -> None:
+        self._command("pause")
+
+    def resume(self) -> None:
+        self._command("resume")
+
+    def stop(self) -> None:
+        self._command("stop")
+        self._stop.set()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send a signal to the child (for tests and for the operator's failure drills)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, sig)
+
+    # -- observation ---------------------------------------------------------------------------
+
+    def status(self) -> LoopStatus:
+        with self._cond:
+            return self._status
+
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+    def wait_for(self, predicate: Callable[[LoopStatus], bool], timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self._status), timeout)
+
+    def _update(self, **changes: Any) -> None:
+        with self._cond:
+            self._status = self._status.model_copy(update=changes)
+            self._cond.notify_all()
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg["t"]
+        if kind == "hello":
+            with self._cond:
+                desired = self._desired
+            self._server.send(
+                self._identity,
+                "config",
+                document=self._document,
+                loop=self.name,
+                desired=desired,
+                maxIterations=self._max_iterations,
+                sysPath=sys.path,
+                logFormat=self._log_format,
+                logLevel=logging.getLogger("ostinato").getEffectiveLevel(),
+            )
+        elif kind == "status":
+            reported = LoopStatus.model_validate(msg["status"])
+            with self._cond:
+                self._status = reported.model_copy(
+                    update={"restarts": self._restarts, "pid": self._status.pid}
+                )
+                self._final = bool(msg.get("final"))
+                self._cond.notify_all()
+
+    # -- supervision ---------------------------------------------------------------------------
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self._final = False
+        self._identity = f"{self.name}/{uuid.uuid4().hex[:12]}".encode()
+        self._server.register(self._identity, self._on_message)
+        cmd = [
+            sys.executable, "-m", "ostinato._child",
+            "--connect", self._server.endpoint,
+            "--identity", self._identity.decode(),
+        ]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        return subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def _supervise(self) -> None:
+        spec = self.plan.spec.restart
+        crashes = 0
+        while True:
+            started = time.monotonic()
+            self._proc = proc = self._spawn()
+            self._update(pid=proc.pid, restarts=self._restarts)
+            code = proc.wait()
+            with self._cond:
+                if code == 0:  # a clean exit sent its final status: wait for it to arrive
+                    self._cond.wait_for(lambda: self._final, timeout=5)
+                self._server.unregister(self._identity)
+                self._identity = b""
+                last = self._status
+            if code == 0 and (self._stop.is_set() or last.state is LoopState.STOPPED):
+                self._update(state=LoopState.STOPPED, pid=None)
+                break
+            if time.monotonic() - started >= spec.reset_after_seconds:
+                crashes = 0
+            crashes += 1
+            delay = min(
+                spec.initial_backoff_seconds * 2 ** (crashes - 1), spec.max_backoff_seconds
+            )
+            why = describe_exit(code)
+            log.error("loop %r: process %s; restarting in %.1fs", self.name, why, delay)
+            self._update(
+                state=LoopState.ERROR,
+                reason=f"process {why}; restarting in {delay:.1f}s",
+                last_error=last.last_error or f"process {why}",
+                pid=None,
+            )
+            if self._stop.wait(delay):
+                self._update(state=LoopState.STOPPED, reason=f"stopped after process {why}")
+                break
+            self._restarts += 1
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()

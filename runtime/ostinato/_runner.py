@@ -1,0 +1,149 @@
+"""One node inside a running loop: how it is called in its pool, its health and its counters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from ._nodes import BaseNode, NodeKind, is_async_callable
+from ._plan import NodePlan
+from ._spec import ErrorPolicy, OnFull, RetrySpec
+from ._status import NodeHealth, NodeStatus, truncate
+
+log = logging.getLogger("ostinato.loop")
+
+
+def backoff(policy: RetrySpec, retry: int) -> float:
+    """Seconds to wait before retry number ``retry`` (1-based): exponential, capped, jittered."""
+    base = policy.initial_backoff_seconds * policy.multiplier ** (retry - 1)
+    base = min(base, policy.max_backoff_seconds)
+    return base * (1 + policy.jitter * random.random())
+
+
+class NodeRunner:
+    """Calls one node instance the way its pool wants and keeps its health and counters.
+
+    ``inline`` nodes are plain sync calls on the loop's thread (the fast path); others are
+    awaited through ``acall``: ``async def`` methods directly, sync methods of asyncio-pool loops
+    through the loop's worker thread so the event loop stays free.
+    """
+
+    __slots__ = (
+        "_worker", "blocking", "call", "calls", "dropped", "errors", "health", "in_flight", "inline",
+        "is_async", "kind", "last_error", "max_in_flight", "name", "node", "on_error", "on_full",
+        "plan", "retries", "retry", "slot_waiters",
+    )
+
+    def __init__(
+        self, plan: NodePlan, node: BaseNode[Any], *, offload: bool, worker: Executor
+    ) -> None:
+        self.plan = plan
+        self.node = node
+        self.name = plan.name
+        self.kind = plan.kind
+        self.blocking = plan.kind is NodeKind.BLOCKING
+        spec = plan.spec
+        self.retry = spec.retry
+        self.on_error = spec.on_error
+        self.max_in_flight = spec.max_in_flight
+        self.on_full = spec.on_full
+        self.call: Callable[..., Any] = getattr(
+            node, "produce" if plan.kind is NodeKind.PRODUCER else "process"
+        )
+        self.is_async = is_async_callable(self.call)
+        self.inline = not self.is_async and not (offload and not node.run_inline)
+        self._worker = worker
+        self.health = NodeHealth.HEALTHY
+        self.calls = self.errors = self.retries = self.in_flight = self.dropped = 0
+        self.last_error: str | None = None
+        self.slot_waiters: deque[asyncio.Future[None]] = deque()
+
+    # -- calling -----------------------------------------------------------------------------
+
+    def acall(self, *args: Any) -> Awaitable[Any]:
+        """Awaitable call for non-inline nodes (async methods, or sync ones offloaded)."""
+        if self.is_async:
+            return self.call(*args)  # type: ignore[no-any-return]
+        return asyncio.get_running_loop().run_in_executor(self._worker, self.call, *args)
+
+    async def hook(self, name: str, offload: bool) -> None:
+        """Run setup or teardown the way the pool runs the node's other methods."""
+        fn = getattr(self.node, name)
+        if is_async_callable(fn):
+            await fn()
+        elif offload and not self.node.run_inline:
+            await asyncio.get_running_loop().run_in_executor(self._worker, fn)
+        else:
+            fn()
+
+    # -- health ------------------------------------------------------------------------------
+
+    def succeeded(self) -> None:
+        self.calls += 1
+        self.recovered()
+
+    def recovered(self) -> None:
+        """A call succeeded: back to healthy (logged when the node had been failing)."""
+        if self.health is not NodeHealth.HEALTHY:
+            if self.health is NodeHealth.FAILING:
+                self.node.logger.info("recovered after %d error(s)", self.errors)
+            self.health = NodeHealth.HEALTHY
+
+    def retrying(self, exc: BaseException, attempt: int) -> None:
+        self.retries += 1
+        self.health = NodeHealth.RETRYING
+        self.node.logger.warning(
+            "attempt %d/%d failed, retrying: %s: %s",
+            attempt, self.retry.max_attempts, type(exc).__name__, exc,
+        )
+
+    def failed(self, exc: BaseException) -> ErrorPolicy:
+        """Record a call that failed after its retries; log the traceback once per episode."""
+        self.calls += 1
+        self.errors += 1
+        self.last_error = truncate(f"{type(exc).__name__}: {exc}")
+        if self.health is not NodeHealth.FAILING:
+            self.health = NodeHealth.FAILING
+            tb = "".join(traceback.format_exception(exc)).rstrip()
+            self.node.logger.error(
+                "failed (onError=%s): %s\n%s", self.on_error.value, self.last_error, tb
+            )
+        else:
+            self.node.logger.debug("still failing (%d errors): %s", self.errors, self.last_error)
+        return self.on_error
+
+    # -- non-blocking slots ------------------------------------------------------------------
+
+    def full(self) -> bool:
+        return self.in_flight >= self.max_in_flight
+
+    def drops(self) -> bool:
+        return self.on_full is OnFull.DROP
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        while self.slot_waiters:
+            waiter = self.slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    def status(self) -> NodeStatus:
+        return NodeStatus(
+            name=self.name,
+            kind=self.kind.value,
+            health=self.health,
+            calls=self.calls,
+            errors=self.errors,
+            retries=self.retries,
+            in_flight=self.in_flight,
+            dropped=self.dropped,
+            last_error=self.last_error,
+            counters=dict(self.node.context.counters),
+        )

@@ -1,0 +1,229 @@
+"""The workflow document as pydantic models: one format for `ostinato run` and `kubectl apply`."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "API_VERSION",
+    "CircuitBreakerSpec",
+    "ErrorPolicy",
+    "LoopSpec",
+    "Metadata",
+    "NodeSpec",
+    "OnFull",
+    "Pool",
+    "QueueMode",
+    "QueueOnFull",
+    "QueueRef",
+    "QueueSpec",
+    "RestartSpec",
+    "RetrySpec",
+    "Workflow",
+    "WorkflowSpec",
+]
+
+API_VERSION = "ostinato.dev/v1alpha1"
+
+#: Names become Kubernetes object names and label values: DNS-1123 labels.
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
+    Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63."),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class Pool(str, enum.Enum):
+    THREAD = "thread"
+    ASYNCIO = "asyncio"
+    PROCESS = "process"
+
+
+class ErrorPolicy(str, enum.Enum):
+    SKIP_ITERATION = "skipIteration"
+    CONTINUE = "continue"
+    PAUSE_LOOP = "pauseLoop"
+    STOP_LOOP = "stopLoop"
+
+
+class OnFull(str, enum.Enum):
+    BLOCK = "block"
+    DROP = "drop"
+
+
+class QueueMode(str, enum.Enum):
+    BROADCAST = "broadcast"
+    WORK = "work"
+
+
+class QueueOnFull(str, enum.Enum):
+    BLOCK = "block"
+    DROP_OLDEST = "dropOldest"
+    DROP_NEWEST = "dropNewest"
+
+
+class RetrySpec(_Model):
+    """How a failing node call is retried before its onError policy applies."""
+
+    max_attempts: int = Field(
+        1, ge=1, le=1000, description="Calls in all, the first included; 1 means no retry."
+    )
+    initial_backoff_seconds: float = Field(
+        0.1, ge=0, description="Wait before the first retry, in seconds; doubles after each."
+    )
+    max_backoff_seconds: float = Field(
+        10.0, ge=0, description="Cap on the wait between retries, in seconds."
+    )
+    multiplier: float = Field(2.0, ge=1, description="Factor applied to the wait after each retry.")
+    jitter: float = Field(
+        0.1, ge=0, le=1, description="Random fraction added to each wait so retries spread out."
+    )
+
+
+class QueueRef(_Model):
+    """Makes the node a queue node: it reads or writes a queue declared in spec.queues."""
+
+    read: Name | None = Field(None, description="Name of the queue this node reads.")
+    write: Name | None = Field(None, description="Name of the queue this node writes.")
+
+
+class NodeSpec(_Model):
+    """One node of a loop: its class, its kind, its configuration and its error handling."""
+
+    name: Name = Field(description="Unique within the loop.")
+    class_: str | None = Field(
+        None,
+        alias="class",
+        description="Import path 'package.module:Class', or the name of a built-in node.",
+    )
+    kind: Literal["producer", "blocking", "nonBlocking"] | None = Field(
+        None, description="How the loop runs it; must be one the class supports."
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Validated by the node class's own config model."
+    )
+    queue: QueueRef | None = Field(None, description="Makes this a queue reader or writer.")
+    retry: RetrySpec = Field(default_factory=RetrySpec)  # type: ignore[arg-type]
+    on_error: ErrorPolicy = Field(
+        ErrorPolicy.SKIP_ITERATION,
+        description="What happens when the node still fails after its retries.",
+    )
+    max_in_flight: int = Field(
+        16,
+        ge=1,
+        le=100_000,
+        description="Non-blocking only: calls of this node pending at once before onFull applies.",
+    )
+    on_full: OnFull = Field(
+        OnFull.BLOCK,
+        description="Non-blocking only: 'block' waits for a free slot (nothing lost), 'drop' "
+        "skips the call and counts it.",
+    )
+
+
+class CircuitBreakerSpec(_Model):
+    """Pauses a loop after consecutive failed iterations and resumes it after a cool-down."""
+
+    consecutive_failures: int = Field(ge=1, description="Failed iterations in a row that open it.")
+    cooldown_seconds: float = Field(
+        30.0, gt=0, description="How long the loop stays paused before it tries again, seconds."
+    )
+
+
+class RestartSpec(_Model):
+    """How a crashed process loop is restarted."""
+
+    initial_backoff_seconds: float = Field(
+        0.5, ge=0, description="Wait before the first restart, seconds; doubles after each crash."
+    )
+    max_backoff_seconds: float = Field(
+        30.0, ge=0, description="Cap on the wait between restarts, seconds."
+    )
+    reset_after_seconds: float = Field(
+        60.0, gt=0, description="A loop that ran this long without crashing starts over at the "
+        "initial backoff.",
+    )
+
+
+class LoopSpec(_Model):
+    """One loop: a producer, an ordered chain of nodes, the pool it runs in, its settings."""
+
+    name: Name = Field(description="Unique within the workflow.")
+    pool: Pool = Field(Pool.THREAD, description="thread, asyncio or process.")
+    producer: NodeSpec | None = Field(None, description="The node that starts each iteration.")
+    nodes: list[NodeSpec] = Field(
+        default_factory=list, description="Blocking and non-blocking nodes, in chain order."
+    )
+    max_iterations: int | None = Field(
+        None, ge=1, description="Stop the loop after this many iterations; unset runs forever."
+    )
+    drain_timeout_seconds: float = Field(
+        10.0, ge=0, description="On stop, how long pending non-blocking calls may finish, seconds."
+    )
+    side_effect_workers: int = Field(
+        4, ge=1, le=1024, description="Threads that run this loop's sync non-blocking calls."
+    )
+    event_loop: Name | None = Field(
+        None,
+        description="asyncio pool only: asyncio loops naming the same event loop share its "
+        "thread; unset gives the loop an event loop of its own.",
+    )
+    circuit_breaker: CircuitBreakerSpec | None = None
+    restart: RestartSpec = Field(default_factory=RestartSpec)  # type: ignore[arg-type]
+    heartbeat_seconds: float = Field(
+        1.0, gt=0, le=60, description="Process loops: how often the loop reports its state."
+    )
+
+
+class QueueSpec(_Model):
+    """A queue that carries data from the loops that write it to the loops that read it."""
+
+    name: Name
+    mode: QueueMode = Field(
+        QueueMode.BROADCAST,
+        description="broadcast: every reading loop gets each message; work: one replica does.",
+    )
+    capacity: int = Field(1000, ge=1, description="Messages buffered per consumer.")
+    on_full: QueueOnFull = Field(QueueOnFull.BLOCK, description="block, dropOldest or dropNewest.")
+    durable: bool = Field(False, description="Persist messages (SQLite) before acknowledging.")
+    max_message_bytes: int = Field(
+        1 << 20, ge=1, description="Larger messages are refused with an error to the writer."
+    )
+
+
+class WorkflowSpec(_Model):
+    loops: list[LoopSpec] = Field(min_length=1, description="The workflow's loops.")
+    queues: list[QueueSpec] = Field(default_factory=list, description="Queues loops share.")
+
+
+class Metadata(BaseModel):
+    """Kubernetes object metadata; fields the API server adds are kept and ignored."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Name
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Workflow(BaseModel):
+    """A workflow document: a Kubernetes manifest and a local workflow file at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    api_version: Literal["ostinato.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Workflow"]
+    metadata: Metadata
+    spec: WorkflowSpec
+    status: dict[str, Any] | None = Field(None, description="Written by the operator; ignored.")
