@@ -39,8 +39,10 @@ class Smooth(BlockingNode[SmoothConfig]):
     async def process(self, data: NodeData) -> dict[str, float]:
         await asyncio.sleep(0)  # an async node: runs on the loop's event loop
         reading = float(data.payload)
-        self.value = reading if self.value is None else (
-            self.config.alpha * reading + (1 - self.config.alpha) * self.value
+        self.value = (
+            reading
+            if self.value is None
+            else (self.config.alpha * reading + (1 - self.config.alpha) * self.value)
         )
         return {"reading": reading, "smoothed": round(self.value, 3)}
 

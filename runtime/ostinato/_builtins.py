@@ -110,7 +110,9 @@ class LogSink(BlockingNode[LogSinkConfig], NonBlockingNode[LogSinkConfig]):
             self.logger.log(
                 self._level,
                 self.config.message.format(
-                    loop=data.loop, iteration=data.iteration, payload=data.payload,
+                    loop=data.loop,
+                    iteration=data.iteration,
+                    payload=data.payload,
                     trace_id=data.trace_id,
                 ),
                 extra={"iteration": data.iteration},
@@ -147,7 +149,11 @@ class SQLiteWriter(NonBlockingNode[SQLiteConfig], BlockingNode[SQLiteConfig]):
 
     def process(self, data: NodeData) -> NodeData:
         row: tuple[Any, ...] = (
-            data.loop, data.iteration, data.trace_id, data.created_at, time.time(),
+            data.loop,
+            data.iteration,
+            data.trace_id,
+            data.created_at,
+            time.time(),
             json.dumps(data.payload, default=str),
         )
         with self._lock:

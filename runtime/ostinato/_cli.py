@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from ._orchestrator import WorkflowOrchestrator
 from ._logs import configure_logging
+from ._orchestrator import WorkflowOrchestrator
 from ._plan import WorkflowError, WorkflowPlan, load_workflow
 from ._status import LoopState, WorkflowStatus
 
@@ -50,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument(
-        "--status-every", type=float, default=2.0, metavar="S",
+        "--status-every",
+        type=float,
+        default=2.0,
+        metavar="S",
         help="print the loops' status table every S seconds (0: only at the end)",
     )
 
@@ -89,8 +92,15 @@ def format_table(status: WorkflowStatus) -> str:
     for lp in status.loops:
         failing = ",".join(n.name for n in lp.nodes if n.health.value != "healthy") or "-"
         rows.append(
-            (lp.name, lp.pool, lp.state.value, str(lp.iterations), str(lp.failed_iterations),
-             failing, lp.reason or "")
+            (
+                lp.name,
+                lp.pool,
+                lp.state.value,
+                str(lp.iterations),
+                str(lp.failed_iterations),
+                failing,
+                lp.reason or "",
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
@@ -103,7 +113,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         plan = _load(args.file)
     except (WorkflowError, OSError) as exc:
-        print(str(exc) if isinstance(exc, WorkflowError) else f"{args.file}: {exc}", file=sys.stderr)
+        print(
+            str(exc) if isinstance(exc, WorkflowError) else f"{args.file}: {exc}", file=sys.stderr
+        )
         return 1
     configure_logging(args.log_format, logging.getLevelName(args.log_level), plan.name)
     interrupted = threading.Event()
@@ -140,7 +152,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for lp in final.loops:
         log.info(
             "loop %s: %s after %d iteration(s); drained %d, abandoned %d non-blocking call(s)",
-            lp.name, lp.state.value, lp.iterations, lp.drained, lp.abandoned,
+            lp.name,
+            lp.state.value,
+            lp.iterations,
+            lp.drained,
+            lp.abandoned,
         )
     ok = all(lp.state is LoopState.STOPPED for lp in final.loops)
     return 0 if ok else 1

@@ -82,7 +82,7 @@ class ControlServer:
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.bind(endpoint)
-        self.endpoint = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.endpoint: str = self._router.get_string(zmq.LAST_ENDPOINT)
         self._mailbox = Mailbox(self.ctx)
         self._handlers: dict[bytes, Handler] = {}
         self._lock = threading.Lock()

@@ -90,7 +90,7 @@ def non_blocking(fn: Fn, /) -> type[NonBlockingNode[Any]]: ...
 @overload
 def non_blocking(*, config: type[NodeConfig]) -> Callable[[Fn], type[NonBlockingNode[Any]]]: ...
 def non_blocking(fn: Fn | None = None, /, *, config: type[NodeConfig] = NodeConfig) -> Any:
-    """``@non_blocking`` makes a :class:`NonBlockingNode` of ``fn(data)`` or ``fn(data, config)``."""
+    """``@non_blocking`` makes a :class:`NonBlockingNode` of ``fn(data)`` or ``fn(data, cfg)``."""
     if fn is None:
         return lambda f: _make(f, NonBlockingNode, "process", config)
     return _make(fn, NonBlockingNode, "process", config)

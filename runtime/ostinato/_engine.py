@@ -410,7 +410,10 @@ class LoopManager:
                     return exc, attempt - 1
                 r.node.logger.warning(
                     "attempt %d/%d failed, retrying: %s: %s",
-                    attempt, r.retry.max_attempts, type(exc).__name__, exc,
+                    attempt,
+                    r.retry.max_attempts,
+                    type(exc).__name__,
+                    exc,
                 )
                 if self._stop_signal.wait(backoff(r.retry, attempt)):
                     return exc, attempt - 1
@@ -430,7 +433,10 @@ class LoopManager:
                     break
                 r.node.logger.warning(
                     "attempt %d/%d failed, retrying: %s: %s",
-                    attempt, r.retry.max_attempts, type(exc).__name__, exc,
+                    attempt,
+                    r.retry.max_attempts,
+                    type(exc).__name__,
+                    exc,
                 )
                 if not await self._sleep(
                     backoff(r.retry, attempt), lambda: self._desired is _Desired.STOP
@@ -439,7 +445,9 @@ class LoopManager:
                 attempt += 1
         self._account(r, error, attempt - 1)
 
-    def _effect_done(self, r: NodeRunner, fut: asyncio.Future[tuple[Exception | None, int]]) -> None:
+    def _effect_done(
+        self, r: NodeRunner, fut: asyncio.Future[tuple[Exception | None, int]]
+    ) -> None:
         if fut.cancelled():
             self._account(r, None, 0, abandoned=True)
             return
@@ -468,16 +476,18 @@ class LoopManager:
         if self._pending == 0 and self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
-    async def _drain(self, timeout: float) -> None:
+    async def _drain(self, limit: float) -> None:
         if self._pending:
             self.log.info("draining %d non-blocking call(s)", self._pending)
             self._drain_waiter = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(asyncio.shield(self._drain_waiter), timeout)
+                await asyncio.wait_for(asyncio.shield(self._drain_waiter), limit)
             except TimeoutError:
                 self._abandoned = self._pending
                 self.log.warning(
-                    "drain timeout (%gs): abandoning %d non-blocking call(s)", timeout, self._pending
+                    "drain timeout (%gs): abandoning %d non-blocking call(s)",
+                    limit,
+                    self._pending,
                 )
                 for task in list(self._tasks):
                     task.cancel()

@@ -33,11 +33,13 @@ class LoopHandle(abc.ABC):
     @abc.abstractmethod
     def pause(self) -> None:
         """Ask the loop to pause at its next iteration boundary."""
+
     @abc.abstractmethod
     def resume(self) -> None: ...
     @abc.abstractmethod
     def stop(self) -> None:
         """Ask the loop to finish its iteration, drain, tear down and stop (does not wait)."""
+
     @abc.abstractmethod
     def status(self) -> LoopStatus: ...
     @abc.abstractmethod

@@ -47,7 +47,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure_logging(fmt: str = "text", level: int = logging.INFO, workflow: str | None = None) -> None:
+def configure_logging(
+    fmt: str = "text", level: int = logging.INFO, workflow: str | None = None
+) -> None:
     """Send ostinato's logs to stderr in ``fmt`` ('text' or 'json'); replaces earlier set-up."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(workflow) if fmt == "json" else logging.Formatter(_TEXT))

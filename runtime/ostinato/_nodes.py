@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-class NodeKind(str, enum.Enum):
+class NodeKind(enum.StrEnum):
     """Where a node sits in a loop and how the loop waits for it (DESIGN.md §3)."""
 
     PRODUCER = "producer"
@@ -68,7 +68,9 @@ class NodeData:
 
     def with_payload(self, payload: Any) -> NodeData:
         """The same iteration's metadata with another payload (what a blocking node returns)."""
-        return NodeData(payload, self.loop, self.iteration, self.created_at, self.trace_id, self.meta)
+        return NodeData(
+            payload, self.loop, self.iteration, self.created_at, self.trace_id, self.meta
+        )
 
 
 class NodeContext:

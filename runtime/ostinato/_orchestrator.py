@@ -1,4 +1,4 @@
-"""WorkflowOrchestrator: loads a workflow, builds its loops, runs each in its pool, controls them."""
+"""WorkflowOrchestrator: loads a workflow, builds its loops, runs each in its pool, controls it."""
 
 from __future__ import annotations
 
@@ -153,9 +153,7 @@ class WorkflowOrchestrator:
         return all(h.done for h in self.loops.values())
 
     def status(self) -> WorkflowStatus:
-        return WorkflowStatus(
-            workflow=self.name, loops=[h.status() for h in self.loops.values()]
-        )
+        return WorkflowStatus(workflow=self.name, loops=[h.status() for h in self.loops.values()])
 
     def states(self) -> dict[str, LoopState]:
         return {name: h.state for name, h in self.loops.items()}

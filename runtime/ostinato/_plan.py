@@ -203,10 +203,14 @@ def _plan_node(
         errors.append(FieldError(f"{path}.kind", "required: blocking or nonBlocking"))
         return None
     if slot == "producer" and kind is not NodeKind.PRODUCER:
-        errors.append(FieldError(f"{path}.kind", f"the producer slot needs kind producer, not {kind.value}"))
+        errors.append(
+            FieldError(f"{path}.kind", f"the producer slot needs kind producer, not {kind.value}")
+        )
     if slot == "chain" and kind is NodeKind.PRODUCER:
         errors.append(
-            FieldError(f"{path}.kind", "a producer belongs in the loop's 'producer' field, not in nodes")
+            FieldError(
+                f"{path}.kind", "a producer belongs in the loop's 'producer' field, not in nodes"
+            )
         )
     if spec.queue is not None:
         ref = spec.queue
@@ -215,17 +219,25 @@ def _plan_node(
         for role, name in (("read", ref.read), ("write", ref.write)):
             if name is not None and name not in queues:
                 errors.append(
-                    FieldError(f"{path}.queue.{role}", f"queue {name!r} is not declared in spec.queues")
+                    FieldError(
+                        f"{path}.queue.{role}", f"queue {name!r} is not declared in spec.queues"
+                    )
                 )
         if ref.read is not None and kind is NodeKind.NON_BLOCKING:
-            errors.append(FieldError(f"{path}.kind", "a queue reader is a producer or blocking node"))
+            errors.append(
+                FieldError(f"{path}.kind", "a queue reader is a producer or blocking node")
+            )
         if ref.write is not None and kind is NodeKind.PRODUCER:
-            errors.append(FieldError(f"{path}.kind", "a queue writer is a blocking or nonBlocking node"))
+            errors.append(
+                FieldError(f"{path}.kind", "a queue writer is a blocking or nonBlocking node")
+            )
         if spec.class_ is not None:
             errors.append(FieldError(f"{path}.class", "a queue node takes no class"))
         if len(errors) == count:
             errors.append(
-                FieldError(f"{path}.queue", "queue nodes need the messaging hub, not in this version")
+                FieldError(
+                    f"{path}.queue", "queue nodes need the messaging hub, not in this version"
+                )
             )
         return None
     if spec.class_ is None:
@@ -239,7 +251,9 @@ def _plan_node(
     if kind not in cls.kinds:
         supported = ", ".join(sorted(k.value for k in cls.kinds)) or "none"
         errors.append(
-            FieldError(f"{path}.kind", f"{spec.class_} cannot be a {kind.value} node (it is: {supported})")
+            FieldError(
+                f"{path}.kind", f"{spec.class_} cannot be a {kind.value} node (it is: {supported})"
+            )
         )
     try:
         config = cls.config_class.model_validate(spec.config)
@@ -274,12 +288,19 @@ def build_plan(workflow: Workflow, source: str | None = None) -> WorkflowPlan:
     for li, loop in enumerate(spec.loops):
         base = f"spec.loops[{li}]"
         if loop.event_loop is not None and loop.pool.value != "asyncio":
-            errors.append(FieldError(f"{base}.eventLoop", "only loops in the asyncio pool share an event loop"))
+            errors.append(
+                FieldError(
+                    f"{base}.eventLoop", "only loops in the asyncio pool share an event loop"
+                )
+            )
         names = ([loop.producer.name] if loop.producer else []) + [n.name for n in loop.nodes]
         offset = 1 if loop.producer else 0
         for i, name in _duplicates(names):
             errors.append(
-                FieldError(f"{base}.nodes[{i - offset}].name", f"duplicate node name {name!r} in loop {loop.name!r}")
+                FieldError(
+                    f"{base}.nodes[{i - offset}].name",
+                    f"duplicate node name {name!r} in loop {loop.name!r}",
+                )
             )
         producer = None
         if loop.producer is None:

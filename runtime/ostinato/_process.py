@@ -148,9 +148,13 @@ class ProcessLoop(LoopHandle):
         self._identity = f"{self.name}/{uuid.uuid4().hex[:12]}".encode()
         self._server.register(self._identity, self._on_message)
         cmd = [
-            sys.executable, "-m", "ostinato._child",
-            "--connect", self._server.endpoint,
-            "--identity", self._identity.decode(),
+            sys.executable,
+            "-m",
+            "ostinato._child",
+            "--connect",
+            self._server.endpoint,
+            "--identity",
+            self._identity.decode(),
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -176,9 +180,7 @@ class ProcessLoop(LoopHandle):
             if time.monotonic() - started >= spec.reset_after_seconds:
                 crashes = 0
             crashes += 1
-            delay = min(
-                spec.initial_backoff_seconds * 2 ** (crashes - 1), spec.max_backoff_seconds
-            )
+            delay = min(spec.initial_backoff_seconds * 2 ** (crashes - 1), spec.max_backoff_seconds)
             why = describe_exit(code)
             log.error("loop %r: process %s; restarting in %.1fs", self.name, why, delay)
             self._update(

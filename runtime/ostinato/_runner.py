@@ -35,9 +35,27 @@ class NodeRunner:
     """
 
     __slots__ = (
-        "_worker", "blocking", "call", "calls", "dropped", "errors", "health", "in_flight", "inline",
-        "is_async", "kind", "last_error", "max_in_flight", "name", "node", "on_error", "on_full",
-        "plan", "retries", "retry", "slot_waiters",
+        "_worker",
+        "blocking",
+        "call",
+        "calls",
+        "dropped",
+        "errors",
+        "health",
+        "in_flight",
+        "inline",
+        "is_async",
+        "kind",
+        "last_error",
+        "max_in_flight",
+        "name",
+        "node",
+        "on_error",
+        "on_full",
+        "plan",
+        "retries",
+        "retry",
+        "slot_waiters",
     )
 
     def __init__(
@@ -100,7 +118,10 @@ class NodeRunner:
         self.health = NodeHealth.RETRYING
         self.node.logger.warning(
             "attempt %d/%d failed, retrying: %s: %s",
-            attempt, self.retry.max_attempts, type(exc).__name__, exc,
+            attempt,
+            self.retry.max_attempts,
+            type(exc).__name__,
+            exc,
         )
 
     def failed(self, exc: BaseException) -> ErrorPolicy:

@@ -43,30 +43,30 @@ class _Model(BaseModel):
     )
 
 
-class Pool(str, enum.Enum):
+class Pool(enum.StrEnum):
     THREAD = "thread"
     ASYNCIO = "asyncio"
     PROCESS = "process"
 
 
-class ErrorPolicy(str, enum.Enum):
+class ErrorPolicy(enum.StrEnum):
     SKIP_ITERATION = "skipIteration"
     CONTINUE = "continue"
     PAUSE_LOOP = "pauseLoop"
     STOP_LOOP = "stopLoop"
 
 
-class OnFull(str, enum.Enum):
+class OnFull(enum.StrEnum):
     BLOCK = "block"
     DROP = "drop"
 
 
-class QueueMode(str, enum.Enum):
+class QueueMode(enum.StrEnum):
     BROADCAST = "broadcast"
     WORK = "work"
 
 
-class QueueOnFull(str, enum.Enum):
+class QueueOnFull(enum.StrEnum):
     BLOCK = "block"
     DROP_OLDEST = "dropOldest"
     DROP_NEWEST = "dropNewest"
@@ -113,7 +113,7 @@ class NodeSpec(_Model):
         default_factory=dict, description="Validated by the node class's own config model."
     )
     queue: QueueRef | None = Field(None, description="Makes this a queue reader or writer.")
-    retry: RetrySpec = Field(default_factory=RetrySpec)  # type: ignore[arg-type]
+    retry: RetrySpec = Field(default_factory=RetrySpec)
     on_error: ErrorPolicy = Field(
         ErrorPolicy.SKIP_ITERATION,
         description="What happens when the node still fails after its retries.",
@@ -150,7 +150,9 @@ class RestartSpec(_Model):
         30.0, ge=0, description="Cap on the wait between restarts, seconds."
     )
     reset_after_seconds: float = Field(
-        60.0, gt=0, description="A loop that ran this long without crashing starts over at the "
+        60.0,
+        gt=0,
+        description="A loop that ran this long without crashing starts over at the "
         "initial backoff.",
     )
 
@@ -179,7 +181,7 @@ class LoopSpec(_Model):
         "thread; unset gives the loop an event loop of its own.",
     )
     circuit_breaker: CircuitBreakerSpec | None = None
-    restart: RestartSpec = Field(default_factory=RestartSpec)  # type: ignore[arg-type]
+    restart: RestartSpec = Field(default_factory=RestartSpec)
     heartbeat_seconds: float = Field(
         1.0, gt=0, le=60, description="Process loops: how often the loop reports its state."
     )

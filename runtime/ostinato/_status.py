@@ -17,7 +17,7 @@ def truncate(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class LoopState(str, enum.Enum):
+class LoopState(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     PAUSED = "paused"
@@ -26,7 +26,7 @@ class LoopState(str, enum.Enum):
     ERROR = "error"
 
 
-class NodeHealth(str, enum.Enum):
+class NodeHealth(enum.StrEnum):
     HEALTHY = "healthy"
     RETRYING = "retrying"
     FAILING = "failing"
