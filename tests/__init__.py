@@ -1,0 +1,1 @@
+"""ostinato test suite: one folder per topic."""
