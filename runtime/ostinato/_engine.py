@@ -7,6 +7,7 @@ import contextlib
 import enum
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -131,11 +132,18 @@ class LoopManager:
         )
 
     def wait_for(self, predicate: Callable[[LoopManager], bool], timeout: float) -> bool:
-        """Block until ``predicate(self)`` holds (checked at state changes and iterations)."""
+        """Block until ``predicate(self)`` holds; checked at every state change and iteration,
+        and every 50 ms for what changes without either (node health, counters)."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._watchers += 1
             try:
-                return self._cond.wait_for(lambda: predicate(self), timeout)
+                while not predicate(self):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(min(remaining, 0.05))
+                return True
             finally:
                 self._watchers -= 1
 
@@ -342,6 +350,8 @@ class LoopManager:
     async def _paused(self) -> None:
         self._set_state(LoopState.PAUSED, self._pause_reason)
         while self._desired is _Desired.PAUSE:
+            if self._reason != self._pause_reason:  # paused again, for another reason
+                self._set_state(LoopState.PAUSED, self._pause_reason)
             await self._wait_waker()
         if self._desired is _Desired.RUN:
             self._set_state(LoopState.RUNNING)

@@ -1,0 +1,1 @@
+"""Execution semantics of the loop engine, in every pool."""
