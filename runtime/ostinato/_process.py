@@ -166,7 +166,9 @@ class ProcessLoop(LoopHandle):
         while True:
             started = time.monotonic()
             self._proc = proc = self._spawn()
-            self._update(pid=proc.pid, restarts=self._restarts)
+            self._update(
+                pid=proc.pid, restarts=self._restarts, state=LoopState.PENDING, reason="starting"
+            )
             code = proc.wait()
             with self._cond:
                 if code == 0:  # a clean exit sent its final status: wait for it to arrive

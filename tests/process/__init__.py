@@ -1,0 +1,1 @@
+"""Process-pool loops: crashes, restarts, the control channel."""
