@@ -158,8 +158,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             lp.drained,
             lp.abandoned,
         )
-    ok = all(lp.state is LoopState.STOPPED for lp in final.loops)
-    return 0 if ok else 1
+    code = 0 if all(lp.state is LoopState.STOPPED for lp in final.loops) else 1
+    if any(lp.abandoned for lp in final.loops):
+        # Side-effect threads past their drain timeout must not hold the process open.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
