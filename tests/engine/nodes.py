@@ -208,3 +208,35 @@ class BadSetup(BlockingNode[JournalConfig]):
 
     def process(self, data: NodeData) -> NodeData:
         return data
+
+
+class WhereConfig(NodeConfig):
+    journal: str
+    tag: str = "where"
+
+
+class Where(BlockingNode[WhereConfig]):
+    """Records the process, the thread, and whether an event loop runs in that thread."""
+
+    def process(self, data: NodeData) -> NodeData:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        write(
+            self.config.journal,
+            f"{self.config.tag} pid={os.getpid()} thread={threading.current_thread().name} "
+            f"on_event_loop={on_loop}",
+        )
+        return data
+
+
+class AsyncWhere(Where):
+    async def process(self, data: NodeData) -> NodeData:  # type: ignore[override]
+        write(
+            self.config.journal,
+            f"{self.config.tag} pid={os.getpid()} thread={threading.current_thread().name} "
+            "on_event_loop=True",
+        )
+        return data
