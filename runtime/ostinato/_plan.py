@@ -13,7 +13,7 @@ import pydantic
 import yaml
 
 from ._nodes import BaseNode, NodeConfig, NodeKind
-from ._spec import LoopSpec, NodeSpec, QueueSpec, Workflow
+from ._spec import NAME_PATTERN, LoopSpec, NodeSpec, QueueSpec, Workflow
 
 __all__ = [
     "FieldError",
@@ -110,6 +110,13 @@ _MESSAGES = {
 }
 
 
+def _number(value: Any) -> str:
+    # pydantic reports the bound of a float field as 0.0; documents say 0.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _message(err: Mapping[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -117,9 +124,15 @@ def _message(err: Mapping[str, Any]) -> str:
         return _MESSAGES[kind]
     for key, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
         if key in ctx and kind.endswith(("than", "than_equal")):
-            return f"must be {op} {ctx[key]}"
+            return f"must be {op} {_number(ctx[key])}"
     if kind == "string_pattern_mismatch":
-        return f"{err.get('input')!r} is not a valid name (lower-case letters, digits, '-')"
+        # Only the DNS-1123 names of the document get the friendly text; a node config's own
+        # pattern (a table name, say) is named as it is.
+        if ctx.get("pattern") == NAME_PATTERN:
+            return f"{err.get('input')!r} is not a valid name (lower-case letters, digits, '-')"
+        return f"{err.get('input')!r} does not match the pattern {ctx.get('pattern')}"
+    if kind == "too_short" and "min_length" in ctx:
+        return f"must have at least {ctx['min_length']} item(s), got {ctx.get('actual_length')}"
     if kind == "literal_error" or kind == "enum":
         return f"{err.get('input')!r} is not one of {ctx.get('expected', '')}"
     return str(err["msg"])
@@ -131,16 +144,35 @@ def errors_from_pydantic(exc: pydantic.ValidationError, prefix: str = "") -> lis
 
 def load_document(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON workflow file into a mapping; syntax errors name line and column."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise WorkflowError([FieldError("", f"not UTF-8 text: {exc}")], str(path)) from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise WorkflowError([FieldError("", f"{where}not valid YAML: {exc}")], str(path)) from None
+        raise WorkflowError([FieldError("", _yaml_message(exc))], str(path)) from None
     if not isinstance(doc, dict):
-        raise WorkflowError([FieldError("", "the document must be a mapping")], str(path))
+        got = "an empty document" if doc is None else f"a {type(doc).__name__}"
+        raise WorkflowError(
+            [FieldError("", f"the document must be a mapping, got {got}")], str(path)
+        )
     return doc
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    """One line: 'line L, column C: not valid YAML: problem (context at line L, column C)'."""
+
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"not valid YAML: {exc}"
+    text = f"{at(exc.problem_mark)}: not valid YAML: {exc.problem}"
+    if exc.context:
+        text += f" ({exc.context}"
+        text += f" at {at(exc.context_mark)})" if exc.context_mark is not None else ")"
+    return text
 
 
 def parse_workflow(doc: Mapping[str, Any], source: str | None = None) -> Workflow:
@@ -202,11 +234,14 @@ def _plan_node(
     else:
         errors.append(FieldError(f"{path}.kind", "required: blocking or nonBlocking"))
         return None
+    slot_ok = True
     if slot == "producer" and kind is not NodeKind.PRODUCER:
+        slot_ok = False
         errors.append(
             FieldError(f"{path}.kind", f"the producer slot needs kind producer, not {kind.value}")
         )
     if slot == "chain" and kind is NodeKind.PRODUCER:
+        slot_ok = False
         errors.append(
             FieldError(
                 f"{path}.kind", "a producer belongs in the loop's 'producer' field, not in nodes"
@@ -248,7 +283,7 @@ def _plan_node(
     except ValueError as exc:
         errors.append(FieldError(f"{path}.class", str(exc)))
         return None
-    if kind not in cls.kinds:
+    if slot_ok and kind not in cls.kinds:  # a wrong slot is already reported
         supported = ", ".join(sorted(k.value for k in cls.kinds)) or "none"
         errors.append(
             FieldError(

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "API_VERSION",
+    "NAME_PATTERN",
     "CircuitBreakerSpec",
     "ErrorPolicy",
     "LoopSpec",
@@ -30,9 +31,10 @@ __all__ = [
 API_VERSION = "ostinato.dev/v1alpha1"
 
 #: Names become Kubernetes object names and label values: DNS-1123 labels.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 Name = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
+    StringConstraints(pattern=NAME_PATTERN, max_length=63),
     Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63."),
 ]
 

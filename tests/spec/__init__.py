@@ -1,0 +1,1 @@
+"""Workflow documents (validation with field-named errors) and the node decorators."""
