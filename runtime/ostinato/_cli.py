@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from ._logs import configure_logging
-from ._orchestrator import WorkflowOrchestrator
+from ._orchestrator import WorkflowOrchestrator, importable_folder
 from ._plan import WorkflowError, WorkflowPlan, load_workflow
 from ._status import LoopState, WorkflowStatus
 
@@ -63,12 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(path: Path) -> WorkflowPlan:
-    # Node classes next to the workflow file import as they would from its folder.
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    importable_folder(path)
     return load_workflow(path)
 
 

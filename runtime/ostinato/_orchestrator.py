@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +23,14 @@ __all__ = ["WorkflowOrchestrator"]
 log = logging.getLogger("ostinato.orchestrator")
 
 
+def importable_folder(path: str | Path) -> None:
+    """Make node modules beside a workflow file (and in the working directory) importable,
+    as they would be when running a script there; process loops inherit the same path."""
+    for folder in (str(Path(path).resolve().parent), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
 class WorkflowOrchestrator:
     """Runs a whole workflow: every loop in the pool it names, under one set of controls.
 
@@ -35,6 +45,8 @@ class WorkflowOrchestrator:
         max_iterations: int | None = None,
         log_format: str = "text",
     ) -> None:
+        if isinstance(workflow, str | Path):
+            importable_folder(workflow)
         self.plan = workflow if isinstance(workflow, WorkflowPlan) else load_workflow(workflow)
         self.name = self.plan.name
         self._max_iterations = max_iterations
