@@ -138,7 +138,7 @@ class BaseNode(Generic[C]):
         cls.kinds = frozenset(kinds)
         if "config_class" in cls.__dict__:
             return
-        for base in getattr(cls, "__orig_bases__", ()):
+        for base in cls.__dict__.get("__orig_bases__", ()):
             for arg in typing.get_args(base):
                 if isinstance(arg, type) and issubclass(arg, NodeConfig):
                     cls.config_class = arg

@@ -264,10 +264,5 @@ def test_base_classes_have_no_kinds_of_their_own() -> None:
     assert BaseNode.config_class is NodeConfig
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in _nodes.BaseNode.__init_subclass__: a subclass reads the parent's inherited "
-    "__orig_bases__ and takes its generic argument over the parent's explicit config_class",
-)
 def test_subclass_inherits_an_explicit_config_class() -> None:
     assert nodes.ExplicitChild.config_class is nodes.OtherConfig
