@@ -41,7 +41,9 @@ Name = Annotated[
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+        # Only the camelCase names: the API server would silently drop snake_case keys, so a
+        # document that runs locally must not rely on them.
+        extra="forbid", alias_generator=to_camel, frozen=True
     )
 
 

@@ -334,6 +334,11 @@ CASES = [
          "spec.loops[1].producer.kind", "a queue writer is a blocking or nonBlocking node"),
     case("queue-node-with-class", append("spec.loops.0.nodes", {**WRITER, "class": "LogSink"}),
          f"{L0}.nodes[2].class", "a queue node takes no class"),
+    # snake_case spellings: the API server would drop them silently, so they are refused here
+    case("loop-setting-snake-case", put("spec.loops.0.max_iterations", 3),
+         f"{L0}.max_iterations", "unknown field"),
+    case("node-setting-snake-case", put("spec.loops.0.nodes.0.on_error", "continue"),
+         f"{L0}.nodes[0].on_error", "unknown field"),
 ]  # fmt: skip
 
 
