@@ -1,0 +1,1 @@
+"""End-to-end tests of the `ostinato` command, run as a real subprocess."""
