@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import re
 import sqlite3
+import string
 import threading
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from ._nodes import (
     BlockingNode,
@@ -30,36 +34,56 @@ class IntervalConfig(NodeConfig):
         description="When an iteration overruns its tick: 'skip' drops the missed ticks (and "
         "counts them) so the schedule stays on its grid; 'catchUp' runs them back to back.",
     )
-    count: int | None = Field(None, ge=1, description="Stop after this many ticks; unset: never.")
+    count: int | None = Field(
+        None,
+        ge=1,
+        description="Ticks in the schedule, skipped ones included (tick numbers 0 to count-1); "
+        "unset: never ends.",
+    )
 
 
 class IntervalProducer(ProducerNode[IntervalConfig]):
     """Fixed-rate ticks on a grid anchored at the first call; payload is the tick number.
 
-    Missed ticks are counted in the node's ``missedTicks`` counter.
+    Tick ``k`` is due ``k`` periods after the anchor. When the loop overran so that later ticks
+    are due too, ``skip`` produces only the latest due tick and counts the others in the node's
+    ``missedTicks`` counter; ``catchUp`` produces every one, back to back. A pause that arrives
+    while the producer waits for a tick freezes the schedule: on resume the wait goes on for the
+    time that was left, so the paused time is neither counted as missed nor caught up. (A pause
+    that takes effect while the chain runs is not seen by the producer: the engine tells
+    producers nothing about it yet, so that paused time counts as an overrun.)
     """
 
     def setup(self) -> None:
-        self._next: float | None = None
-        self._tick = 0
+        self._anchor: float | None = None  # when tick 0 was due
+        self._tick = 0  # the next tick to produce
+        self._woken_at: float | None = None  # when a pause or stop cut the last wait short
 
     async def produce(self) -> NodeData | None:
         cfg = self.config
+        period = cfg.period_seconds
         if cfg.count is not None and self._tick >= cfg.count:
             raise ProducerExhausted
         now = time.monotonic()
-        if self._next is None:
-            self._next = now
-        elif now > self._next + cfg.period_seconds and cfg.overrun == "skip":
-            missed = int((now - self._next) // cfg.period_seconds)
-            self._next += missed * cfg.period_seconds
-            self._tick += missed
-            self.context.count("missedTicks", missed)
-        if not await self.context.sleep_until(self._next):
+        if self._anchor is None:
+            self._anchor = now
+        elif self._woken_at is not None:
+            # Paused (or stopped) while waiting: shift the schedule by the time that passed.
+            self._anchor += now - self._woken_at
+        self._woken_at = None
+        late = now - (self._anchor + self._tick * period)
+        if cfg.overrun == "skip" and late >= period:
+            missed = int(late // period)
+            if cfg.count is not None:  # the schedule's last tick is due: produce it, late
+                missed = min(missed, cfg.count - 1 - self._tick)
+            if missed > 0:
+                self._tick += missed
+                self.context.count("missedTicks", missed)
+        if not await self.context.sleep_until(self._anchor + self._tick * period):
+            self._woken_at = time.monotonic()
             return None
         tick = self._tick
         self._tick += 1
-        self._next += cfg.period_seconds
         return NodeData(payload=tick)
 
 
@@ -86,27 +110,57 @@ class CounterProducer(ProducerNode[CounterConfig]):
         return value
 
 
+_LOG_FIELDS = ("loop", "iteration", "payload", "trace_id")
+
+
+def _check_message(message: str) -> str:
+    """Reject a format string that would fail on every call: unknown or positional fields."""
+    try:
+        _check_fields(message)
+    except ValueError as exc:
+        raise PydanticCustomError(
+            "log_message", "not a valid message format string: {error}", {"error": str(exc)}
+        ) from None
+    return message
+
+
+def _check_fields(template: str) -> None:
+    for _text, field, spec, conversion in string.Formatter().parse(template):
+        if field is None:
+            continue
+        root = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if root not in _LOG_FIELDS:
+            raise ValueError(f"unknown field {{{field}}}; fields: {', '.join(_LOG_FIELDS)}")
+        if conversion not in (None, "r", "s", "a"):
+            raise ValueError(f"unknown conversion !{conversion} in {{{field}}}")
+        if spec:
+            _check_fields(spec)  # a nested field, as in {payload:{width}}
+
+
 class LogSinkConfig(NodeConfig):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     every: int = Field(1, ge=1, description="Log one iteration in this many, to bound volume.")
-    message: str = Field(
+    message: Annotated[str, AfterValidator(_check_message)] = Field(
         "iteration {iteration}: {payload}",
         description="Format string; fields: loop, iteration, payload, trace_id.",
     )
 
 
 class LogSink(BlockingNode[LogSinkConfig], NonBlockingNode[LogSinkConfig]):
-    """Logs the data it receives (to ``ostinato.node.<loop>.<node>``) and passes it on."""
+    """Logs the data it receives (to ``ostinato.node.<loop>.<node>``) and passes it on.
+
+    ``every`` counts calls: the 1st, (every+1)th, ... are logged, also when the node is
+    non-blocking and its calls run on several side-effect threads at once.
+    """
 
     run_inline = True
 
     def setup(self) -> None:
         self._level = logging.getLevelNamesMapping()[self.config.level]
-        self._seen = 0
+        self._seen = itertools.count()  # next() is atomic: calls may come from several threads
 
     def process(self, data: NodeData) -> NodeData:
-        self._seen += 1
-        if (self._seen - 1) % self.config.every == 0:
+        if next(self._seen) % self.config.every == 0:
             self.logger.log(
                 self._level,
                 self.config.message.format(
@@ -120,9 +174,31 @@ class LogSink(BlockingNode[LogSinkConfig], NonBlockingNode[LogSinkConfig]):
         return data
 
 
+_TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _check_table(name: str) -> str:
+    if not re.fullmatch(_TABLE_PATTERN, name):
+        raise PydanticCustomError(
+            "table_name",
+            "'{name}' is not a valid table name (letters, digits and '_', not starting with a "
+            "digit)",
+            {"name": name},
+        )
+    if name.lower().startswith("sqlite_"):
+        raise PydanticCustomError(
+            "table_name", "table names starting with 'sqlite_' are reserved by SQLite", {}
+        )
+    return name
+
+
 class SQLiteConfig(NodeConfig):
     path: str = Field(description="Database file; created with its table when missing.")
-    table: str = Field("ostinato_records", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    table: Annotated[str, AfterValidator(_check_table)] = Field(
+        "ostinato_records",
+        description="Table the rows go to; created when missing.",
+        json_schema_extra={"pattern": _TABLE_PATTERN},
+    )
     synchronous: Literal["OFF", "NORMAL", "FULL"] = Field(
         "NORMAL",
         description="SQLite's synchronous pragma; NORMAL is durable across process crashes in "
@@ -139,13 +215,20 @@ class SQLiteWriter(NonBlockingNode[SQLiteConfig], BlockingNode[SQLiteConfig]):
     def setup(self) -> None:
         cfg = self.config
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(cfg.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={cfg.synchronous}")
-        self._db.execute(
-            f"CREATE TABLE IF NOT EXISTS {cfg.table} (id INTEGER PRIMARY KEY, loop TEXT, "
-            "iteration INTEGER, trace_id TEXT, created_at REAL, written_at REAL, payload TEXT)"
-        )
+        try:
+            self._db = sqlite3.connect(cfg.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:  # SQLite's own message does not name the file
+            raise RuntimeError(f"cannot open SQLite database {cfg.path!r}: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={cfg.synchronous}")
+            self._db.execute(
+                f'CREATE TABLE IF NOT EXISTS "{cfg.table}" (id INTEGER PRIMARY KEY, loop TEXT, '
+                "iteration INTEGER, trace_id TEXT, created_at REAL, written_at REAL, payload TEXT)"
+            )
+        except BaseException:
+            self._db.close()  # teardown is not called for a node whose setup failed
+            raise
 
     def process(self, data: NodeData) -> NodeData:
         row: tuple[Any, ...] = (
@@ -158,7 +241,7 @@ class SQLiteWriter(NonBlockingNode[SQLiteConfig], BlockingNode[SQLiteConfig]):
         )
         with self._lock:
             self._db.execute(
-                f"INSERT INTO {self.config.table} (loop, iteration, trace_id, created_at, "
+                f'INSERT INTO "{self.config.table}" (loop, iteration, trace_id, created_at, '
                 "written_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
                 row,
             )
