@@ -117,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if interrupted.is_set():
-            print("second interrupt: exiting without draining", file=sys.stderr)
+            log.error("second interrupt: exiting without draining")
             os._exit(130)
         log.info("%s: stopping gracefully (again to exit at once)", signal.Signals(signum).name)
         interrupted.set()

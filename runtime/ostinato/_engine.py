@@ -313,7 +313,8 @@ class LoopManager:
                         if r.drops():
                             r.dropped += 1
                             continue
-                        await self._wait_slot(r)
+                        if not await self._wait_slot(r):
+                            continue
                     self._dispatch(r, data)
             self._iteration_done(failed)
             if yield_each or self._pending:
@@ -387,12 +388,35 @@ class LoopManager:
 
     # -- non-blocking side effects -------------------------------------------------------------
 
-    async def _wait_slot(self, r: NodeRunner) -> None:
+    async def _wait_slot(self, r: NodeRunner) -> bool:
+        """Wait for a free slot of a full non-blocking node (onFull: block).
+
+        Backpressure holds the iteration, and so a pause, for as long as it takes. A stop
+        waits at most the drain timeout; then the call is abandoned (counted) and the
+        iteration finishes, so a hung side effect can never hold a stop forever.
+        """
         loop = asyncio.get_running_loop()
+        deadline: float | None = None
         while r.in_flight >= r.max_in_flight:
-            waiter: asyncio.Future[None] = loop.create_future()
+            timer = None
+            waiter: asyncio.Future[bool] = loop.create_future()
+            if self._desired is _Desired.STOP:
+                if deadline is None:
+                    deadline = loop.time() + self.plan.spec.drain_timeout_seconds
+                if loop.time() >= deadline:
+                    self._abandoned += 1
+                    r.node.logger.warning("stopping: call abandoned, no free slot in time")
+                    return False
+                timer = loop.call_later(deadline - loop.time(), _resolve, waiter, True)
             r.slot_waiters.append(waiter)
-            await waiter
+            self._wakers.add(waiter)
+            try:
+                await waiter
+            finally:
+                self._wakers.discard(waiter)
+                if timer is not None:
+                    timer.cancel()
+        return True
 
     def _dispatch(self, r: NodeRunner, data: NodeData) -> None:
         r.in_flight += 1
@@ -493,7 +517,7 @@ class LoopManager:
             try:
                 await asyncio.wait_for(asyncio.shield(self._drain_waiter), limit)
             except TimeoutError:
-                self._abandoned = self._pending
+                self._abandoned += self._pending
                 self.log.warning(
                     "drain timeout (%gs): abandoning %d non-blocking call(s)",
                     limit,

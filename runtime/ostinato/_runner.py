@@ -80,7 +80,7 @@ class NodeRunner:
         self.health = NodeHealth.HEALTHY
         self.calls = self.errors = self.retries = self.in_flight = self.dropped = 0
         self.last_error: str | None = None
-        self.slot_waiters: deque[asyncio.Future[None]] = deque()
+        self.slot_waiters: deque[asyncio.Future[bool]] = deque()
 
     # -- calling -----------------------------------------------------------------------------
 
@@ -152,7 +152,7 @@ class NodeRunner:
         while self.slot_waiters:
             waiter = self.slot_waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(True)
                 break
 
     def status(self) -> NodeStatus:

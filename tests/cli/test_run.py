@@ -427,12 +427,6 @@ def test_side_effects_past_the_drain_timeout_are_abandoned_and_the_command_exits
     assert stored_iterations(db, "hangs") == [1, 2, 3]  # the other side effect lost nothing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime bug: a stop request does not interrupt an iteration waiting for a free "
-    "non-blocking slot (onFull: block), so the stop waits for a side effect to finish, however "
-    "long, before drainTimeoutSeconds even starts",
-)
 def test_stop_is_not_held_up_by_a_full_non_blocking_node(
     tmp_path: Path, ostinato: Callable[..., Ostinato]
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 from ostinato import LoopState
 
 from .conftest import POOLS, loop, node, workflow
-from .nodes import GATES, read
+from .nodes import GATES, read, wait_line
 
 WAIT = 20.0
 
@@ -168,3 +168,32 @@ def test_interval_producer_wakes_for_pause_and_stop(run: Any, journal: str) -> N
     assert main.wait_for_state(LoopState.PAUSED, timeout=5)  # not an hour
     main.stop()
     assert main.wait_for_state(LoopState.STOPPED, timeout=5)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_stop_is_not_held_forever_by_a_full_non_blocking_node(
+    run: Any, journal: str, pool: str
+) -> None:
+    # One slot, held by a side effect that would take 30 s: iteration 2 waits for the slot.
+    # A stop waits the drain timeout for it, then abandons that call and the pending one.
+    fx = {
+        **node(
+            "fx",
+            "Effect",
+            "nonBlocking",
+            journal=journal,
+            tag="fx",
+            wait_for="never happens",
+            wait_timeout=30,
+        ),
+        "maxInFlight": 1,
+        "onFull": "block",
+    }
+    orch = run(forever(journal, pool, fx, drainTimeoutSeconds=0.3))
+    # Iteration 2 has passed 'a' and now waits for fx's slot.
+    assert wait_line(journal, "a end 2 payload=2", WAIT)
+    final = orch.stop(timeout=WAIT).loop("main")
+    assert "fx start 2" not in read(journal)
+    assert final.state is LoopState.STOPPED
+    assert final.abandoned == 2  # the call waiting for a slot, and the one holding it
+    assert "fx teardown peak=1" in read(journal)
