@@ -47,17 +47,15 @@ class IntervalProducer(ProducerNode[IntervalConfig]):
 
     Tick ``k`` is due ``k`` periods after the anchor. When the loop overran so that later ticks
     are due too, ``skip`` produces only the latest due tick and counts the others in the node's
-    ``missedTicks`` counter; ``catchUp`` produces every one, back to back. A pause that arrives
-    while the producer waits for a tick freezes the schedule: on resume the wait goes on for the
-    time that was left, so the paused time is neither counted as missed nor caught up. (A pause
-    that takes effect while the chain runs is not seen by the producer: the engine tells
-    producers nothing about it yet, so that paused time counts as an overrun.)
+    ``missedTicks`` counter; ``catchUp`` produces every one, back to back. A pause freezes the
+    schedule: the grid shifts by the time the loop spent paused (``context.paused_seconds``),
+    so paused time is neither counted as missed nor caught up.
     """
 
     def setup(self) -> None:
         self._anchor: float | None = None  # when tick 0 was due
         self._tick = 0  # the next tick to produce
-        self._woken_at: float | None = None  # when a pause or stop cut the last wait short
+        self._paused_seen = 0.0  # the loop's paused time already applied to the anchor
 
     async def produce(self) -> NodeData | None:
         cfg = self.config
@@ -65,12 +63,12 @@ class IntervalProducer(ProducerNode[IntervalConfig]):
         if cfg.count is not None and self._tick >= cfg.count:
             raise ProducerExhausted
         now = time.monotonic()
+        paused = self.context.paused_seconds
         if self._anchor is None:
             self._anchor = now
-        elif self._woken_at is not None:
-            # Paused (or stopped) while waiting: shift the schedule by the time that passed.
-            self._anchor += now - self._woken_at
-        self._woken_at = None
+        else:  # the loop was paused since the last call: the schedule waited with it
+            self._anchor += paused - self._paused_seen
+        self._paused_seen = paused
         late = now - (self._anchor + self._tick * period)
         if cfg.overrun == "skip" and late >= period:
             missed = int(late // period)
@@ -80,8 +78,7 @@ class IntervalProducer(ProducerNode[IntervalConfig]):
                 self._tick += missed
                 self.context.count("missedTicks", missed)
         if not await self.context.sleep_until(self._anchor + self._tick * period):
-            self._woken_at = time.monotonic()
-            return None
+            return None  # woken for a pause or a stop: the engine takes it from here
         tick = self._tick
         self._tick += 1
         return NodeData(payload=tick)

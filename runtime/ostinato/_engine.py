@@ -63,6 +63,7 @@ class LoopManager:
         self._last_error: str | None = None
         self._desired = _Desired.RUN
         self._pause_reason: str | None = None
+        self._paused_total = 0.0  # seconds spent paused, told to producers via their context
         self._token = 0  # bumped by every control request; lets a breaker resume only its pause
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakers: set[asyncio.Future[bool]] = set()
@@ -249,7 +250,11 @@ class LoopManager:
 
     def _make_runner(self, plan: NodePlan, offload: bool, worker: ThreadPoolExecutor) -> NodeRunner:
         context = NodeContext(
-            workflow=self.workflow, loop=self.name, node=plan.name, sleeper=self._producer_sleep
+            workflow=self.workflow,
+            loop=self.name,
+            node=plan.name,
+            sleeper=self._producer_sleep,
+            paused=lambda: self._paused_total,
         )
         node = plan.cls(plan.config, context)
         return NodeRunner(plan, node, offload=offload, worker=worker)
@@ -350,10 +355,12 @@ class LoopManager:
 
     async def _paused(self) -> None:
         self._set_state(LoopState.PAUSED, self._pause_reason)
+        since = time.monotonic()
         while self._desired is _Desired.PAUSE:
             if self._reason != self._pause_reason:  # paused again, for another reason
                 self._set_state(LoopState.PAUSED, self._pause_reason)
             await self._wait_waker()
+        self._paused_total += time.monotonic() - since
         if self._desired is _Desired.RUN:
             self._set_state(LoopState.RUNNING)
 

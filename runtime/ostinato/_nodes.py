@@ -83,6 +83,7 @@ class NodeContext:
         loop: str,
         node: str,
         sleeper: Callable[[float], Awaitable[bool]] | None = None,
+        paused: Callable[[], float] | None = None,
     ) -> None:
         self.workflow = workflow
         self.loop = loop
@@ -91,6 +92,16 @@ class NodeContext:
         #: Free-form counters a node reports in its status (for example ``missedTicks``).
         self.counters: dict[str, int] = {}
         self._sleeper = sleeper
+        self._paused = paused
+
+    @property
+    def paused_seconds(self) -> float:
+        """Total time the loop has spent paused so far, in seconds (monotonic clock).
+
+        A producer that keeps a schedule shifts it by the growth of this value, so that a pause
+        is neither counted as missed ticks nor caught up afterwards.
+        """
+        return self._paused() if self._paused is not None else 0.0
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to the node's counter ``name`` (shown in status)."""

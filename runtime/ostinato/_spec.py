@@ -43,7 +43,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(
         # Only the camelCase names: the API server would silently drop snake_case keys, so a
         # document that runs locally must not rely on them.
-        extra="forbid", alias_generator=to_camel, frozen=True
+        extra="forbid",
+        alias_generator=to_camel,
+        frozen=True,
     )
 
 

@@ -210,3 +210,32 @@ def test_a_pause_freezes_the_schedule(pool: str, overrun: str, tmp_path: Path) -
     after = len(records) - before
     assert after >= 2
     assert records[-1]["t"] - resumed_at >= (ticks[-1] - ticks[before]) * period
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_pause_that_lands_while_the_chain_runs_also_freezes_the_schedule(
+    pool: str, tmp_path: Path
+) -> None:
+    """The pause takes effect at the boundary after a busy chain: the producer learns of the
+    paused time from its context and shifts its grid, so only the overrun counts as missed."""
+    period, overrun_s, pause = 0.05, 0.3, 1.0  # overrun: 6 periods; pause: 20 periods
+    out = tmp_path / "rec.jsonl"
+    doc = workflow(
+        pool,
+        interval(periodSeconds=period, count=40),
+        [recorder(out, slowCall=3, slowSeconds=overrun_s)],
+    )
+    with running(doc) as orch:
+        handle = orch.loop("main")
+        assert handle.wait_for(
+            lambda _s: len([r for r in read_records(out) if r["event"] == "call"]) >= 3, PROMPT
+        )
+        handle.pause()  # the third call is still blocking: the pause lands after it
+        assert handle.wait_for_state(LoopState.PAUSED, timeout=PROMPT)
+        time.sleep(pause)
+        handle.resume()
+        assert orch.wait(PROMPT)
+        status = handle.status()
+    missed = missed_ticks(status)
+    assert status.iterations + missed == 40
+    assert missed <= overrun_s / period + 2, missed  # 26 or so if the pause counted
