@@ -102,7 +102,6 @@ def test_non_blocking_never_holds_up_the_loop(
     status = orch.status().loop("main")
     assert status.node("fx").calls == 6
     assert status.node("fx").errors == 0
-    assert status.drained >= 1
     # Side effects drained before teardown.
     teardown = next(i for i, line in enumerate(lines) if line.startswith("fx teardown"))
     assert all(i < teardown for i, line in enumerate(lines) if line.startswith("fx end"))
