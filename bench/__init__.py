@@ -1,0 +1,5 @@
+"""ostinato benchmarks (DESIGN.md §9): each one a ratio against a peer measured in the same run.
+
+A package so that a process-pool loop can import node classes defined here by path
+(``bench.node_overhead:NoOp``).
+"""
