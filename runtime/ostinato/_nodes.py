@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
-import os
+import random
 import time
 import typing
 from collections.abc import Awaitable, Callable
@@ -26,6 +26,16 @@ __all__ = [
     "ProducerExhausted",
     "ProducerNode",
 ]
+
+
+#: Trace ids come from a private generator: seeded from the OS, untouched by random.seed(),
+#: and without a system call per iteration (os.urandom costs as much as the engine does).
+_trace_rng = random.Random()
+
+
+def new_trace_id() -> str:
+    """16 random hex digits for a new iteration's trace id."""
+    return f"{_trace_rng.getrandbits(64):016x}"
 
 
 class NodeKind(enum.StrEnum):
@@ -63,7 +73,7 @@ class NodeData:
     #: Wall-clock time (seconds since the epoch) at which the producer emitted this iteration.
     created_at: float = field(default_factory=time.time)
     #: 16 hex digits identifying the iteration across loops and logs.
-    trace_id: str = field(default_factory=lambda: os.urandom(8).hex())
+    trace_id: str = field(default_factory=lambda: new_trace_id())
     meta: dict[str, Any] = field(default_factory=dict)
 
     def with_payload(self, payload: Any) -> NodeData:
