@@ -1,0 +1,1 @@
+"""The messaging hub: routing, flow control, durable queues."""
