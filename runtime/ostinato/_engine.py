@@ -48,8 +48,13 @@ class LoopManager:
         pool: Pool | None = None,
         max_iterations: int | None = None,
         on_change: Callable[[LoopManager], None] | None = None,
+        hub: Any = None,
+        replica: int = 0,
     ) -> None:
         self.plan = plan
+        self.hub = hub
+        self.replica = replica
+        self._finishers: list[Callable[[], None]] = []
         self.name = plan.name
         self.workflow = workflow
         self.pool = pool or plan.spec.pool
@@ -122,6 +127,7 @@ class LoopManager:
     def status(self) -> LoopStatus:
         return LoopStatus(
             name=self.name,
+            replica=self.replica,
             pool=self.pool.value,
             state=self._state,
             reason=self._reason,
@@ -199,6 +205,37 @@ class LoopManager:
 
     # -- running -------------------------------------------------------------------------------
 
+    async def _control_wait(self, fut: asyncio.Future[Any], stop_only: bool) -> bool:
+        """Wait until ``fut`` is done (True) or the loop is asked to stop, or with
+        ``stop_only=False`` to pause too (False). ``fut`` itself is left alone."""
+
+        def interrupted() -> bool:
+            return self._desired is _Desired.STOP or (
+                not stop_only and self._desired is _Desired.PAUSE
+            )
+
+        loop = asyncio.get_running_loop()
+        while not fut.done():
+            if interrupted():
+                return False
+            waker: asyncio.Future[bool] = loop.create_future()
+            fut.add_done_callback(lambda _f, w=waker: _resolve(w, True))  # type: ignore[misc]
+            self._wakers.add(waker)
+            try:
+                await waker
+            finally:
+                self._wakers.discard(waker)
+        return True
+
+    def _end_iteration(self) -> None:
+        finishers = self._finishers[:]  # nodes hold this list's append: clear it in place
+        self._finishers.clear()
+        for callback in finishers:
+            try:
+                callback()
+            except Exception:
+                self.log.exception("iteration-end callback failed")
+
     def run_sync(self) -> None:
         """Run the loop on an event loop of its own in the calling thread (thread, process)."""
         asyncio.run(self.run())
@@ -256,6 +293,9 @@ class LoopManager:
             node=plan.name,
             sleeper=self._producer_sleep,
             paused=lambda: self._paused_total,
+            waiter=self._control_wait,
+            finisher=self._finishers.append,
+            hub=self.hub,
         )
         node = plan.cls(plan.config, context)
         return NodeRunner(plan, node, offload=offload, worker=worker)
@@ -289,12 +329,16 @@ class LoopManager:
                 out = await self._recover(producer, exc, ())
                 if out is _FAILED:
                     self._iteration_done(failed=True)
+                    if self._finishers:
+                        self._end_iteration()
                     continue
             else:
                 producer.calls += 1
                 if producer.health is not healthy:
                     producer.recovered()
             if out is None:
+                if self._finishers:
+                    self._end_iteration()
                 if yield_each or self._pending:
                     await asyncio.sleep(0)
                 continue
@@ -332,6 +376,8 @@ class LoopManager:
                             continue
                     self._dispatch(r, data)
             self._iteration_done(failed)
+            if self._finishers:
+                self._end_iteration()
             if yield_each or self._pending:
                 await asyncio.sleep(0)
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from ._client import HubClient
 from ._engine import LoopManager
 from ._plan import LoopPlan
 from ._spec import Pool
@@ -23,9 +24,12 @@ log = logging.getLogger("ostinato.orchestrator")
 class LoopHandle(abc.ABC):
     """One loop as the orchestrator sees it, wherever it runs."""
 
-    def __init__(self, plan: LoopPlan) -> None:
+    def __init__(self, plan: LoopPlan, replica: int = 0) -> None:
         self.plan = plan
         self.name = plan.name
+        self.replica = replica
+        #: How the orchestrator names this handle: the loop's name, '-N' for replica N > 0.
+        self.key = plan.name if replica == 0 else f"{plan.name}-{replica}"
         self.pool = plan.spec.pool
 
     @abc.abstractmethod
@@ -97,18 +101,26 @@ class InProcessLoop(LoopHandle):
         workflow: str,
         max_iterations: int | None,
         event_loop: EventLoopThread | None = None,
+        replica: int = 0,
+        hub: HubClient | None = None,
     ) -> None:
-        super().__init__(plan)
-        self.manager = LoopManager(plan, workflow=workflow, max_iterations=max_iterations)
+        super().__init__(plan, replica)
+        self.hub = hub
+        self.manager = LoopManager(
+            plan, workflow=workflow, max_iterations=max_iterations, hub=hub, replica=replica
+        )
         self._event_loop = event_loop
         self._finished = threading.Event()
         if (event_loop is None) != (plan.spec.pool is not Pool.ASYNCIO):
             raise ValueError("an asyncio loop needs an event loop thread; others must not get one")
 
     def start(self) -> None:
+        if self.hub is not None:
+            self.hub.status = lambda: self.manager.status().model_dump(mode="json")
+            self.hub.start()
         if self._event_loop is None:
             threading.Thread(
-                target=self._run_thread, name=f"ostinato-loop-{self.name}", daemon=True
+                target=self._run_thread, name=f"ostinato-loop-{self.key}", daemon=True
             ).start()
         else:
             self._event_loop.submit(self.manager.run()).add_done_callback(self._ended)
@@ -125,6 +137,8 @@ class InProcessLoop(LoopHandle):
         self._mark_finished()
 
     def _mark_finished(self) -> None:
+        if self.hub is not None:
+            self.hub.close()  # the hub gives what this loop had not acknowledged to others
         self._finished.set()
         self.manager._notify()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import logging
@@ -94,6 +95,9 @@ class NodeContext:
         node: str,
         sleeper: Callable[[float], Awaitable[bool]] | None = None,
         paused: Callable[[], float] | None = None,
+        waiter: Callable[[asyncio.Future[Any], bool], Awaitable[bool]] | None = None,
+        finisher: Callable[[Callable[[], None]], None] | None = None,
+        hub: Any = None,
     ) -> None:
         self.workflow = workflow
         self.loop = loop
@@ -103,6 +107,10 @@ class NodeContext:
         self.counters: dict[str, int] = {}
         self._sleeper = sleeper
         self._paused = paused
+        self._waiter = waiter
+        self._finisher = finisher
+        #: The loop's connection to the messaging hub (``_client.HubClient``), when it has one.
+        self.hub = hub
 
     @property
     def paused_seconds(self) -> float:
@@ -117,6 +125,21 @@ class NodeContext:
         """Add ``amount`` to the node's counter ``name`` (shown in status)."""
         self.counters[name] = self.counters.get(name, 0) + amount
 
+    async def wait(self, fut: asyncio.Future[Any], *, stop_only: bool = False) -> bool:
+        """Wait until ``fut`` is done (True), or until the loop is asked to stop (or, unless
+        ``stop_only``, to pause): then False at once. Read the outcome with ``fut.result()``."""
+        if self._waiter is None:
+            await asyncio.wait([fut])
+            return True
+        return await self._waiter(fut, stop_only)
+
+    def at_iteration_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the current iteration ends, failed or not (acknowledgements)."""
+        if self._finisher is None:
+            callback()
+        else:
+            self._finisher(callback)
+
     async def sleep_until(self, deadline: float) -> bool:
         """Wait until ``time.monotonic()`` reaches ``deadline``.
 
@@ -125,8 +148,6 @@ class NodeContext:
         """
         delay = deadline - time.monotonic()
         if self._sleeper is None:
-            import asyncio
-
             await asyncio.sleep(max(delay, 0.0))
             return True
         return await self._sleeper(delay)

@@ -6,17 +6,19 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._control import ControlServer
+from ._client import HubClient
 from ._handles import EventLoopThread, InProcessLoop, LoopHandle
-from ._plan import WorkflowPlan, dump_document, load_workflow
+from ._hub import Hub, default_state_dir
+from ._plan import LoopPlan, WorkflowPlan, dump_document, load_workflow
 from ._process import ProcessLoop
 from ._spec import Pool
-from ._status import LoopState, WorkflowStatus
+from ._status import LoopState, QueueStatus, WorkflowStatus
 
 __all__ = ["WorkflowOrchestrator"]
 
@@ -44,6 +46,7 @@ class WorkflowOrchestrator:
         *,
         max_iterations: int | None = None,
         log_format: str = "text",
+        state_dir: str | Path | None = None,
     ) -> None:
         if isinstance(workflow, str | Path):
             importable_folder(workflow)
@@ -51,7 +54,9 @@ class WorkflowOrchestrator:
         self.name = self.plan.name
         self._max_iterations = max_iterations
         self._log_format = log_format
-        self._server: ControlServer | None = None
+        self._state_dir = state_dir
+        self.hub: Hub | None = None
+        self._store: Any = None
         self._event_loops: dict[str, EventLoopThread] = {}
         self.loops: dict[str, LoopHandle] = {}
         self._started = False
@@ -68,45 +73,74 @@ class WorkflowOrchestrator:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Build every loop and start it in its pool (returns at once)."""
+        """Start the hub, then every loop replica in its pool (returns at once)."""
         if self._started:
             raise RuntimeError(f"workflow {self.name!r} already started")
         self._started = True
+        self.hub = self._start_hub()
         document = dump_document(self.plan.workflow)
         for plan in self.plan.loops:
-            handle: LoopHandle
-            if plan.spec.pool is Pool.PROCESS:
-                if self._server is None:
-                    self._server = ControlServer()
-                handle = ProcessLoop(
-                    plan,
-                    server=self._server,
-                    document=document,
-                    max_iterations=self._max_iterations,
-                    log_format=self._log_format,
-                )
-            else:
-                event_loop = None
-                if plan.spec.pool is Pool.ASYNCIO:
-                    key = plan.spec.event_loop or f"loop:{plan.name}"
-                    if key not in self._event_loops:
-                        self._event_loops[key] = EventLoopThread(plan.spec.event_loop or plan.name)
-                    event_loop = self._event_loops[key]
-                handle = InProcessLoop(
-                    plan,
-                    workflow=self.name,
-                    max_iterations=self._max_iterations,
-                    event_loop=event_loop,
-                )
-            self.loops[plan.name] = handle
+            for replica in range(plan.spec.replicas):
+                handle = self._handle(plan, replica, document)
+                self.loops[handle.key] = handle
         log.info(
             "workflow %r: starting %d loop(s): %s",
             self.name,
             len(self.loops),
-            ", ".join(f"{h.name}[{h.pool.value}]" for h in self.loops.values()),
+            ", ".join(f"{key}[{h.pool.value}]" for key, h in self.loops.items()),
         )
         for handle in self.loops.values():
             handle.start()
+
+    def _start_hub(self) -> Hub:
+        queues = list(self.plan.queues.values())
+        readers = {
+            q: [lp.name for lp in self.plan.loops if q in lp.reads] for q in self.plan.queues
+        }
+        if any(q.durable for q in queues):
+            from ._store import DurableStore
+
+            folder = Path(self._state_dir or default_state_dir(self.name))
+            folder.mkdir(parents=True, exist_ok=True)
+            self._store = DurableStore(folder / "queues.db")
+            log.info("durable queues kept in %s", folder / "queues.db")
+        return Hub(queues, readers, store=self._store)
+
+    def _handle(self, plan: LoopPlan, replica: int, document: str) -> LoopHandle:
+        assert self.hub is not None
+        if plan.spec.pool is Pool.PROCESS:
+            return ProcessLoop(
+                plan,
+                server=self.hub,
+                document=document,
+                max_iterations=self._max_iterations,
+                log_format=self._log_format,
+                replica=replica,
+            )
+        event_loop = None
+        if plan.spec.pool is Pool.ASYNCIO:
+            key = plan.spec.event_loop or f"loop:{plan.name}:{replica}"
+            if key not in self._event_loops:
+                self._event_loops[key] = EventLoopThread(plan.spec.event_loop or plan.name)
+            event_loop = self._event_loops[key]
+        client = None
+        if plan.reads or plan.writes:
+            identity = f"{plan.name}/{replica}/{uuid.uuid4().hex[:12]}".encode()
+            client = HubClient(
+                self.hub.inproc,
+                identity,
+                loop=plan.name,
+                ctx=self.hub.ctx,
+                heartbeat=plan.spec.heartbeat_seconds,
+            )
+        return InProcessLoop(
+            plan,
+            workflow=self.name,
+            max_iterations=self._max_iterations,
+            event_loop=event_loop,
+            replica=replica,
+            hub=client,
+        )
 
     def loop(self, name: str) -> LoopHandle:
         try:
@@ -114,8 +148,15 @@ class WorkflowOrchestrator:
         except KeyError:
             raise KeyError(f"workflow {self.name!r} has no loop {name!r}") from None
 
+    def replicas(self, name: str) -> list[LoopHandle]:
+        """Every replica of loop ``name``."""
+        found = [h for h in self.loops.values() if h.name == name]
+        if not found:
+            raise KeyError(f"workflow {self.name!r} has no loop {name!r}")
+        return found
+
     def _targets(self, loop: str | None) -> list[LoopHandle]:
-        return [self.loop(loop)] if loop is not None else list(self.loops.values())
+        return self.replicas(loop) if loop is not None else list(self.loops.values())
 
     def pause(self, loop: str | None = None) -> None:
         """Pause one loop, or all; each takes effect at its next iteration boundary."""
@@ -144,9 +185,12 @@ class WorkflowOrchestrator:
         for event_loop in self._event_loops.values():
             event_loop.close()
         self._event_loops.clear()
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self.hub is not None:
+            self.hub.close()
+            self.hub = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         return status
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -165,7 +209,15 @@ class WorkflowOrchestrator:
         return all(h.done for h in self.loops.values())
 
     def status(self) -> WorkflowStatus:
-        return WorkflowStatus(workflow=self.name, loops=[h.status() for h in self.loops.values()])
+        queues = []
+        if self.hub is not None:
+            queues = [
+                QueueStatus(name=name, **counters)
+                for name, counters in self.hub.queue_status().items()
+            ]
+        return WorkflowStatus(
+            workflow=self.name, loops=[h.status() for h in self.loops.values()], queues=queues
+        )
 
     def states(self) -> dict[str, LoopState]:
         return {name: h.state for name, h in self.loops.items()}

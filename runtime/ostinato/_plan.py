@@ -268,13 +268,20 @@ def _plan_node(
             )
         if spec.class_ is not None:
             errors.append(FieldError(f"{path}.class", "a queue node takes no class"))
-        if len(errors) == count:
-            errors.append(
-                FieldError(
-                    f"{path}.queue", "queue nodes need the messaging hub, not in this version"
-                )
-            )
-        return None
+        for key in ("queue", "role"):
+            if key in spec.config:
+                errors.append(FieldError(f"{path}.config.{key}", "set by the node's 'queue' field"))
+        if len(errors) > count:
+            return None
+        from ._queue_nodes import QueueConfig, QueueNode
+
+        role, name = ("read", ref.read) if ref.read is not None else ("write", ref.write)
+        try:
+            qconfig = QueueConfig.model_validate({**spec.config, "queue": name, "role": role})
+        except pydantic.ValidationError as exc:
+            errors.extend(errors_from_pydantic(exc, f"{path}.config"))
+            return None
+        return NodePlan(spec.name, kind, QueueNode, qconfig, spec, path)
     if spec.class_ is None:
         errors.append(FieldError(f"{path}.class", "required field is missing"))
         return None

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ._control import ControlServer
 from ._handles import LoopHandle
+from ._hub import Hub
 from ._plan import LoopPlan
 from ._status import LoopState, LoopStatus
 
@@ -44,18 +44,19 @@ class ProcessLoop(LoopHandle):
         self,
         plan: LoopPlan,
         *,
-        server: ControlServer,
+        server: Hub,
+        replica: int = 0,
         document: str,
         max_iterations: int | None,
         log_format: str = "text",
     ) -> None:
-        super().__init__(plan)
+        super().__init__(plan, replica)
         self._server = server
         self._document = document
         self._max_iterations = max_iterations
         self._log_format = log_format
         self._cond = threading.Condition()
-        self._status = LoopStatus(name=plan.name, pool=plan.spec.pool.value)
+        self._status = LoopStatus(name=plan.name, replica=replica, pool=plan.spec.pool.value)
         self._desired = "run"
         self._stop = threading.Event()
         self._finished = False
@@ -64,7 +65,7 @@ class ProcessLoop(LoopHandle):
         self._restarts = 0
         self._final = False
         self._thread = threading.Thread(
-            target=self._supervise, name=f"ostinato-supervise-{plan.name}", daemon=True
+            target=self._supervise, name=f"ostinato-supervise-{self.key}", daemon=True
         )
 
     # -- control -------------------------------------------------------------------------------
@@ -126,6 +127,7 @@ class ProcessLoop(LoopHandle):
                 "config",
                 document=self._document,
                 loop=self.name,
+                replica=self.replica,
                 desired=desired,
                 maxIterations=self._max_iterations,
                 sysPath=sys.path,
@@ -145,7 +147,7 @@ class ProcessLoop(LoopHandle):
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self._final = False
-        self._identity = f"{self.name}/{uuid.uuid4().hex[:12]}".encode()
+        self._identity = f"{self.name}/{self.replica}/{uuid.uuid4().hex[:12]}".encode()
         self._server.register(self._identity, self._on_message)
         cmd = [
             sys.executable,
@@ -155,6 +157,8 @@ class ProcessLoop(LoopHandle):
             self._server.endpoint,
             "--identity",
             self._identity.decode(),
+            "--loop",
+            self.name,
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -174,6 +178,7 @@ class ProcessLoop(LoopHandle):
                 if code == 0:  # a clean exit sent its final status: wait for it to arrive
                     self._cond.wait_for(lambda: self._final, timeout=5)
                 self._server.unregister(self._identity)
+                self._server.peer_gone(self._identity)  # its unacknowledged messages go back
                 self._identity = b""
                 last = self._status
             if code == 0 and (self._stop.is_set() or last.state is LoopState.STOPPED):

@@ -172,6 +172,13 @@ class LoopSpec(_Model):
     nodes: list[NodeSpec] = Field(
         default_factory=list, description="Blocking and non-blocking nodes, in chain order."
     )
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Copies of the loop that run at once; a work queue spreads its messages "
+        "over them, a broadcast queue gives each message to one of them.",
+    )
     max_iterations: int | None = Field(
         None, ge=1, description="Stop the loop after this many iterations; unset runs forever."
     )

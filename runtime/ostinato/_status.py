@@ -7,7 +7,15 @@ import enum
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-__all__ = ["LoopState", "LoopStatus", "NodeHealth", "NodeStatus", "WorkflowStatus", "truncate"]
+__all__ = [
+    "LoopState",
+    "LoopStatus",
+    "NodeHealth",
+    "NodeStatus",
+    "QueueStatus",
+    "WorkflowStatus",
+    "truncate",
+]
 
 #: Error texts in status are cut to this many characters so status stays small.
 MAX_ERROR_CHARS = 500
@@ -51,6 +59,7 @@ class NodeStatus(_Model):
 
 class LoopStatus(_Model):
     name: str
+    replica: int = Field(0, description="Which copy of the loop (spec.loops[].replicas).")
     pool: str
     state: LoopState = LoopState.PENDING
     reason: str | None = Field(None, description="Why the loop is in its state, when not obvious.")
@@ -70,9 +79,21 @@ class LoopStatus(_Model):
         raise KeyError(f"loop {self.name!r} has no node {name!r}")
 
 
+class QueueStatus(_Model):
+    name: str
+    depth: int = Field(0, description="Messages waiting in the fullest consumer group.")
+    enqueued: int = 0
+    delivered: int = 0
+    acknowledged: int = 0
+    dropped: int = 0
+    redelivered: int = 0
+    refused: int = Field(0, description="Messages refused (larger than maxMessageBytes).")
+
+
 class WorkflowStatus(_Model):
     workflow: str
     loops: list[LoopStatus]
+    queues: list[QueueStatus] = Field(default_factory=list)
 
     def loop(self, name: str) -> LoopStatus:
         for loop in self.loops:

@@ -10,7 +10,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from ostinato._control import ControlServer
+from ostinato._hub import Hub as ControlServer
 from ostinato._wire import decode, encode
 
 

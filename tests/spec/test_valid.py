@@ -444,17 +444,19 @@ def test_queue_nodes_parse() -> None:
     assert slow.producer.queue.read == "events"
 
 
-def test_well_formed_queue_nodes_need_the_hub() -> None:
-    # Intended for now: a well-formed queue node is refused until the messaging hub exists,
-    # so plan edges cannot be computed from a document yet.
-    with pytest.raises(ostinato.WorkflowError) as info:
-        ostinato.load_workflow(queue_doc())
-    assert [(e.path, e.message) for e in info.value.errors] == [
-        (path, "queue nodes need the messaging hub, not in this version")
-        for path in (
-            "spec.loops[0].nodes[2].queue",
-            "spec.loops[1].producer.queue",
-            "spec.loops[1].nodes[0].queue",
-            "spec.loops[1].nodes[1].queue",
-        )
-    ]
+def test_queue_nodes_plan_into_queue_node_and_edges() -> None:
+    plan = ostinato.load_workflow(queue_doc())
+    fast, slow = plan.loops
+    writer = fast.chain[2]
+    assert writer.cls.__name__ == "QueueNode"
+    assert (writer.config.queue, writer.config.role) == ("events", "write")  # type: ignore[attr-defined]
+    assert slow.producer.config.role == "read"  # type: ignore[attr-defined]
+    assert (fast.writes, slow.reads, slow.writes) == (
+        frozenset({"events"}),
+        frozenset({"events", "jobs"}),
+        frozenset({"jobs"}),
+    )
+    assert set(plan.edges) == {
+        (fast.name, "events", slow.name),
+        (slow.name, "jobs", slow.name),
+    }

@@ -1,0 +1,311 @@
+"""A loop's connection to the hub: queue puts and deliveries, heartbeats, control commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import zmq
+
+from ._mailbox import Mailbox
+from ._wire import WireError, decode, encode
+
+__all__ = ["HubClient", "Inbox", "QueueError"]
+
+log = logging.getLogger("ostinato.client")
+
+#: Puts sent to the hub and not yet acknowledged, per queue, before later ones wait here.
+WINDOW = 1024
+
+
+class QueueError(RuntimeError):
+    """The hub refused a message (too large, unknown queue) or a subscription."""
+
+
+class Inbox:
+    """Messages delivered to one reader, waiting for the loop to take them."""
+
+    def __init__(self, client: HubClient, queue: str, prefetch: int) -> None:
+        self.client = client
+        self.queue = queue
+        self.prefetch = prefetch
+        self._items: deque[list[Any]] = deque()
+        self._lock = threading.Lock()
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]] | None = None
+        self.error: str | None = None
+
+    def _push(self, items: list[list[Any]]) -> None:  # I/O thread
+        with self._lock:
+            self._items.extend(items)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            loop, fut = waiter
+            loop.call_soon_threadsafe(_resolve, fut)
+
+    def _fail(self, error: str) -> None:  # I/O thread
+        self.error = error
+        self._push([])
+
+    def take(self) -> list[Any] | None:
+        """The next message ``[id, payload, meta, redelivered]``, or None when none is here."""
+        with self._lock:
+            return self._items.popleft() if self._items else None
+
+    def arrival(self) -> asyncio.Future[bool]:
+        """A future resolved (True) when a message arrives; check ``take()`` first."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        with self._lock:
+            if self._items or self.error:
+                fut.set_result(True)
+            else:
+                self._waiter = (loop, fut)
+        return fut
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _resolve(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(True)
+
+
+class HubClient:
+    """One loop replica's DEALER socket to the hub, owned by an I/O thread of its own.
+
+    Thread-safe: ``put`` returns a future resolved when the hub has accepted the message
+    (for a durable queue: once it is on disk); ``subscribe`` returns an :class:`Inbox` that
+    the hub fills against credit; ``ack`` returns credit once an iteration is done with a
+    message. When the hub restarts (it answers heartbeats with a new id), unacknowledged puts
+    are sent again and subscriptions renewed: delivery is at least once.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        identity: bytes,
+        *,
+        loop: str,
+        ctx: zmq.Context[Any] | None = None,
+        keys: Any = None,
+        heartbeat: float = 1.0,
+    ) -> None:
+        self.loop = loop
+        self.identity = identity
+        self.heartbeat = heartbeat
+        self.ctx: zmq.Context[Any] = ctx or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, identity)
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.setsockopt(zmq.SNDHWM, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        if keys is not None:
+            from ._security import secure_client
+
+            secure_client(self.sock, keys)
+        self.sock.connect(endpoint)
+        self.mailbox = Mailbox(self.ctx)
+        self.on_control: Callable[[dict[str, Any]], None] | None = None
+        self.status: Callable[[], dict[str, Any]] | None = None
+        self.hub_id: str | None = None
+        #: Set once the loop has ended: the last heartbeat then says its status is final.
+        self.final = False
+        self._seq = 0
+        self._seq_lock = threading.Lock()
+        self._waiting: dict[str, deque[tuple[int, bytes, bytes]]] = {}
+        self._unacked: dict[str, dict[int, tuple[bytes, bytes, Future[None]]]] = {}
+        self._futures: dict[tuple[str, int], Future[None]] = {}
+        self._inboxes: dict[str, Inbox] = {}
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- before start: the process loop's handshake --------------------------------------------
+
+    def handshake(self, timeout: float) -> dict[str, Any]:
+        """Say hello and wait for the orchestrator's config message (process loops)."""
+        self.sock.send(encode("hello", pid=os.getpid(), loop=self.loop))
+        deadline_ms = int(timeout * 1000)
+        while self.sock.poll(deadline_ms):
+            msg = decode(self.sock.recv())
+            if msg["t"] == "config":
+                return msg
+        raise TimeoutError(f"no configuration from the orchestrator within {timeout:g}s")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name="ostinato-client", daemon=True)
+        self._thread.start()
+
+    # -- API, any thread -----------------------------------------------------------------------
+
+    def put(self, queue: str, payload: bytes, meta: bytes) -> Future[None]:
+        fut: Future[None] = Future()
+        with self._seq_lock:
+            self._seq += 1
+            seq = self._seq
+        self.mailbox.put("put", queue, seq, payload, meta, fut)
+        return fut
+
+    def subscribe(self, queue: str, prefetch: int) -> Inbox:
+        inbox = Inbox(self, queue, prefetch)
+        self._inboxes[queue] = inbox
+        self.mailbox.put("sub", queue)
+        return inbox
+
+    def ack(self, queue: str, msg_id: int) -> None:
+        self.mailbox.put("ack", queue, msg_id)
+
+    def send_status(self) -> None:
+        """Send the loop's status now (state changes) instead of at the next heartbeat."""
+        self.mailbox.put("status")
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Say goodbye (the hub gives unacknowledged messages to others) and stop."""
+        if self._thread is not None:
+            self.mailbox.put("bye")
+            self._thread.join(timeout)
+        else:
+            self.sock.close(linger=0)
+            self.mailbox.close()
+
+    # -- the I/O thread ------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.mailbox.receiver, zmq.POLLIN)
+        timeout_ms = int(self.heartbeat * 1000)
+        next_beat = 0.0
+        try:
+            while True:
+                events = dict(poller.poll(timeout_ms))
+                if self.sock in events:
+                    self._receive()
+                bye = False
+                if self.mailbox.receiver in events:
+                    bye = self._mailbox_round()
+                self._send_puts()
+                now = time.monotonic()
+                if now >= next_beat or bye:
+                    next_beat = now + self.heartbeat
+                    self._beat()
+                if bye:
+                    self.sock.send(encode("bye"))
+                    return
+        except zmq.ContextTerminated:
+            return
+        finally:
+            self.sock.close()
+            self.mailbox.close()
+            for fut in self._futures.values():
+                if not fut.done():
+                    fut.set_exception(QueueError("the hub connection closed"))
+
+    def _beat(self) -> None:
+        if self.status is not None:
+            self.sock.send(encode("status", status=self.status(), final=self.final))
+        else:
+            self.sock.send(encode("ping"))
+
+    def _mailbox_round(self) -> bool:
+        bye = False
+        acks: dict[str, list[int]] = {}
+        for item in self._mailbox_items():
+            kind = item[0]
+            if kind == "put":
+                _, queue, seq, payload, meta, fut = item
+                self._futures[(queue, seq)] = fut
+                self._waiting.setdefault(queue, deque()).append((seq, payload, meta))
+            elif kind == "ack":
+                acks.setdefault(item[1], []).append(item[2])
+            elif kind == "sub":
+                self._subscribe(self._inboxes[item[1]])
+            elif kind == "status":
+                self._beat()
+            elif kind == "bye":
+                bye = True
+        for queue, ids in acks.items():
+            self.sock.send(encode("ack", q=queue, loop=self.loop, ids=ids))
+        return bye
+
+    def _mailbox_items(self) -> list[tuple[Any, ...]]:
+        return self.mailbox.take()
+
+    def _subscribe(self, inbox: Inbox) -> None:
+        credit = max(inbox.prefetch - len(inbox), 0)
+        self.sock.send(encode("sub", q=inbox.queue, loop=self.loop, credit=credit))
+
+    def _send_puts(self) -> None:
+        for queue, waiting in self._waiting.items():
+            if not waiting:
+                continue
+            unacked = self._unacked.setdefault(queue, {})
+            room = WINDOW - len(unacked)
+            if room <= 0:
+                continue
+            items = []
+            while waiting and room > 0:
+                seq, payload, meta = waiting.popleft()
+                unacked[seq] = (payload, meta, self._futures[(queue, seq)])
+                items.append([seq, payload, meta])
+                room -= 1
+            self.sock.send(encode("puts", q=queue, items=items))
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                frame = self.sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode(frame)
+                self._handle(msg)
+            except (WireError, KeyError, TypeError, ValueError) as exc:
+                log.warning("dropped malformed frame from the hub: %s", exc)
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        kind = msg["t"]
+        if kind == "msgs":
+            inbox = self._inboxes.get(msg["q"])
+            if inbox is not None:
+                inbox._push(msg["items"])
+        elif kind == "acks":
+            for item in msg["items"]:
+                queue, seq = item[0], item[1]
+                self._unacked.get(queue, {}).pop(seq, None)
+                fut = self._futures.pop((queue, seq), None)
+                if fut is None or fut.done():
+                    continue
+                if len(item) > 2:
+                    fut.set_exception(QueueError(str(item[2])))
+                else:
+                    fut.set_result(None)
+        elif kind == "pong":
+            hub = str(msg["hub"])
+            if self.hub_id is not None and hub != self.hub_id:
+                self._hub_restarted()
+            self.hub_id = hub
+        elif kind == "error":
+            inbox = self._inboxes.get(msg.get("q", ""))
+            if inbox is not None:
+                inbox._fail(str(msg["error"]))
+            log.error("hub: %s", msg["error"])
+        elif kind == "control" and self.on_control is not None:
+            self.on_control(msg)
+
+    def _hub_restarted(self) -> None:
+        """A new hub: what the old one had not acknowledged is sent again, in order."""
+        log.warning("the hub restarted: resending unacknowledged messages, renewing subscriptions")
+        for queue, unacked in self._unacked.items():
+            again = [(seq, payload, meta) for seq, (payload, meta, _fut) in sorted(unacked.items())]
+            unacked.clear()
+            self._waiting.setdefault(queue, deque()).extendleft(reversed(again))
+        for inbox in self._inboxes.values():
+            self._subscribe(inbox)

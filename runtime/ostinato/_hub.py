@@ -1,0 +1,279 @@
+"""The messaging hub: one ZeroMQ ROUTER that carries queues, control and state for a workflow."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from ._mailbox import Mailbox
+from ._queues import Outbox, QueueState, Store
+from ._spec import QueueSpec
+from ._wire import WireError, decode, encode
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("ostinato.hub")
+_ids = itertools.count()
+
+Handler = Callable[[dict[str, Any]], None]
+
+#: Frames handled before the hub commits, answers and looks at its mailbox again.
+ROUND_FRAMES = 2000
+
+
+class Hub:
+    """Routes queue messages between loops and carries their control and state.
+
+    One thread owns the sockets: a ROUTER bound to an ``inproc://`` endpoint (loops in this
+    process) and an ``ipc://`` one (process loops), and optionally a second ROUTER on
+    ``tcp://`` secured with CURVE (loops on other hosts). Other threads talk to it through a
+    mailbox. Malformed frames are dropped, counted (``malformed``) and logged; the hub keeps
+    serving. Consumers that stop sending heartbeats for ``lost_after`` seconds are lost: their
+    unacknowledged messages go to other consumers.
+    """
+
+    def __init__(
+        self,
+        queues: Sequence[QueueSpec] = (),
+        readers: Mapping[str, Sequence[str]] | None = None,
+        *,
+        ctx: zmq.Context[Any] | None = None,
+        tcp: str | None = None,
+        security: Any = None,
+        store: Store | None = None,
+        lost_after: float = 5.0,
+    ) -> None:
+        self.ctx: zmq.Context[Any] = ctx or zmq.Context.instance()
+        self.id = os.urandom(8).hex()
+        self._tmpdir = tempfile.mkdtemp(prefix="ostinato-")
+        self.inproc = f"inproc://ostinato-hub-{os.getpid()}-{next(_ids)}"
+        self._local = self.ctx.socket(zmq.ROUTER)
+        self._setup(self._local)
+        self._local.bind(self.inproc)
+        self._local.bind(f"ipc://{self._tmpdir}/hub.sock")
+        self.endpoint = self._local.get_string(zmq.LAST_ENDPOINT)
+        self._remote: zmq.Socket[Any] | None = None
+        self.tcp: str | None = None
+        if tcp is not None:
+            self._remote = self.ctx.socket(zmq.ROUTER)
+            self._setup(self._remote)
+            if security is not None:
+                security.secure(self._remote)
+            self._remote.bind(tcp)
+            self.tcp = self._remote.get_string(zmq.LAST_ENDPOINT)
+        readers = readers or {}
+        self.store = store
+        self.queues = {q.name: QueueState(q, readers.get(q.name, ()), store) for q in queues}
+        self._lost_after = lost_after
+        self._seen: dict[bytes, float] = {}
+        self._route: dict[bytes, zmq.Socket[Any]] = {}
+        self._consumers: dict[bytes, str] = {}  # identity -> loop, for peers that read queues
+        self._mailbox = Mailbox(self.ctx)
+        self._handlers: dict[bytes, Handler] = {}
+        self._lock = threading.Lock()
+        self._out = Outbox()
+        self.malformed = 0
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="ostinato-hub", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _setup(sock: zmq.Socket[Any]) -> None:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # Credit bounds what is in flight; the high-water mark must never be what drops data.
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+
+    # -- API for other threads -----------------------------------------------------------------
+
+    def register(self, identity: bytes, handler: Handler) -> None:
+        """Messages other than queue traffic from ``identity`` go to ``handler`` (hub thread)."""
+        with self._lock:
+            self._handlers[identity] = handler
+
+    def unregister(self, identity: bytes) -> None:
+        with self._lock:
+            self._handlers.pop(identity, None)
+
+    def send(self, identity: bytes, kind: str, **fields: Any) -> None:
+        """Queue a message to a peer; dropped with a debug line if the peer is gone."""
+        self._mailbox.put("send", identity, encode(kind, **fields))
+
+    def peer_gone(self, identity: bytes) -> None:
+        """Tell the hub a peer has died (its process exited): redeliver its messages now."""
+        self._mailbox.put("gone", identity)
+
+    def queue_status(self) -> dict[str, dict[str, int]]:
+        """Depth and counters per queue (read without locking: a snapshot of ints)."""
+        return {name: {"depth": q.depth, **vars_of(q.counters)} for name, q in self.queues.items()}
+
+    # -- the hub thread ------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        sockets = [self._local] + ([self._remote] if self._remote is not None else [])
+        for sock in sockets:
+            poller.register(sock, zmq.POLLIN)
+        poller.register(self._mailbox.receiver, zmq.POLLIN)
+        next_check = time.monotonic() + self._lost_after / 2
+        try:
+            while not self._closing.is_set():
+                events = dict(poller.poll(200))
+                for sock in sockets:
+                    if sock in events:
+                        self._receive(sock)
+                if self._mailbox.receiver in events:
+                    self._mailbox_round()
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + self._lost_after / 2
+                    self._check_lost(now)
+                self._flush()
+        except Exception:
+            log.exception("hub thread failed")
+            raise
+        finally:
+            for sock in sockets:
+                sock.close(linger=0)
+            self._mailbox.close()
+
+    def _mailbox_round(self) -> None:
+        for item in self._mailbox.take():
+            if item[0] == "send":
+                self._send(item[1], item[2])
+            elif item[0] == "gone":
+                self._lose(item[1], "its process exited")
+
+    def _send(self, identity: bytes, frame: bytes) -> None:
+        sock = self._route.get(identity, self._local)
+        try:
+            sock.send_multipart([identity, frame], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer is gone
+            log.debug("message to %r not sent: %s", identity, exc)
+
+    def _receive(self, sock: zmq.Socket[Any]) -> None:
+        for _ in range(ROUND_FRAMES):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self._drop(frames[0] if frames else b"?", f"{len(frames)} frames, expected 2")
+                continue
+            identity, frame = frames
+            try:
+                msg = decode(frame)
+                self._seen[identity] = time.monotonic()
+                self._route[identity] = sock
+                self._handle(identity, msg)
+            except (WireError, KeyError, TypeError, ValueError) as exc:
+                self._drop(identity, f"{type(exc).__name__}: {exc}")
+
+    def _handle(self, identity: bytes, msg: dict[str, Any]) -> None:
+        kind = msg["t"]
+        out = self._out
+        if kind == "puts":
+            name = str(msg["q"])
+            queue = self.queues.get(name)
+            for seq, payload, meta in msg["items"]:
+                if not isinstance(seq, int) or not isinstance(payload, bytes):
+                    raise TypeError("a put is [seq:int, payload:bytes, meta:bytes]")
+                if queue is None:
+                    out.ack(identity, name, seq, f"no queue {name!r} in this workflow")
+                else:
+                    queue.put(identity, seq, payload, bytes(meta), out)
+        elif kind == "ack":
+            queue = self.queues.get(str(msg["q"]))
+            if queue is not None:
+                queue.acknowledge(identity, str(msg["loop"]), list(msg["ids"]), out)
+        elif kind == "sub":
+            name, loop = str(msg["q"]), str(msg["loop"])
+            queue = self.queues.get(name)
+            error = (
+                f"no queue {name!r} in this workflow"
+                if queue is None
+                else queue.subscribe(identity, loop, int(msg["credit"]), out)
+            )
+            if error is not None:
+                self._send(identity, encode("error", q=name, error=error))
+            else:
+                self._consumers[identity] = loop
+        elif kind == "bye":
+            self._lose(identity, "it left")
+        else:
+            if kind in ("ping", "status"):  # heartbeats: the answer says which hub this is
+                self._send(identity, encode("pong", hub=self.id))
+            with self._lock:
+                handler = self._handlers.get(identity)
+            if handler is None:
+                if kind != "ping":
+                    log.debug("message %r from unregistered peer %r ignored", kind, identity)
+                return
+            try:
+                handler(msg)
+            except Exception:
+                log.exception("handler for %r failed on %r", identity, kind)
+
+    def _lose(self, identity: bytes, why: str) -> None:
+        self._seen.pop(identity, None)
+        self._route.pop(identity, None)
+        if self._consumers.pop(identity, None) is None:
+            return
+        back = sum(q.lost(identity, self._out) for q in self.queues.values())
+        log.info("consumer %r lost (%s): %d message(s) back for redelivery", identity, why, back)
+
+    def _check_lost(self, now: float) -> None:
+        for identity in [
+            i for i in self._consumers if now - self._seen.get(i, now) > self._lost_after
+        ]:
+            self._lose(identity, f"no heartbeat for {self._lost_after:g}s")
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        if self.store is not None:
+            try:
+                self.store.commit()  # durable before any writer hears "acknowledged"
+            except Exception as exc:
+                log.error("durable store failed, refusing this round's messages: %s", exc)
+                for items in out.acks.values():
+                    for item in items:
+                        item[2:] = [f"the hub could not store the message: {exc}"]
+        for writer, items in out.acks.items():
+            self._send(writer, encode("acks", items=items))
+        for (consumer, queue), items in out.messages.items():
+            self._send(consumer, encode("msgs", q=queue, items=items))
+        out.clear()
+
+    def _drop(self, identity: bytes, why: str) -> None:
+        self.malformed += 1
+        log.warning("dropped malformed frame from %r: %s", identity[:64], why)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._thread.join(timeout=5)
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+def vars_of(counters: Any) -> dict[str, int]:
+    return {name: getattr(counters, name) for name in counters.__slots__}
+
+
+def default_state_dir(workflow: str) -> Path:
+    """Where a local run keeps its durable queues: ``$XDG_STATE_HOME/ostinato/<workflow>``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "ostinato" / workflow

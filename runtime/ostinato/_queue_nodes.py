@@ -1,0 +1,118 @@
+"""QueueNode: writes a loop's data to a queue of the hub, or reads it in another loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import partial
+from typing import Any, Literal
+
+import msgpack
+from pydantic import Field
+
+from ._client import HubClient, Inbox, QueueError
+from ._nodes import BlockingNode, NodeConfig, NodeData, NonBlockingNode, ProducerNode
+
+__all__ = ["QueueConfig", "QueueNode"]
+
+
+class QueueConfig(NodeConfig):
+    queue: str = Field(description="The queue, declared in spec.queues.")
+    role: Literal["read", "write"] = Field(description="Set from the node's queue.read/write.")
+    prefetch: int = Field(
+        16,
+        ge=1,
+        le=100_000,
+        description="Readers: messages the hub may deliver ahead of the loop taking them. Low "
+        "keeps work queues evenly spread; high hides the round trip.",
+    )
+
+
+def encode_payload(queue: str, payload: Any) -> bytes:
+    try:
+        return msgpack.packb(payload, use_bin_type=True)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise QueueError(
+            f"queue {queue!r}: the payload cannot be sent ({exc}); payloads crossing loops are "
+            "msgpack data: None, bool, int, float, str, bytes, lists and string-keyed maps"
+        ) from None
+
+
+class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockingNode[QueueConfig]):
+    """A writer sends each iteration's payload to its queue and, as a blocking node, waits for
+    the hub's acknowledgement (which is how backpressure reaches the loop). A reader, as the
+    producer, starts an iteration per message; as a blocking node it takes the next message.
+    A message read is acknowledged when the iteration that carried it ends.
+
+    Declared in a workflow with ``queue: {read: NAME}`` or ``queue: {write: NAME}``, no class.
+    """
+
+    def setup(self) -> None:
+        client = self.context.hub
+        if not isinstance(client, HubClient):
+            raise QueueError(f"queue node {self.context.node!r} has no connection to a hub")
+        self.client = client
+        self.inbox: Inbox | None = None
+        if self.config.role == "read":
+            self.inbox = client.subscribe(self.config.queue, self.config.prefetch)
+
+    async def _next(self, producing: bool) -> NodeData | None:
+        """The next message. A producer gives way to a pause or stop (None: no iteration); a
+        blocking reader is inside an iteration, which a pause lets finish: only a stop ends
+        its wait, and then the iteration fails rather than go on without a message."""
+        inbox = self.inbox
+        assert inbox is not None
+        while True:
+            item = inbox.take()
+            if item is not None:
+                break
+            if inbox.error is not None:
+                raise QueueError(inbox.error)
+            if not await self.context.wait(inbox.arrival(), stop_only=not producing):
+                if producing:
+                    return None
+                raise QueueError(f"stopped while waiting for a message on {self.config.queue!r}")
+        msg_id, payload, meta_bytes, redelivered = item
+        queue = self.config.queue
+        self.context.at_iteration_end(partial(self.client.ack, queue, msg_id))
+        meta = msgpack.unpackb(meta_bytes, raw=False) if meta_bytes else {}
+        return NodeData(
+            payload=msgpack.unpackb(payload, raw=False),
+            created_at=time.time(),
+            trace_id=str(meta.get("trace_id") or "") or NodeData().trace_id,
+            meta={
+                "queue": queue,
+                "message_id": msg_id,
+                "redelivered": bool(redelivered),
+                "source": {k: meta.get(k) for k in ("loop", "iteration", "created_at")},
+            },
+        )
+
+    async def produce(self) -> NodeData | None:
+        if self.config.role != "read":
+            raise QueueError("a queue writer cannot be a producer")
+        return await self._next(producing=True)
+
+    async def process(self, data: NodeData) -> NodeData | None:
+        if self.config.role == "read":
+            return await self._next(producing=False)
+        payload = encode_payload(self.config.queue, data.payload)
+        meta = msgpack.packb(
+            {
+                "loop": data.loop,
+                "iteration": data.iteration,
+                "trace_id": data.trace_id,
+                "created_at": data.created_at,
+            },
+            use_bin_type=True,
+        )
+        acked = asyncio.wrap_future(self.client.put(self.config.queue, payload, meta))
+        if not await self.context.wait(acked, stop_only=True):
+            raise QueueError(
+                f"stopped before the hub acknowledged the message on {self.config.queue!r}"
+            )
+        acked.result()  # raises the hub's refusal (too large, unknown queue)
+        return data
+
+    def teardown(self) -> None:
+        return None

@@ -1,0 +1,244 @@
+"""Queue routing inside the hub: buffers, credit, acknowledgements, drops and redelivery.
+
+Pure bookkeeping, no sockets: the hub feeds it what arrives and sends what it puts in the
+:class:`Outbox`. One thread (the hub's) owns every object here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._spec import QueueMode, QueueOnFull, QueueSpec
+
+__all__ = ["Outbox", "QueueCounters", "QueueState", "Store"]
+
+
+class Store(Protocol):
+    """What a durable queue needs of its store (``_store.DurableStore``)."""
+
+    def last_id(self, queue: str) -> int: ...
+    def add(
+        self, queue: str, msg_id: int, payload: bytes, meta: bytes, groups: Sequence[str]
+    ) -> None: ...
+    def done(self, queue: str, group: str, msg_ids: Iterable[int]) -> None: ...
+    def pending(self, queue: str) -> list[tuple[str, int, bytes, bytes]]: ...
+    def commit(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Message:
+    id: int
+    payload: bytes
+    meta: bytes
+    redelivered: bool = False
+
+
+@dataclass(slots=True)
+class Consumer:
+    identity: bytes
+    credit: int = 0
+    inflight: dict[int, Message] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Group:
+    """Who reads a queue as one: a reading loop (broadcast) or all readers (work)."""
+
+    name: str
+    buffer: deque[Message] = field(default_factory=deque)
+    consumers: dict[bytes, Consumer] = field(default_factory=dict)
+    turn: int = 0  # round-robin position among consumers
+
+
+@dataclass(slots=True)
+class QueueCounters:
+    enqueued: int = 0
+    delivered: int = 0
+    acknowledged: int = 0
+    dropped: int = 0
+    redelivered: int = 0
+    refused: int = 0
+
+
+class Outbox:
+    """What the hub must send after a round: acks to writers, messages to consumers."""
+
+    def __init__(self) -> None:
+        self.acks: dict[bytes, list[list[Any]]] = defaultdict(list)
+        self.messages: dict[tuple[bytes, str], list[list[Any]]] = defaultdict(list)
+
+    def ack(self, writer: bytes, queue: str, seq: int, error: str | None = None) -> None:
+        self.acks[writer].append([queue, seq] if error is None else [queue, seq, error])
+
+    def deliver(self, consumer: bytes, queue: str, msg: Message) -> None:
+        self.messages[(consumer, queue)].append([msg.id, msg.payload, msg.meta, msg.redelivered])
+
+    def __bool__(self) -> bool:
+        return bool(self.acks or self.messages)
+
+    def clear(self) -> None:
+        self.acks.clear()
+        self.messages.clear()
+
+
+@dataclass(slots=True)
+class _Parked:
+    writer: bytes
+    seq: int
+    payload: bytes
+    meta: bytes
+
+
+class QueueState:
+    """One queue: a buffer per consumer group, bounded by ``capacity``; credit-based delivery.
+
+    A message is accepted (and its writer acknowledged) once it is in every group's buffer.
+    When a buffer is full: ``block`` parks the put, unacknowledged, until there is room (the
+    writer's window then stops it: backpressure, nothing lost); ``dropOldest`` evicts the
+    group's oldest waiting message; ``dropNewest`` leaves the new one out of that group. Every
+    drop is counted. Consumers get messages only against credit, and hold them until they
+    acknowledge them; a consumer that is lost gives its unacknowledged messages back, to the
+    front of the buffer, for another consumer (counted as redelivered).
+    """
+
+    def __init__(self, spec: QueueSpec, readers: Sequence[str], store: Store | None = None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        names = ["*"] if spec.mode is QueueMode.WORK else list(dict.fromkeys(readers))
+        self.groups = {name: Group(name) for name in names}
+        self.parked: deque[_Parked] = deque()
+        self.counters = QueueCounters()
+        self.store = store if spec.durable else None
+        self.next_id = 1
+        if self.store is not None:
+            self.next_id = self.store.last_id(self.name) + 1
+            for group, msg_id, payload, meta in self.store.pending(self.name):
+                if group in self.groups:
+                    self.groups[group].buffer.append(Message(msg_id, payload, meta))
+
+    def group_of(self, loop: str) -> Group | None:
+        return self.groups.get("*" if self.spec.mode is QueueMode.WORK else loop)
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting, in the fullest group (delivered-unacknowledged ones excluded)."""
+        waiting = max((len(g.buffer) for g in self.groups.values()), default=0)
+        return waiting + len(self.parked)
+
+    # -- writers -------------------------------------------------------------------------------
+
+    def put(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:
+        if len(payload) > self.spec.max_message_bytes:
+            self.counters.refused += 1
+            out.ack(
+                writer,
+                self.name,
+                seq,
+                f"message of {len(payload)} bytes exceeds maxMessageBytes "
+                f"({self.spec.max_message_bytes}) of queue {self.name!r}",
+            )
+            return
+        if self.parked or (self.spec.on_full is QueueOnFull.BLOCK and self._full()):
+            self.parked.append(_Parked(writer, seq, payload, meta))
+            return
+        self._accept(writer, seq, payload, meta, out)
+        self._pump(out)
+
+    def _full(self) -> bool:
+        cap = self.spec.capacity
+        return any(len(g.buffer) >= cap for g in self.groups.values())
+
+    def _accept(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:
+        msg = Message(self.next_id, payload, meta)
+        self.next_id += 1
+        cap = self.spec.capacity
+        into: list[str] = []
+        for group in self.groups.values():
+            if len(group.buffer) >= cap:
+                if self.spec.on_full is QueueOnFull.DROP_NEWEST:
+                    self.counters.dropped += 1
+                    continue
+                if self.spec.on_full is QueueOnFull.DROP_OLDEST:
+                    old = group.buffer.popleft()
+                    self.counters.dropped += 1
+                    if self.store is not None:
+                        self.store.done(self.name, group.name, (old.id,))
+            group.buffer.append(msg)
+            into.append(group.name)
+        if self.store is not None and into:
+            self.store.add(self.name, msg.id, payload, meta, into)
+        self.counters.enqueued += 1
+        out.ack(writer, self.name, seq)
+
+    def _pump(self, out: Outbox) -> None:
+        """Deliver what credit allows; let parked puts in as room appears; until neither can."""
+        while True:
+            for group in self.groups.values():
+                self._dispatch(group, out)
+            if not self.parked or self._full():
+                return
+            p = self.parked.popleft()
+            self._accept(p.writer, p.seq, p.payload, p.meta, out)
+
+    # -- consumers -----------------------------------------------------------------------------
+
+    def subscribe(self, consumer: bytes, loop: str, credit: int, out: Outbox) -> str | None:
+        """A reader replica joins (or rejoins) with ``credit``; None, or why it cannot."""
+        group = self.group_of(loop)
+        if group is None:
+            return f"loop {loop!r} does not read queue {self.name!r}"
+        entry = group.consumers.get(consumer)
+        if entry is None:
+            entry = group.consumers[consumer] = Consumer(consumer)
+        entry.credit = max(credit - len(entry.inflight), 0)
+        self._pump(out)
+        return None
+
+    def acknowledge(self, consumer: bytes, loop: str, ids: Sequence[int], out: Outbox) -> None:
+        """The consumer finished with these messages: forget them, and give it that credit."""
+        group = self.group_of(loop)
+        if group is None:
+            return
+        entry = group.consumers.get(consumer)
+        if entry is None:
+            return
+        done = [i for i in ids if entry.inflight.pop(i, None) is not None]
+        self.counters.acknowledged += len(done)
+        if self.store is not None and done:
+            self.store.done(self.name, group.name, done)
+        entry.credit += len(done)
+        self._pump(out)
+
+    def lost(self, consumer: bytes, out: Outbox) -> int:
+        """A consumer is gone: its unacknowledged messages go back for others. Returns how many."""
+        back = 0
+        for group in self.groups.values():
+            entry = group.consumers.pop(consumer, None)
+            if entry is None or not entry.inflight:
+                continue
+            returned = sorted(entry.inflight.values(), key=lambda m: m.id, reverse=True)
+            for msg in returned:
+                msg.redelivered = True
+                group.buffer.appendleft(msg)
+            back += len(returned)
+        self.counters.redelivered += back
+        self._pump(out)
+        return back
+
+    def _dispatch(self, group: Group, out: Outbox) -> None:
+        if not group.buffer or not group.consumers:
+            return
+        ready = [c for c in group.consumers.values() if c.credit > 0]
+        while group.buffer and ready:
+            group.turn = (group.turn + 1) % len(ready)
+            consumer = ready[group.turn]
+            msg = group.buffer.popleft()
+            consumer.credit -= 1
+            consumer.inflight[msg.id] = msg
+            self.counters.delivered += 1
+            out.deliver(consumer.identity, self.name, msg)
+            if consumer.credit == 0:
+                ready.remove(consumer)

@@ -1,0 +1,362 @@
+"""ZeroMQ CURVE for tcp:// transports: the workflow's key pairs, and sockets that require them.
+
+A workflow has one key set (DESIGN.md §5): the hub's (server) key pair and the clients' key pair,
+shared by every loop of the workflow. CURVE alone encrypts but accepts *any* client key pair, so
+the hub also runs a ZAP authenticator that admits only the workflow's client public key: a client
+without the workflow's keys can neither read nor write.
+
+Keys are Z85 text (40 characters, 32 bytes of key material); on disk a JSON object with the four
+fields below (mode 0600); in pods the four ``OSTINATO_CURVE_*`` variables, from one Secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hmac
+import json
+import logging
+import os
+import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import zmq
+from zmq.auth.base import Authenticator
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+log = logging.getLogger("ostinato.hub.security")
+
+#: ZAP domain of the hub's secured sockets; the authenticator answers for this domain only.
+ZAP_DOMAIN = "ostinato"
+
+#: Environment variable per key field (how pods get the workflow's Secret).
+ENV_VARS: Mapping[str, str] = {
+    "server_public": "OSTINATO_CURVE_SERVER_PUBLIC",
+    "server_secret": "OSTINATO_CURVE_SERVER_SECRET",
+    "client_public": "OSTINATO_CURVE_CLIENT_PUBLIC",
+    "client_secret": "OSTINATO_CURVE_CLIENT_SECRET",
+}
+
+_ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP RFC; one per context
+_KEY_LENGTH = 40  # Z85 text of a 32-byte CURVE key
+_Z85_ALPHABET = frozenset(z85.Z85CHARS)
+_MAX_WARNED_KEYS = 1000
+
+
+class CurveKeyError(ValueError):
+    """A key set that is missing, incomplete or invalid; the message names where and which."""
+
+
+def _check_key(value: object, where: str) -> bytes:
+    """The key as Z85 bytes, or CurveKeyError naming ``where``."""
+    if isinstance(value, str):
+        try:
+            value = value.encode("ascii")
+        except UnicodeEncodeError:
+            raise CurveKeyError(f"{where}: not Z85 text (non-ASCII characters)") from None
+    if not isinstance(value, bytes):
+        raise CurveKeyError(f"{where}: expected Z85 text, got {type(value).__name__}")
+    if len(value) != _KEY_LENGTH:
+        raise CurveKeyError(
+            f"{where}: a CURVE key is {_KEY_LENGTH} Z85 characters, got {len(value)}"
+        )
+    bad = sorted({chr(c) for c in value if c not in _Z85_ALPHABET})
+    if bad:
+        raise CurveKeyError(f"{where}: not Z85 text (invalid characters {''.join(bad)!r})")
+    try:
+        raw = z85.decode(value)
+    except (ValueError, KeyError, struct.error):  # a 5-character group above 2**32 - 1
+        raise CurveKeyError(f"{where}: not Z85 text (a 5-character group out of range)") from None
+    if z85.encode(raw) != value:  # pragma: no cover - decode is exact for in-range groups
+        raise CurveKeyError(f"{where}: not Z85 text (a 5-character group out of range)")
+    return value
+
+
+def _check_pair(public: bytes, secret: bytes, public_where: str, secret_where: str) -> None:
+    if not hmac.compare_digest(zmq.curve_public(secret), public):
+        raise CurveKeyError(f"{secret_where} is not the secret key of {public_where}")
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    """A workflow's key set, each key Z85 text as bytes (40 bytes). Secrets never appear in repr."""
+
+    server_public: bytes
+    server_secret: bytes = field(repr=False)
+    client_public: bytes
+    client_secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _check_key(getattr(self, f.name), f.name))
+        _check_pair(self.server_public, self.server_secret, "server_public", "server_secret")
+        _check_pair(self.client_public, self.client_secret, "client_public", "client_secret")
+
+    def as_text(self) -> dict[str, str]:
+        """The four fields as Z85 strings (the JSON file's content)."""
+        return {f.name: getattr(self, f.name).decode("ascii") for f in fields(self)}
+
+
+def _validated(values: Mapping[str, object], where: Mapping[str, str]) -> CurveKeys:
+    """CurveKeys from raw values; errors name ``where[field]`` (a file field or a variable)."""
+    checked = {name: _check_key(values[name], where[name]) for name in ENV_VARS}
+    for side in ("server", "client"):
+        pub, sec = f"{side}_public", f"{side}_secret"
+        _check_pair(checked[pub], checked[sec], where[pub], where[sec])
+    return CurveKeys(**checked)
+
+
+def generate_keys() -> CurveKeys:
+    """A fresh key set: a server pair for the hub and a client pair for the loops."""
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    return CurveKeys(server_public, server_secret, client_public, client_secret)
+
+
+def _keys_json(keys: CurveKeys) -> str:
+    return json.dumps(keys.as_text(), indent=2) + "\n"
+
+
+def save_keys(keys: CurveKeys, path: str | Path, *, overwrite: bool = True) -> None:
+    """Write ``keys`` as JSON to ``path``, mode 0600, atomically (a temporary file, then rename).
+
+    Readers see either the old file or the complete new one. With ``overwrite=False`` an
+    existing ``path`` is never replaced (FileExistsError), race-free: the temporary file is
+    hard-linked into place, which fails if the name exists.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(_keys_json(keys))
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # FileExistsError when path exists
+            os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # pragma: no cover - file systems that refuse it
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def load_keys(path: str | Path) -> CurveKeys:
+    """The key set in the JSON file ``path``; CurveKeyError naming the file (and field) if bad."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CurveKeyError(f"{path}: cannot read the CURVE key file: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CurveKeyError(f"{path}: not a JSON CURVE key file: {exc}") from None
+    if not isinstance(data, dict):
+        raise CurveKeyError(f"{path}: expected a JSON object with fields {', '.join(ENV_VARS)}")
+    missing = [name for name in ENV_VARS if name not in data]
+    if missing:
+        raise CurveKeyError(f"{path}: missing field(s) {', '.join(missing)}")
+    return _validated(data, {name: f"{path}: field {name!r}" for name in ENV_VARS})
+
+
+def keys_from_env(environ: Mapping[str, str] = os.environ) -> CurveKeys | None:
+    """The key set from the ``OSTINATO_CURVE_*`` variables; None when none of them is set.
+
+    A variable that is present counts as set, even when empty, so that a half-provisioned pod
+    fails loudly instead of running without CURVE.
+    """
+    present = {name: var for name, var in ENV_VARS.items() if var in environ}
+    if not present:
+        return None
+    missing = [var for name, var in ENV_VARS.items() if name not in present]
+    if missing:
+        raise CurveKeyError(
+            f"CURVE keys are partly configured: {', '.join(sorted(present.values()))} set "
+            f"but {', '.join(missing)} missing (set all four or none)"
+        )
+    values = {name: environ[var] for name, var in ENV_VARS.items()}
+    return _validated(
+        values, {name: f"environment variable {var}" for name, var in ENV_VARS.items()}
+    )
+
+
+def keys_command(out: Path | None) -> int:
+    """``ostinato keys [--out FILE]``: generate a key set; write it to ``out`` or print it."""
+    keys = generate_keys()
+    if out is None:
+        sys.stdout.write(_keys_json(keys))
+        return 0
+    try:
+        save_keys(keys, out, overwrite=False)
+    except FileExistsError:
+        print(f"ostinato keys: {out} already exists; not overwriting it", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"ostinato keys: cannot write {out}: {exc}", file=sys.stderr)
+        return 1
+    print(f"ostinato keys: wrote a new CURVE key set to {out} (mode 0600)", file=sys.stderr)
+    return 0
+
+
+def _require_unused(socket: zmq.Socket[Any], what: str) -> None:
+    if socket.getsockopt(zmq.LAST_ENDPOINT):
+        raise RuntimeError(
+            f"{what} must be called before bind/connect: options set later do not apply to "
+            "existing endpoints, which would stay unencrypted"
+        )
+
+
+class _UnbindOnStop(Authenticator):
+    def stop(self) -> None:
+        # libzmq drops an inproc endpoint only when the reaper gets to the closed socket; unbind
+        # first, so that the context can get a new authenticator at once.
+        if self.zap_socket:
+            with contextlib.suppress(zmq.ZMQError):
+                self.zap_socket.unbind(_ZAP_ENDPOINT)
+        super().stop()
+
+
+class _Authenticator(ThreadAuthenticator, _UnbindOnStop):
+    """ThreadAuthenticator whose stop() frees the ZAP endpoint synchronously.
+
+    MRO: ThreadAuthenticator.stop() joins its thread, then calls _UnbindOnStop.stop(), which
+    unbinds the (now idle) ZAP socket before Authenticator.stop() closes it.
+    """
+
+
+class _ClientKeyCheck:
+    """The ZAP credentials provider: only the workflow's client public key gets in."""
+
+    def __init__(self, client_public: bytes) -> None:
+        self._client_public = client_public
+        self._lock = threading.Lock()
+        self._rejected = 0
+        self._warned: set[bytes] = set()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        # Runs in the authenticator's thread; must never raise (that would stop the thread).
+        if hmac.compare_digest(key, self._client_public):
+            return True
+        with self._lock:
+            self._rejected += 1
+            first = key not in self._warned and len(self._warned) < _MAX_WARNED_KEYS
+            if first:
+                self._warned.add(key)
+        if first:
+            log.warning(
+                "refused a CURVE client with an unknown public key %s (domain %r); "
+                "further attempts with this key are only counted",
+                key.decode("ascii", "replace"),
+                domain,
+            )
+        return False
+
+    @property
+    def rejected(self) -> int:
+        with self._lock:
+            return self._rejected
+
+
+class ServerSecurity:
+    """Owns a context's ZAP authenticator; makes server sockets require the workflow's client key.
+
+    One per context (ZAP is per context): constructing it starts the authenticator, so it exists
+    before any secured socket binds. Close it after the secured sockets and before ``ctx.term()``.
+    """
+
+    def __init__(self, ctx: zmq.Context[Any], keys: CurveKeys) -> None:
+        self._ctx = ctx
+        self._keys = keys
+        self._check = _ClientKeyCheck(keys.client_public)
+        self._closed = False
+        self._auth = _Authenticator(ctx, log=log)
+        self._auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=self._check)
+        try:
+            self._auth.start()
+        except zmq.ZMQError as exc:
+            self._auth.stop()
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeError(
+                    "this ZeroMQ context already has a ZAP authenticator "
+                    "(one ServerSecurity per context)"
+                ) from exc
+            raise
+
+    def secure(self, socket: zmq.Socket[Any]) -> None:
+        """Make ``socket`` a CURVE server admitting only the workflow's client key (before bind)."""
+        if self._closed:
+            raise RuntimeError("ServerSecurity is closed")
+        if socket.context is not self._ctx:
+            raise ValueError(
+                "the socket belongs to another context, whose handshakes this authenticator "
+                "never sees; create it from the context given to ServerSecurity"
+            )
+        _require_unused(socket, "ServerSecurity.secure()")
+        socket.setsockopt(zmq.CURVE_SECRETKEY, self._keys.server_secret)
+        socket.setsockopt(zmq.CURVE_PUBLICKEY, self._keys.server_public)
+        socket.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
+        try:
+            # Fail closed: without it, libzmq admits every CURVE client when no ZAP handler runs.
+            socket.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+        except (zmq.ZMQError, AttributeError):  # pragma: no cover - libzmq without the option
+            log.warning(
+                "libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN: close secured sockets before "
+                "ServerSecurity, or they will admit any client key"
+            )
+        socket.setsockopt(zmq.CURVE_SERVER, 1)
+
+    @property
+    def rejected(self) -> int:
+        """How many CURVE handshakes were refused for an unknown client public key."""
+        return self._check.rejected
+
+    def close(self) -> None:
+        """Stop the authenticator (idempotent). Secured sockets then refuse every client."""
+        if self._closed:
+            return
+        self._closed = True
+        self._auth.stop()
+
+    def __enter__(self) -> ServerSecurity:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def secure_client(socket: zmq.Socket[Any], keys: CurveKeys) -> None:
+    """Make ``socket`` a CURVE client of the workflow's hub (before connect)."""
+    _require_unused(socket, "secure_client()")
+    socket.setsockopt(zmq.CURVE_SERVERKEY, keys.server_public)
+    socket.setsockopt(zmq.CURVE_PUBLICKEY, keys.client_public)
+    socket.setsockopt(zmq.CURVE_SECRETKEY, keys.client_secret)
