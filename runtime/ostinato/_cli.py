@@ -57,8 +57,33 @@ def _parser() -> argparse.ArgumentParser:
         help="print the loops' status table every S seconds (0: only at the end)",
     )
 
+    run.add_argument(
+        "--state-dir", type=Path, help="where durable queues are kept (default: ~/.local/state)"
+    )
+
     validate = sub.add_parser("validate", help="check workflow files; exit 1 on any error")
     validate.add_argument("files", type=Path, nargs="+")
+
+    hub = sub.add_parser("hub", help="run only the workflow's messaging hub (distributed mode)")
+    hub.add_argument("file", type=Path)
+    hub.add_argument("--bind", required=True, help="for example tcp://0.0.0.0:5555")
+    loop = sub.add_parser("loop", help="run one loop of a workflow against a remote hub")
+    loop.add_argument("file", type=Path)
+    loop.add_argument("--loop", required=True, dest="loop_name")
+    loop.add_argument("--hub", required=True, help="the hub's address, e.g. tcp://host:5555")
+    loop.add_argument("--replica", type=int, default=0, help="which replica this is (0-based)")
+    loop.add_argument("--iterations", type=_positive_int, help="stop after N iterations")
+    for distributed in (hub, loop):
+        distributed.add_argument("--keys", type=Path, help="CURVE keys from 'ostinato keys'")
+        distributed.add_argument(
+            "--insecure", action="store_true", help="allow tcp:// without CURVE (loopback tests)"
+        )
+        distributed.add_argument("--log-format", choices=["text", "json"], default="text")
+        distributed.add_argument("--log-level", default="INFO")
+    hub.add_argument("--state-dir", type=Path, help="where durable queues are kept")
+
+    keys = sub.add_parser("keys", help="generate a workflow's CURVE key pairs (JSON)")
+    keys.add_argument("--out", type=Path, help="write to this file (mode 0600) instead of stdout")
     return parser
 
 
@@ -125,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     orchestrator = WorkflowOrchestrator(
-        plan, max_iterations=args.iterations, log_format=args.log_format
+        plan, max_iterations=args.iterations, log_format=args.log_format, state_dir=args.state_dir
     )
     orchestrator.start()
     started = time.monotonic()
@@ -163,8 +188,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_distributed(args: argparse.Namespace) -> int:
+    from ._distributed import run_hub, run_loop
+
+    try:
+        plan = _load(args.file)
+    except (WorkflowError, OSError) as exc:
+        print(
+            str(exc) if isinstance(exc, WorkflowError) else f"{args.file}: {exc}", file=sys.stderr
+        )
+        return 1
+    configure_logging(args.log_format, logging.getLevelName(args.log_level.upper()), plan.name)
+    if args.command == "hub":
+        return run_hub(
+            plan, args.bind, keys_path=args.keys, insecure=args.insecure, state_dir=args.state_dir
+        )
+    if args.loop_name not in {lp.name for lp in plan.loops}:
+        print(
+            f"{args.file}: workflow {plan.name!r} has no loop {args.loop_name!r}", file=sys.stderr
+        )
+        return 1
+    return run_loop(
+        plan,
+        args.loop_name,
+        args.hub,
+        keys_path=args.keys,
+        insecure=args.insecure,
+        replica=args.replica,
+        max_iterations=args.iterations,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args.files)
+    if args.command == "keys":
+        from ._security import keys_command
+
+        return keys_command(args.out)
+    if args.command in ("hub", "loop"):
+        return cmd_distributed(args)
     return cmd_run(args)

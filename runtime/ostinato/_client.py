@@ -169,8 +169,9 @@ class HubClient:
     def close(self, timeout: float = 5.0) -> None:
         """Say goodbye (the hub gives unacknowledged messages to others) and stop."""
         if self._thread is not None:
-            self.mailbox.put("bye")
-            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.mailbox.put("bye")
+                self._thread.join(timeout)
         else:
             self.sock.close(linger=0)
             self.mailbox.close()
@@ -201,6 +202,9 @@ class HubClient:
                     return
         except zmq.ContextTerminated:
             return
+        except Exception:
+            log.exception("hub connection of loop %r failed", self.loop)
+            raise
         finally:
             self.sock.close()
             self.mailbox.close()

@@ -21,6 +21,7 @@ import struct
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -46,6 +47,7 @@ ENV_VARS: Mapping[str, str] = {
 }
 
 _ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP RFC; one per context
+_STOP_TIMEOUT_S = 10.0
 _KEY_LENGTH = 40  # Z85 text of a 32-byte CURVE key
 _Z85_ALPHABET = frozenset(z85.Z85CHARS)
 _MAX_WARNED_KEYS = 1000
@@ -231,22 +233,39 @@ def _require_unused(socket: zmq.Socket[Any], what: str) -> None:
         )
 
 
-class _UnbindOnStop(Authenticator):
-    def stop(self) -> None:
-        # libzmq drops an inproc endpoint only when the reaper gets to the closed socket; unbind
-        # first, so that the context can get a new authenticator at once.
-        if self.zap_socket:
-            with contextlib.suppress(zmq.ZMQError):
-                self.zap_socket.unbind(_ZAP_ENDPOINT)
-        super().stop()
+class _Authenticator(ThreadAuthenticator):
+    """pyzmq's ThreadAuthenticator, made safe to stop and to replace within one context.
 
-
-class _Authenticator(ThreadAuthenticator, _UnbindOnStop):
-    """ThreadAuthenticator whose stop() frees the ZAP endpoint synchronously.
-
-    MRO: ThreadAuthenticator.stop() joins its thread, then calls _UnbindOnStop.stop(), which
-    unbinds the (now idle) ZAP socket before Authenticator.stop() closes it.
+    - The pipe to the thread gets a unique inproc name (pyzmq derives it from ``id(self)``, which
+      a successor object can reuse while the closed pipe still holds the name: EADDRINUSE).
+    - stop() never blocks on a thread that is gone or never started, and unbinds the ZAP endpoint
+      before closing its socket: libzmq frees an inproc name only when its reaper gets to the
+      closed socket, so without the unbind a new authenticator could fail to bind.
     """
+
+    def __init__(self, context: zmq.Context[Any]) -> None:
+        super().__init__(context=context, log=log)
+        self.pipe_endpoint = f"inproc://ostinato.zap-pipe.{uuid.uuid4().hex}"
+
+    def stop(self) -> None:
+        pipe, thread = self.pipe, self.thread
+        self.pipe = None  # type: ignore[assignment]
+        self.thread = None  # type: ignore[assignment]
+        if thread is not None and thread.is_alive():
+            if pipe is not None and not pipe.closed:
+                with contextlib.suppress(zmq.ZMQError):
+                    pipe.send(b"TERMINATE", zmq.NOBLOCK)
+            thread.join(_STOP_TIMEOUT_S)
+            if thread.is_alive():  # pragma: no cover - the thread only polls and answers
+                log.error("the ZAP authenticator thread did not stop; leaving its sockets open")
+                return
+        if pipe is not None and not pipe.closed:
+            pipe.close(linger=0)
+        zap = self.zap_socket
+        if zap is not None and not zap.closed:
+            with contextlib.suppress(zmq.ZMQError):
+                zap.unbind(_ZAP_ENDPOINT)
+        Authenticator.stop(self)
 
 
 class _ClientKeyCheck:
@@ -294,7 +313,7 @@ class ServerSecurity:
         self._keys = keys
         self._check = _ClientKeyCheck(keys.client_public)
         self._closed = False
-        self._auth = _Authenticator(ctx, log=log)
+        self._auth = _Authenticator(ctx)
         self._auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=self._check)
         try:
             self._auth.start()

@@ -1,0 +1,154 @@
+"""Distributed mode: the hub alone (`ostinato hub`) and one loop against it (`ostinato loop`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ._client import HubClient
+from ._engine import LoopManager
+from ._hub import Hub, default_state_dir
+from ._plan import WorkflowPlan
+from ._status import LoopState
+
+__all__ = ["run_hub", "run_loop"]
+
+log = logging.getLogger("ostinato.cli")
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            os._exit(130)
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _keys(path: Path | None, insecure: bool, endpoint: str) -> Any:
+    from ._security import keys_from_env, load_keys
+
+    keys = load_keys(path) if path is not None else keys_from_env()
+    if keys is None and endpoint.startswith("tcp://") and not insecure:
+        raise SystemExit(
+            "tcp:// needs the workflow's CURVE keys: --keys FILE (made by 'ostinato keys') or "
+            "OSTINATO_CURVE_* variables; --insecure to run without (loopback tests only)"
+        )
+    return keys
+
+
+def run_hub(
+    plan: WorkflowPlan,
+    bind: str,
+    *,
+    keys_path: Path | None = None,
+    insecure: bool = False,
+    state_dir: Path | None = None,
+    ready: threading.Event | None = None,
+) -> int:
+    """Serve the workflow's queues on ``bind`` (and locally) until SIGINT/SIGTERM."""
+    keys = _keys(keys_path, insecure, bind)
+    security = store = None
+    import zmq
+
+    ctx: zmq.Context[Any] = zmq.Context.instance()
+    if keys is not None:
+        from ._security import ServerSecurity
+
+        security = ServerSecurity(ctx, keys)
+    if any(q.durable for q in plan.queues.values()):
+        from ._store import DurableStore
+
+        folder = state_dir or default_state_dir(plan.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        store = DurableStore(folder / "queues.db")
+    readers = {q: [lp.name for lp in plan.loops if q in lp.reads] for q in plan.queues}
+    hub = Hub(
+        list(plan.queues.values()), readers, ctx=ctx, tcp=bind, security=security, store=store
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    log.info(
+        "hub of workflow %r serving %d queue(s) on %s%s",
+        plan.name,
+        len(plan.queues),
+        hub.tcp,
+        " (CURVE)" if security else " (no CURVE)",
+    )
+    print(f"hub listening on {hub.tcp}", flush=True)
+    if ready is not None:
+        ready.set()
+    stop.wait()
+    hub.close()
+    if store is not None:
+        store.close()
+    if security is not None:
+        security.close()
+    return 0
+
+
+def run_loop(
+    plan: WorkflowPlan,
+    loop: str,
+    hub: str,
+    *,
+    keys_path: Path | None = None,
+    insecure: bool = False,
+    replica: int = 0,
+    max_iterations: int | None = None,
+) -> int:
+    """Run one replica of one loop of the workflow against a hub elsewhere."""
+    keys = _keys(keys_path, insecure, hub)
+    loop_plan = plan.loop(loop)
+    identity = f"{loop}/{replica}/{uuid.uuid4().hex[:12]}".encode()
+    client = HubClient(
+        hub, identity, loop=loop, keys=keys, heartbeat=loop_plan.spec.heartbeat_seconds
+    )
+    manager = LoopManager(
+        loop_plan,
+        workflow=plan.name,
+        max_iterations=max_iterations,
+        on_change=lambda _m: client.send_status(),
+        hub=client,
+        replica=replica,
+    )
+    client.status = lambda: manager.status().model_dump(mode="json")
+    client.on_control = lambda msg: {
+        "pause": manager.pause,
+        "resume": manager.resume,
+        "stop": manager.stop,
+    }.get(str(msg.get("cmd")), lambda: None)()
+    client.start()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+
+    def stopper() -> None:
+        stop.wait()
+        manager.stop()
+
+    threading.Thread(target=stopper, name="ostinato-stopper", daemon=True).start()
+    try:
+        manager.run_sync()
+    except Exception:
+        return 1
+    finally:
+        client.final = True
+        client.close()
+    status = manager.status()
+    log.info(
+        "loop %s: %s after %d iteration(s); drained %d, abandoned %d non-blocking call(s)",
+        loop,
+        status.state.value,
+        status.iterations,
+        status.drained,
+        status.abandoned,
+    )
+    return 0 if status.state is LoopState.STOPPED else 1
