@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/ostinato run examples/demo.yaml --duration 8
+	$(BIN)/ostinato run examples/pipeline.yaml --duration 10 --status-every 2.5
 
 lint: $(STAMP)
 	$(BIN)/ruff check runtime operator tests bench examples

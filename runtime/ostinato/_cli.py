@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -113,7 +114,7 @@ def format_table(status: WorkflowStatus) -> str:
         failing = ",".join(n.name for n in lp.nodes if n.health.value != "healthy") or "-"
         rows.append(
             (
-                lp.name,
+                lp.name if lp.replica == 0 else f"{lp.name}-{lp.replica}",
                 lp.pool,
                 lp.state.value,
                 str(lp.iterations),
@@ -122,9 +123,31 @@ def format_table(status: WorkflowStatus) -> str:
                 lp.reason or "",
             )
         )
+    text = _columns(rows)
+    if status.queues:
+        qrows = [("QUEUE", "DEPTH", "ENQUEUED", "DELIVERED", "DROPPED", "REDELIVERED", "")]
+        for q in status.queues:
+            qrows.append(
+                (
+                    q.name,
+                    str(q.depth),
+                    str(q.enqueued),
+                    str(q.delivered),
+                    str(q.dropped),
+                    str(q.redelivered),
+                    "",
+                )
+            )
+        text += "\n" + _columns(qrows)
+    return text
+
+
+def _columns(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1]
+        (
+            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1]
+        ).rstrip()
         for r in rows
     )
 
