@@ -64,6 +64,9 @@ class ProcessLoop(LoopHandle):
         self._proc: subprocess.Popen[bytes] | None = None
         self._restarts = 0
         self._final = False
+        self._last_report: float | None = None
+        #: Silence after which a running child is reported lost: three heartbeats.
+        self._lost_after = 3 * plan.spec.heartbeat_seconds
         self._thread = threading.Thread(
             target=self._supervise, name=f"ostinato-supervise-{self.key}", daemon=True
         )
@@ -101,16 +104,35 @@ class ProcessLoop(LoopHandle):
     # -- observation ---------------------------------------------------------------------------
 
     def status(self) -> LoopStatus:
+        """The child's last report; a child that stopped reporting (hung, stopped by a
+        signal) is shown as ``error`` with reason "lost" until it reports again."""
         with self._cond:
-            return self._status
+            status, last = self._status, self._last_report
+        if last is not None and status.state in (LoopState.RUNNING, LoopState.PAUSED):
+            silent = time.monotonic() - last
+            if silent > self._lost_after:
+                return status.model_copy(
+                    update={
+                        "state": LoopState.ERROR,
+                        "reason": f"lost: no heartbeat for {silent:.1f}s",
+                    }
+                )
+        return status
 
     @property
     def done(self) -> bool:
         return self._finished
 
     def wait_for(self, predicate: Callable[[LoopStatus], bool], timeout: float) -> bool:
+        """Checked at every report from the child, and every 50 ms for silence (lost)."""
+        deadline = time.monotonic() + timeout
         with self._cond:
-            return self._cond.wait_for(lambda: predicate(self._status), timeout)
+            while not predicate(self.status()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+            return True
 
     def _update(self, **changes: Any) -> None:
         with self._cond:
@@ -137,6 +159,7 @@ class ProcessLoop(LoopHandle):
         elif kind == "status":
             reported = LoopStatus.model_validate(msg["status"])
             with self._cond:
+                self._last_report = time.monotonic()
                 self._status = reported.model_copy(
                     update={"restarts": self._restarts, "pid": self._status.pid}
                 )
@@ -147,6 +170,7 @@ class ProcessLoop(LoopHandle):
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self._final = False
+        self._last_report = None
         self._identity = f"{self.name}/{self.replica}/{uuid.uuid4().hex[:12]}".encode()
         self._server.register(self._identity, self._on_message)
         cmd = [

@@ -159,3 +159,18 @@ def test_children_stop_when_the_orchestrator_is_killed(tmp_path: Path, journal: 
         assert "p teardown" in read(journal)
     finally:
         host.kill()
+
+
+def test_a_silent_process_loop_is_reported_lost_and_found_again(run: Any, journal: str) -> None:
+    orch = run(workflow(loop("worker", "process", node("p", "Count", journal=journal, tag="p"))))
+    worker = orch.loop("worker")
+    assert worker.wait_for(lambda s: s.state is LoopState.RUNNING and s.iterations > 0, WAIT)
+    pid = worker.status().pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # hung: no crash, no heartbeat
+    try:
+        assert worker.wait_for(lambda s: (s.reason or "").startswith("lost"), WAIT)
+        assert worker.status().state is LoopState.ERROR
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert worker.wait_for(lambda s: s.state is LoopState.RUNNING, WAIT)
