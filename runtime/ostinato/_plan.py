@@ -360,6 +360,18 @@ def build_plan(workflow: Workflow, source: str | None = None) -> WorkflowPlan:
             loops.append(
                 LoopPlan(loop.name, loop, producer, tuple(c for c in chain if c), reads, writes)
             )
+    if not errors:
+        read = {q for lp in loops for q in lp.reads}
+        for qi, queue in enumerate(spec.queues):
+            writers = sorted(lp.name for lp in loops if queue.name in lp.writes)
+            if writers and queue.name not in read and queue.on_full.value == "block":
+                errors.append(
+                    FieldError(
+                        f"spec.queues[{qi}].name",
+                        f"queue {queue.name!r} is written by {', '.join(writers)} but read by no "
+                        "loop: with onFull block its writers would wait forever once it is full",
+                    )
+                )
     if errors:
         raise WorkflowError(errors, source)
     edges = tuple(

@@ -334,6 +334,10 @@ CASES = [
          "spec.loops[1].producer.kind", "a queue writer is a blocking or nonBlocking node"),
     case("queue-node-with-class", append("spec.loops.0.nodes", {**WRITER, "class": "LogSink"}),
          f"{L0}.nodes[2].class", "a queue node takes no class"),
+    case("queue-written-never-read",
+         both(put("spec.queues", [{"name": "events"}, {"name": "jobs"}]),
+              append("spec.loops.0.nodes", {**WRITER, "name": "w2", "queue": {"write": "jobs"}})),
+         "spec.queues[1].name", "read by no loop"),
     # snake_case spellings: the API server would drop them silently, so they are refused here
     case("loop-setting-snake-case", put("spec.loops.0.max_iterations", 3),
          f"{L0}.max_iterations", "unknown field"),
