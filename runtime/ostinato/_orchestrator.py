@@ -104,7 +104,10 @@ class WorkflowOrchestrator:
             folder.mkdir(parents=True, exist_ok=True)
             self._store = DurableStore(folder / "queues.db")
             log.info("durable queues kept in %s", folder / "queues.db")
-        return Hub(queues, readers, store=self._store)
+        # Three missed heartbeats, and never under 2 s: a busy machine must not look like a
+        # dead consumer (that would redeliver, and deliver twice, for nothing).
+        beats = max((lp.spec.heartbeat_seconds for lp in self.plan.loops), default=1.0)
+        return Hub(queues, readers, store=self._store, lost_after=max(2.0, 3 * beats))
 
     def _handle(self, plan: LoopPlan, replica: int, document: str) -> LoopHandle:
         assert self.hub is not None
