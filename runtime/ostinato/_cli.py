@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     run.add_argument(
-        "--state-dir", type=Path, help="where durable queues are kept (default: ~/.local/state)"
+        "--state-dir",
+        type=Path,
+        help="where durable queues are kept (default: $XDG_STATE_HOME/ostinato/<workflow>, "
+        "else ~/.local/state/ostinato/<workflow>)",
     )
 
     validate = sub.add_parser("validate", help="check workflow files; exit 1 on any error")
@@ -222,24 +225,37 @@ def cmd_distributed(args: argparse.Namespace) -> int:
         )
         return 1
     configure_logging(args.log_format, logging.getLevelName(args.log_level.upper()), plan.name)
-    if args.command == "hub":
-        return run_hub(
-            plan, args.bind, keys_path=args.keys, insecure=args.insecure, state_dir=args.state_dir
-        )
-    if args.loop_name not in {lp.name for lp in plan.loops}:
+    import zmq
+
+    from ._security import CurveKeyError
+    from ._store import DurableStoreError
+
+    if args.command == "loop" and args.loop_name not in {lp.name for lp in plan.loops}:
         print(
             f"{args.file}: workflow {plan.name!r} has no loop {args.loop_name!r}", file=sys.stderr
         )
         return 1
-    return run_loop(
-        plan,
-        args.loop_name,
-        args.hub,
-        keys_path=args.keys,
-        insecure=args.insecure,
-        replica=args.replica,
-        max_iterations=args.iterations,
-    )
+    try:
+        if args.command == "hub":
+            return run_hub(
+                plan,
+                args.bind,
+                keys_path=args.keys,
+                insecure=args.insecure,
+                state_dir=args.state_dir,
+            )
+        return run_loop(
+            plan,
+            args.loop_name,
+            args.hub,
+            keys_path=args.keys,
+            insecure=args.insecure,
+            replica=args.replica,
+            max_iterations=args.iterations,
+        )
+    except (CurveKeyError, DurableStoreError, zmq.ZMQError, OSError) as exc:
+        print(f"ostinato {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 import zmq
 
 from ._mailbox import Mailbox
-from ._wire import WireError, decode, encode
+from ._wire import BATCH_BYTES, WireError, decode, encode
 
 __all__ = ["HubClient", "Inbox", "QueueError"]
 
@@ -101,7 +102,10 @@ class HubClient:
         self.loop = loop
         self.identity = identity
         self.heartbeat = heartbeat
-        self.ctx: zmq.Context[Any] = ctx or zmq.Context.instance()
+        #: A client on its own (a process loop, a remote loop) owns its context and terminates
+        #: it on close, so its last frames (final status, bye) are out before the process ends.
+        self._own_ctx = ctx is None
+        self.ctx: zmq.Context[Any] = ctx or zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, identity)
         self.sock.setsockopt(zmq.LINGER, 2000)
@@ -170,8 +174,11 @@ class HubClient:
         """Say goodbye (the hub gives unacknowledged messages to others) and stop."""
         if self._thread is not None:
             if self._thread.is_alive():
-                self.mailbox.put("bye")
+                with contextlib.suppress(zmq.ZMQError):  # the I/O thread is on its way out
+                    self.mailbox.put("bye")
                 self._thread.join(timeout)
+            if self._own_ctx:  # closing is asynchronous: term() waits (LINGER) for the sends
+                self.ctx.term()
         else:
             self.sock.close(linger=0)
             self.mailbox.close()
@@ -201,6 +208,7 @@ class HubClient:
                     self.sock.send(encode("bye"))
                     return
         except zmq.ContextTerminated:
+            log.debug("hub connection of loop %r: context terminated", self.loop)
             return
         except Exception:
             log.exception("hub connection of loop %r failed", self.loop)
@@ -254,13 +262,18 @@ class HubClient:
             room = WINDOW - len(unacked)
             if room <= 0:
                 continue
-            items = []
             while waiting and room > 0:
-                seq, payload, meta = waiting.popleft()
-                unacked[seq] = (payload, meta, self._futures[(queue, seq)])
-                items.append([seq, payload, meta])
-                room -= 1
-            self.sock.send(encode("puts", q=queue, items=items))
+                items: list[list[Any]] = []
+                size = 0
+                while (
+                    waiting and room > 0 and (not items or size + len(waiting[0][1]) <= BATCH_BYTES)
+                ):
+                    seq, payload, meta = waiting.popleft()
+                    unacked[seq] = (payload, meta, self._futures[(queue, seq)])
+                    items.append([seq, payload, meta])
+                    size += len(payload) + len(meta)
+                    room -= 1
+                self.sock.send(encode("puts", q=queue, items=items))
 
     def _receive(self) -> None:
         while True:
@@ -301,6 +314,10 @@ class HubClient:
             if inbox is not None:
                 inbox._fail(str(msg["error"]))
             log.error("hub: %s", msg["error"])
+        elif kind == "resubscribe":  # the hub had given us up for lost: we are back
+            log.warning("the hub had declared this loop lost: subscribing again")
+            for inbox in self._inboxes.values():
+                self._subscribe(inbox)
         elif kind == "control" and self.on_control is not None:
             self.on_control(msg)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._client import HubClient
 from ._engine import LoopManager
-from ._hub import Hub, default_state_dir
+from ._hub import Hub, default_state_dir, lost_after
 from ._plan import WorkflowPlan
 from ._status import LoopState
 
@@ -72,7 +72,13 @@ def run_hub(
         store = DurableStore(folder / "queues.db")
     readers = {q: [lp.name for lp in plan.loops if q in lp.reads] for q in plan.queues}
     hub = Hub(
-        list(plan.queues.values()), readers, ctx=ctx, tcp=bind, security=security, store=store
+        list(plan.queues.values()),
+        readers,
+        ctx=ctx,
+        tcp=bind,
+        security=security,
+        store=store,
+        lost_after=lost_after([lp.spec.heartbeat_seconds for lp in plan.loops]),
     )
     stop = threading.Event()
     _stop_on_signals(stop)

@@ -18,7 +18,7 @@ import zmq
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
 from ._spec import QueueSpec
-from ._wire import WireError, decode, encode
+from ._wire import BATCH_BYTES, decode, encode
 
 __all__ = ["Hub"]
 
@@ -78,6 +78,7 @@ class Hub:
         self._seen: dict[bytes, float] = {}
         self._route: dict[bytes, zmq.Socket[Any]] = {}
         self._consumers: dict[bytes, str] = {}  # identity -> loop, for peers that read queues
+        self._lost: set[bytes] = set()  # consumers declared lost: told to resubscribe if back
         self._mailbox = Mailbox(self.ctx)
         self._handlers: dict[bytes, Handler] = {}
         self._lock = threading.Lock()
@@ -176,8 +177,11 @@ class Hub:
                 msg = decode(frame)
                 self._seen[identity] = time.monotonic()
                 self._route[identity] = sock
+                if identity in self._lost:  # back after being declared lost: resubscribe
+                    self._lost.discard(identity)
+                    self._send(identity, encode("resubscribe"))
                 self._handle(identity, msg)
-            except (WireError, KeyError, TypeError, ValueError) as exc:
+            except Exception as exc:  # whatever a frame holds, the hub keeps serving
                 self._drop(identity, f"{type(exc).__name__}: {exc}")
 
     def _handle(self, identity: bytes, msg: dict[str, Any]) -> None:
@@ -186,24 +190,30 @@ class Hub:
         if kind == "puts":
             name = str(msg["q"])
             queue = self.queues.get(name)
-            for seq, payload, meta in msg["items"]:
-                if not isinstance(seq, int) or not isinstance(payload, bytes):
-                    raise TypeError("a put is [seq:int, payload:bytes, meta:bytes]")
+            items = msg["items"]
+            if not isinstance(items, list) or not all(_is_put(item) for item in items):
+                raise TypeError("puts items must be [seq:int, payload:bytes, meta:bytes]")
+            for seq, payload, meta in items:
                 if queue is None:
                     out.ack(identity, name, seq, f"no queue {name!r} in this workflow")
                 else:
-                    queue.put(identity, seq, payload, bytes(meta), out)
+                    queue.put(identity, seq, payload, meta, out)
         elif kind == "ack":
+            ids = msg["ids"]
+            if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+                raise TypeError("ack ids must be a list of ints")
             queue = self.queues.get(str(msg["q"]))
             if queue is not None:
-                queue.acknowledge(identity, str(msg["loop"]), list(msg["ids"]), out)
+                queue.acknowledge(identity, str(msg["loop"]), ids, out)
         elif kind == "sub":
-            name, loop = str(msg["q"]), str(msg["loop"])
+            name, loop, credit = str(msg["q"]), str(msg["loop"]), msg["credit"]
+            if type(credit) is not int or not 0 <= credit <= 1_000_000:
+                raise TypeError("sub credit must be an int from 0 to 1000000")
             queue = self.queues.get(name)
             error = (
                 f"no queue {name!r} in this workflow"
                 if queue is None
-                else queue.subscribe(identity, loop, int(msg["credit"]), out)
+                else queue.subscribe(identity, loop, credit, out)
             )
             if error is not None:
                 self._send(identity, encode("error", q=name, error=error))
@@ -230,6 +240,8 @@ class Hub:
         self._route.pop(identity, None)
         if self._consumers.pop(identity, None) is None:
             return
+        if why != "it left":
+            self._lost.add(identity)
         back = sum(q.lost(identity, self._out) for q in self.queues.values())
         log.info("consumer %r lost (%s): %d message(s) back for redelivery", identity, why, back)
 
@@ -254,7 +266,8 @@ class Hub:
         for writer, items in out.acks.items():
             self._send(writer, encode("acks", items=items))
         for (consumer, queue), items in out.messages.items():
-            self._send(consumer, encode("msgs", q=queue, items=items))
+            for batch in batches(items, lambda item: len(item[1]) + len(item[2])):
+                self._send(consumer, encode("msgs", q=queue, items=batch))
         out.clear()
 
     def _drop(self, identity: bytes, why: str) -> None:
@@ -265,6 +278,39 @@ class Hub:
         self._closing.set()
         self._thread.join(timeout=5)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+def _is_put(item: Any) -> bool:
+    return (
+        isinstance(item, list)
+        and len(item) == 3
+        and type(item[0]) is int
+        and isinstance(item[1], bytes)
+        and isinstance(item[2], bytes)
+    )
+
+
+def batches(items: list[Any], size: Callable[[Any], int]) -> list[list[Any]]:
+    """Split ``items`` into runs of at most BATCH_BYTES (a larger item travels alone)."""
+    out: list[list[Any]] = []
+    current: list[Any] = []
+    total = 0
+    for item in items:
+        n = size(item)
+        if current and total + n > BATCH_BYTES:
+            out.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += n
+    if current:
+        out.append(current)
+    return out
+
+
+def lost_after(heartbeats: Sequence[float]) -> float:
+    """Silence after which a consumer is lost: three of the slowest heartbeats, at least 2 s,
+    so that a busy machine does not look like a dead consumer (that would redeliver)."""
+    return max(2.0, 3 * max(heartbeats, default=1.0))
 
 
 def vars_of(counters: Any) -> dict[str, int]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._client import HubClient
 from ._handles import EventLoopThread, InProcessLoop, LoopHandle
-from ._hub import Hub, default_state_dir
+from ._hub import Hub, default_state_dir, lost_after
 from ._plan import LoopPlan, WorkflowPlan, dump_document, load_workflow
 from ._process import ProcessLoop
 from ._spec import Pool
@@ -104,10 +104,8 @@ class WorkflowOrchestrator:
             folder.mkdir(parents=True, exist_ok=True)
             self._store = DurableStore(folder / "queues.db")
             log.info("durable queues kept in %s", folder / "queues.db")
-        # Three missed heartbeats, and never under 2 s: a busy machine must not look like a
-        # dead consumer (that would redeliver, and deliver twice, for nothing).
-        beats = max((lp.spec.heartbeat_seconds for lp in self.plan.loops), default=1.0)
-        return Hub(queues, readers, store=self._store, lost_after=max(2.0, 3 * beats))
+        beats = [lp.spec.heartbeat_seconds for lp in self.plan.loops]
+        return Hub(queues, readers, store=self._store, lost_after=lost_after(beats))
 
     def _handle(self, plan: LoopPlan, replica: int, document: str) -> LoopHandle:
         assert self.hub is not None

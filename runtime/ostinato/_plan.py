@@ -325,6 +325,17 @@ def build_plan(workflow: Workflow, source: str | None = None) -> WorkflowPlan:
         errors.append(FieldError(f"spec.queues[{i}].name", f"duplicate queue name {name!r}"))
     for i, name in _duplicates(lp.name for lp in spec.loops):
         errors.append(FieldError(f"spec.loops[{i}].name", f"duplicate loop name {name!r}"))
+    loop_names = {lp.name for lp in spec.loops}
+    for i, lp in enumerate(spec.loops):
+        for r in range(1, lp.replicas):
+            if f"{lp.name}-{r}" in loop_names:
+                errors.append(
+                    FieldError(
+                        f"spec.loops[{i}].replicas",
+                        f"replica {r} of loop {lp.name!r} is called {lp.name}-{r}, "
+                        "the name of another loop",
+                    )
+                )
     queues = {q.name: q for q in spec.queues}
     loops: list[LoopPlan] = []
     for li, loop in enumerate(spec.loops):

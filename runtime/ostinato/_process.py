@@ -205,7 +205,9 @@ class ProcessLoop(LoopHandle):
                 self._server.peer_gone(self._identity)  # its unacknowledged messages go back
                 self._identity = b""
                 last = self._status
-            if code == 0 and (self._stop.is_set() or last.state is LoopState.STOPPED):
+            if code == 0:  # the child exits 0 only once its loop has ended: not a crash
+                if not self._final:
+                    log.warning("loop %r: its final status did not arrive", self.key)
                 self._update(state=LoopState.STOPPED, pid=None)
                 break
             if time.monotonic() - started >= spec.reset_after_seconds:

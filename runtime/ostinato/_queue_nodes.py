@@ -56,7 +56,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         if self.config.role == "read":
             self.inbox = client.subscribe(self.config.queue, self.config.prefetch)
 
-    async def _next(self, producing: bool) -> NodeData | None:
+    async def _next(self, producing: bool, current: NodeData | None = None) -> NodeData | None:
         """The next message. A producer gives way to a pause or stop (None: no iteration); a
         blocking reader is inside an iteration, which a pause lets finish: only a stop ends
         its wait, and then the iteration fails rather than go on without a message."""
@@ -75,9 +75,20 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         msg_id, payload, meta_bytes, redelivered = item
         queue = self.config.queue
         self.context.at_iteration_end(partial(self.client.ack, queue, msg_id))
-        meta = msgpack.unpackb(meta_bytes, raw=False) if meta_bytes else {}
+        meta = msgpack.unpackb(meta_bytes, raw=False, strict_map_key=False) if meta_bytes else {}
+        value = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        if current is not None:  # a blocking reader: the same iteration, another payload
+            out = current.with_payload(value)
+            out.meta = {
+                **current.meta,
+                "queue": queue,
+                "message_id": msg_id,
+                "redelivered": bool(redelivered),
+                "source": {k: meta.get(k) for k in ("loop", "iteration", "created_at")},
+            }
+            return out
         return NodeData(
-            payload=msgpack.unpackb(payload, raw=False),
+            payload=value,
             created_at=time.time(),
             trace_id=str(meta.get("trace_id") or "") or NodeData().trace_id,
             meta={
@@ -95,7 +106,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
 
     async def process(self, data: NodeData) -> NodeData | None:
         if self.config.role == "read":
-            return await self._next(producing=False)
+            return await self._next(producing=False, current=data)
         payload = encode_payload(self.config.queue, data.payload)
         meta = msgpack.packb(
             {

@@ -116,8 +116,9 @@ class QueueState:
         if self.store is not None:
             self.next_id = self.store.last_id(self.name) + 1
             for group, msg_id, payload, meta in self.store.pending(self.name):
-                if group in self.groups:
-                    self.groups[group].buffer.append(Message(msg_id, payload, meta))
+                if group in self.groups:  # it may have been delivered before the restart
+                    self.groups[group].buffer.append(Message(msg_id, payload, meta, True))
+                    self.counters.redelivered += 1
 
     def group_of(self, loop: str) -> Group | None:
         return self.groups.get("*" if self.spec.mode is QueueMode.WORK else loop)

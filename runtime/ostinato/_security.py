@@ -29,8 +29,6 @@ from types import TracebackType
 from typing import Any
 
 import zmq
-from zmq.auth.base import Authenticator
-from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 log = logging.getLogger("ostinato.hub.security")
@@ -47,6 +45,8 @@ ENV_VARS: Mapping[str, str] = {
 }
 
 _ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP RFC; one per context
+_ZAP_VERSION = b"1.0"
+_POLL_MS = 500  # the ZAP thread rechecks its stop flag at least this often
 _STOP_TIMEOUT_S = 10.0
 _KEY_LENGTH = 40  # Z85 text of a 32-byte CURVE key
 _Z85_ALPHABET = frozenset(z85.Z85CHARS)
@@ -233,72 +233,140 @@ def _require_unused(socket: zmq.Socket[Any], what: str) -> None:
         )
 
 
-class _Authenticator(ThreadAuthenticator):
-    """pyzmq's ThreadAuthenticator, made safe to stop and to replace within one context.
+class _ZapHandler(threading.Thread):
+    """The context's ZAP handler (RFC 27): admits the workflow's client key and nothing else.
 
-    - The pipe to the thread gets a unique inproc name (pyzmq derives it from ``id(self)``, which
-      a successor object can reuse while the closed pipe still holds the name: EADDRINUSE).
-    - stop() never blocks on a thread that is gone or never started, and unbinds the ZAP endpoint
-      before closing its socket: libzmq frees an inproc name only when its reaper gets to the
-      closed socket, so without the unbind a new authenticator could fail to bind.
+    Not pyzmq's ThreadAuthenticator: that one drives blocking sockets through an asyncio poller
+    in its thread, names its pipe after ``id(self)`` (reused addresses collide in libzmq's inproc
+    names until the reaper runs), and its stop() sends on a PAIR that blocks forever once the
+    thread is gone. This is a plain level-triggered poll loop that owns its sockets, answers every
+    request (refusing on any doubt), and always exits: on the stop signal, on the stop flag
+    (checked every _POLL_MS), or when the context terminates.
     """
 
-    def __init__(self, context: zmq.Context[Any]) -> None:
-        super().__init__(context=context, log=log)
-        self.pipe_endpoint = f"inproc://ostinato.zap-pipe.{uuid.uuid4().hex}"
-
-    def stop(self) -> None:
-        pipe, thread = self.pipe, self.thread
-        self.pipe = None  # type: ignore[assignment]
-        self.thread = None  # type: ignore[assignment]
-        if thread is not None and thread.is_alive():
-            if pipe is not None and not pipe.closed:
-                with contextlib.suppress(zmq.ZMQError):
-                    pipe.send(b"TERMINATE", zmq.NOBLOCK)
-            thread.join(_STOP_TIMEOUT_S)
-            if thread.is_alive():  # pragma: no cover - the thread only polls and answers
-                log.error("the ZAP authenticator thread did not stop; leaving its sockets open")
-                return
-        if pipe is not None and not pipe.closed:
-            pipe.close(linger=0)
-        zap = self.zap_socket
-        if zap is not None and not zap.closed:
-            with contextlib.suppress(zmq.ZMQError):
-                zap.unbind(_ZAP_ENDPOINT)
-        Authenticator.stop(self)
-
-
-class _ClientKeyCheck:
-    """The ZAP credentials provider: only the workflow's client public key gets in."""
-
-    def __init__(self, client_public: bytes) -> None:
+    def __init__(self, ctx: zmq.Context[Any], client_public: bytes) -> None:
+        super().__init__(name="ostinato-zap", daemon=True)
         self._client_public = client_public
         self._lock = threading.Lock()
         self._rejected = 0
         self._warned: set[bytes] = set()
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        # Runs in the authenticator's thread; must never raise (that would stop the thread).
-        if hmac.compare_digest(key, self._client_public):
-            return True
-        with self._lock:
-            self._rejected += 1
-            first = key not in self._warned and len(self._warned) < _MAX_WARNED_KEYS
-            if first:
-                self._warned.add(key)
-        if first:
-            log.warning(
-                "refused a CURVE client with an unknown public key %s (domain %r); "
-                "further attempts with this key are only counted",
-                key.decode("ascii", "replace"),
-                domain,
-            )
-        return False
+        self._stopping = threading.Event()
+        # Created and bound here, then used only by the thread (start() is a memory barrier).
+        zap: zmq.Socket[Any] = ctx.socket(zmq.REP)
+        zap.setsockopt(zmq.LINGER, 0)
+        try:
+            zap.bind(_ZAP_ENDPOINT)
+        except zmq.ZMQError as exc:
+            zap.close(linger=0)
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeError(
+                    "this ZeroMQ context already has a ZAP handler (one ServerSecurity per context)"
+                ) from exc
+            raise
+        # The stop signal: owner holds no socket between start and stop, so a ctx.term() without
+        # close() still completes (the thread sees ETERM and closes its own sockets).
+        self._ctx = ctx
+        self._stop_endpoint = f"inproc://ostinato.zap-stop.{uuid.uuid4().hex}"
+        self._stop_rx: zmq.Socket[Any] = ctx.socket(zmq.PULL)
+        self._stop_rx.setsockopt(zmq.LINGER, 0)
+        self._stop_rx.bind(self._stop_endpoint)
+        self._zap = zap
 
     @property
     def rejected(self) -> int:
         with self._lock:
             return self._rejected
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._zap, zmq.POLLIN)
+        poller.register(self._stop_rx, zmq.POLLIN)
+        try:
+            while not self._stopping.is_set():
+                events = dict(poller.poll(_POLL_MS))
+                if self._stop_rx in events:
+                    break
+                if self._zap in events:
+                    request = self._zap.recv_multipart()
+                    self._zap.send_multipart(self._answer(request))
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.ETERM:  # pragma: no cover - unexpected socket failure
+                log.exception("the ZAP handler failed; secured sockets now refuse every client")
+        finally:
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        # Unbind first: libzmq frees an inproc name when it unbinds, but on close only once its
+        # reaper gets to the socket, and a new ServerSecurity must be able to bind at once.
+        for sock, endpoint in ((self._zap, _ZAP_ENDPOINT), (self._stop_rx, self._stop_endpoint)):
+            if not sock.closed:
+                with contextlib.suppress(zmq.ZMQError):
+                    sock.unbind(endpoint)
+                sock.close(linger=0)
+
+    def _answer(self, request: list[bytes]) -> list[bytes]:
+        request_id = request[1] if len(request) > 1 else b""
+        try:
+            status, text, user_id = self._decide(request)
+        except Exception:  # pragma: no cover - a bug here must refuse, never kill the thread
+            log.exception("the ZAP handler could not judge a handshake; refusing it")
+            status, text, user_id = b"500", b"internal error", b""
+        if status != b"200":
+            with self._lock:
+                self._rejected += 1
+        return [_ZAP_VERSION, request_id, status, text, user_id, b""]
+
+    def _decide(self, request: list[bytes]) -> tuple[bytes, bytes, bytes]:
+        if len(request) < 6 or request[0] != _ZAP_VERSION:
+            log.warning("refused a handshake: malformed ZAP request")
+            return b"400", b"malformed ZAP request", b""
+        domain, address, mechanism, credentials = request[2], request[3], request[5], request[6:]
+        peer = address.decode("utf-8", "replace")
+        if domain != ZAP_DOMAIN.encode() or mechanism != b"CURVE" or len(credentials) != 1:
+            log.warning(
+                "refused a handshake from %s: domain %r, mechanism %r (this handler admits only "
+                "CURVE in domain %r)",
+                peer,
+                domain,
+                mechanism,
+                ZAP_DOMAIN,
+            )
+            return b"400", b"CURVE required", b""
+        key = z85.encode(credentials[0])
+        if hmac.compare_digest(key, self._client_public):
+            return b"200", b"OK", key
+        with self._lock:
+            first = key not in self._warned and len(self._warned) < _MAX_WARNED_KEYS
+            if first:
+                self._warned.add(key)
+        if first:
+            log.warning(
+                "refused a CURVE client at %s with an unknown public key %s; "
+                "further attempts with this key are only counted",
+                peer,
+                key.decode("ascii"),
+            )
+        return b"400", b"unknown client key", b""
+
+    def stop(self) -> None:
+        """Stop the thread and free the context's ZAP endpoint (idempotent)."""
+        self._stopping.set()
+        if self.ident is None:  # never started: the sockets are still ours
+            self._close_sockets()
+            return
+        if not self.is_alive():
+            return
+        with contextlib.suppress(zmq.ZMQError):  # a terminated context: the thread is leaving
+            poke: zmq.Socket[Any] = self._ctx.socket(zmq.PUSH)
+            try:
+                poke.connect(self._stop_endpoint)
+                poke.send(b"", zmq.NOBLOCK)
+            finally:
+                poke.close(linger=_POLL_MS)
+        if self.is_alive():
+            self.join(_STOP_TIMEOUT_S)
+            if self.is_alive():  # pragma: no cover - it wakes up every _POLL_MS at the latest
+                log.error("the ZAP handler thread did not stop within %s s", _STOP_TIMEOUT_S)
 
 
 class ServerSecurity:
@@ -311,19 +379,12 @@ class ServerSecurity:
     def __init__(self, ctx: zmq.Context[Any], keys: CurveKeys) -> None:
         self._ctx = ctx
         self._keys = keys
-        self._check = _ClientKeyCheck(keys.client_public)
         self._closed = False
-        self._auth = _Authenticator(ctx)
-        self._auth.configure_curve_callback(domain=ZAP_DOMAIN, credentials_provider=self._check)
+        self._zap = _ZapHandler(ctx, keys.client_public)
         try:
-            self._auth.start()
-        except zmq.ZMQError as exc:
-            self._auth.stop()
-            if exc.errno == errno.EADDRINUSE:
-                raise RuntimeError(
-                    "this ZeroMQ context already has a ZAP authenticator "
-                    "(one ServerSecurity per context)"
-                ) from exc
+            self._zap.start()
+        except BaseException:  # pragma: no cover - cannot start a thread
+            self._zap.stop()
             raise
 
     def secure(self, socket: zmq.Socket[Any]) -> None:
@@ -351,15 +412,19 @@ class ServerSecurity:
 
     @property
     def rejected(self) -> int:
-        """How many CURVE handshakes were refused for an unknown client public key."""
-        return self._check.rejected
+        """How many handshakes the ZAP handler refused (mostly: an unknown client public key).
+
+        A rejected client reconnects every ``reconnect_ivl`` (100 ms by default), and each attempt
+        counts. Clients refused before ZAP are not counted: no CURVE, or the wrong server key.
+        """
+        return self._zap.rejected
 
     def close(self) -> None:
         """Stop the authenticator (idempotent). Secured sockets then refuse every client."""
         if self._closed:
             return
         self._closed = True
-        self._auth.stop()
+        self._zap.stop()
 
     def __enter__(self) -> ServerSecurity:
         return self

@@ -208,11 +208,19 @@ class QueueSpec(_Model):
         QueueMode.BROADCAST,
         description="broadcast: every reading loop gets each message; work: one replica does.",
     )
-    capacity: int = Field(1000, ge=1, description="Messages buffered per consumer.")
+    capacity: int = Field(
+        1000,
+        ge=1,
+        description="Messages waiting per consumer group (each reading loop in "
+        "broadcast mode, all readers together in work mode).",
+    )
     on_full: QueueOnFull = Field(QueueOnFull.BLOCK, description="block, dropOldest or dropNewest.")
     durable: bool = Field(False, description="Persist messages (SQLite) before acknowledging.")
     max_message_bytes: int = Field(
-        1 << 20, ge=1, description="Larger messages are refused with an error to the writer."
+        1 << 20,
+        ge=1,
+        le=64 << 20,
+        description="Larger messages are refused with an error to the writer; at most 64 MiB.",
     )
 
 

@@ -9,8 +9,13 @@ import msgpack
 __all__ = ["VERSION", "WireError", "decode", "encode"]
 
 VERSION = 1
-#: Control and status messages are small; a larger frame is malformed, not a message.
-MAX_CONTROL_BYTES = 4 << 20
+#: The largest message a queue may carry (QueueSpec.maxMessageBytes is capped at it).
+MAX_MESSAGE_BYTES = 64 << 20
+#: Puts and deliveries are batched up to this many payload bytes a frame (one message more
+#: if a single one is larger), so a frame stays within MAX_FRAME_BYTES.
+BATCH_BYTES = 1 << 20
+#: A larger frame is malformed, not a message: one maximal message plus its envelope.
+MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + (1 << 20)
 
 
 class WireError(ValueError):
@@ -22,8 +27,8 @@ def encode(kind: str, **fields: Any) -> bytes:
 
 
 def decode(frame: bytes) -> dict[str, Any]:
-    if len(frame) > MAX_CONTROL_BYTES:
-        raise WireError(f"frame of {len(frame)} bytes exceeds {MAX_CONTROL_BYTES}")
+    if len(frame) > MAX_FRAME_BYTES:
+        raise WireError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     try:
         msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
