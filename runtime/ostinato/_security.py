@@ -372,8 +372,10 @@ class _ZapHandler(threading.Thread):
 class ServerSecurity:
     """Owns a context's ZAP authenticator; makes server sockets require the workflow's client key.
 
-    One per context (ZAP is per context): constructing it starts the authenticator, so it exists
-    before any secured socket binds. Close it after the secured sockets and before ``ctx.term()``.
+    One per context (ZAP is per context): constructing it starts the authenticator, so it runs
+    before any secured socket binds. close() it when the hub stops (``ctx.term()`` stops it too);
+    secured sockets that outlive it refuse every client (ZAP_ENFORCE_DOMAIN: fail closed).
+    Sockets it does not secure (NULL mechanism, no ZAP domain: inproc/ipc) never consult it.
     """
 
     def __init__(self, ctx: zmq.Context[Any], keys: CurveKeys) -> None:
