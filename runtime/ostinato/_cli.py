@@ -35,6 +35,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (0: off), got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -63,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="where durable queues are kept (default: $XDG_STATE_HOME/ostinato/<workflow>, "
         "else ~/.local/state/ostinato/<workflow>)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=0,
+        metavar="PORT",
+        help="serve /metrics, /healthz, /readyz and /status on 127.0.0.1:PORT (default 0: off)",
     )
 
     validate = sub.add_parser("validate", help="check workflow files; exit 1 on any error")
@@ -178,6 +192,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     orchestrator = WorkflowOrchestrator(
         plan, max_iterations=args.iterations, log_format=args.log_format, state_dir=args.state_dir
     )
+    server = None
+    if args.metrics_port:
+        from ._http import ObservabilityServer
+
+        try:
+            server = ObservabilityServer(orchestrator, port=args.metrics_port).start()
+        except OSError as exc:
+            print(f"--metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
+            return 1
     orchestrator.start()
     started = time.monotonic()
     next_table = started + args.status_every if args.status_every > 0 else float("inf")
@@ -193,6 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             next_table = now + args.status_every
         interrupted.wait(0.1)
     final = orchestrator.stop()
+    if server is not None:
+        server.close()
     if args.log_format == "text":
         print(format_table(final), flush=True)
     for lp in final.loops:

@@ -1,0 +1,265 @@
+"""The observability HTTP server of a process: /metrics, /healthz, /readyz, /status (DESIGN.md §6).
+
+One small stdlib server per process, in daemon threads, reading the orchestrator's status
+only when asked (and once a second for the iteration rates): the loops pay nothing for it.
+
+- ``/metrics``: the Prometheus text format (see :mod:`ostinato._metrics` for the series).
+- ``/healthz``: ``200 ok`` while the process serves at all.
+- ``/readyz``: ``200`` once the hub is up and every loop replica has started (its state is no
+  longer ``pending``); else ``503`` with a JSON ``{"ready": false, "reason": ...}``.
+- ``/status``: the :class:`WorkflowStatus` as JSON (camelCase names), each loop entry with two
+  more fields: ``iterationsPerSecond`` and ``iterationsPerSecondWindow`` (see
+  :class:`IterationRates`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from prometheus_client import generate_latest
+
+from ._metrics import metrics_registry
+from ._status import LoopState, WorkflowStatus
+
+if TYPE_CHECKING:
+    from ._orchestrator import WorkflowOrchestrator
+
+__all__ = ["IterationRates", "ObservabilityServer"]
+
+log = logging.getLogger("ostinato.http")
+
+#: Default window of the iteration rates in /status, and how often they are sampled, seconds.
+RATE_WINDOW_SECONDS = 10.0
+SAMPLE_EVERY_SECONDS = 1.0
+
+#: The Prometheus text format 0.0.4, which generate_latest writes for our names (all of them
+#: legacy-valid). Not prometheus_client.CONTENT_TYPE_LATEST: recent releases say 1.0.0 there,
+#: which older Prometheus servers do not know.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class IterationRates:
+    """Iterations per second of each loop replica over a sliding window.
+
+    A sampler records ``(time, iterations)`` of every replica every ``sample_every`` seconds
+    and keeps the samples of the last ``window`` seconds. The rate at a request is
+
+        (iterations now - iterations at the oldest kept sample) / (now - that sample's time)
+
+    so it covers between ``window - sample_every`` and ``window`` seconds (9 to 10 s by
+    default) once the server has run that long, and since the first sample before that. It is
+    ``None`` while the oldest sample is younger than ``sample_every`` (the first second), and
+    again for a moment after a replica's iterations went down (a restarted process loop counts
+    from zero): its samples are then dropped.
+    """
+
+    def __init__(
+        self, window: float = RATE_WINDOW_SECONDS, sample_every: float = SAMPLE_EVERY_SECONDS
+    ) -> None:
+        if not 0 < sample_every <= window:
+            raise ValueError("need 0 < sample_every <= window")
+        self.window = window
+        self.sample_every = sample_every
+        self._lock = threading.Lock()
+        self._samples: dict[tuple[str, int], collections.deque[tuple[float, int]]] = {}
+        self._maxlen = int(window / sample_every) + 2
+
+    def sample(self, status: WorkflowStatus, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for lp in status.loops:
+                ring = self._samples.setdefault(
+                    (lp.name, lp.replica), collections.deque(maxlen=self._maxlen)
+                )
+                if ring and lp.iterations < ring[-1][1]:
+                    ring.clear()
+                ring.append((now, lp.iterations))
+                while ring and ring[0][0] < now - self.window:
+                    ring.popleft()
+
+    def rate(
+        self, loop: str, replica: int, iterations: int, now: float | None = None
+    ) -> tuple[float | None, float | None]:
+        """``(iterations per second, window in seconds)``, or ``(None, None)``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            ring = self._samples.get((loop, replica))
+            oldest = next((s for s in ring or () if s[0] >= now - self.window), None)
+        if oldest is None:
+            return None, None
+        span = now - oldest[0]
+        if span < self.sample_every or iterations < oldest[1]:
+            return None, None
+        return (iterations - oldest[1]) / span, span
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    app: ObservabilityServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "ostinato"
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        route = self.server.app.routes.get(path)
+        if route is None:
+            self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n")
+            return
+        try:
+            code, content_type, body = route()
+        except Exception as exc:
+            log.exception("%s failed", path)
+            code, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8"
+            body = f"error: {exc}\n".encode()
+        self._reply(code, content_type, body)
+
+    def _reply(self, code: int, content_type: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+Reply = tuple[int, str, bytes]
+
+
+class ObservabilityServer:
+    """Serves a workflow's /metrics, /healthz, /readyz and /status over HTTP.
+
+    ``port`` 0 picks a free port (read it from :attr:`port`). It binds ``127.0.0.1`` unless
+    told otherwise. Start it before or after the orchestrator; :meth:`close` it after.
+    """
+
+    def __init__(
+        self,
+        orchestrator: WorkflowOrchestrator,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate_window: float = RATE_WINDOW_SECONDS,
+        sample_every: float = SAMPLE_EVERY_SECONDS,
+    ) -> None:
+        self.orchestrator = orchestrator
+        self.registry = metrics_registry(orchestrator.status)
+        self.rates = IterationRates(rate_window, sample_every)
+        self.routes: dict[str, Callable[[], Reply]] = {
+            "/metrics": self._metrics,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/status": self._status,
+        }
+        self._httpd = _Server((host, port), _Handler)
+        self._httpd.app = self
+        self.host = host
+        self.port: int = self._httpd.server_address[1]
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> ObservabilityServer:
+        self._threads = [
+            threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.2},
+                name="ostinato-http",
+                daemon=True,
+            ),
+            threading.Thread(target=self._sample, name="ostinato-http-rates", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        log.info("serving /metrics, /healthz, /readyz, /status on %s", self.url)
+        return self
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._threads:
+            self._httpd.shutdown()
+        self._httpd.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> ObservabilityServer:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                self.rates.sample(self.orchestrator.status())
+            except Exception:  # a status read racing a stop must not end the sampler
+                log.debug("rate sample failed", exc_info=True)
+            if self._closed.wait(self.rates.sample_every):
+                return
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def _metrics(self) -> Reply:
+        return HTTPStatus.OK, METRICS_CONTENT_TYPE, generate_latest(self.registry)
+
+    def _healthz(self) -> Reply:
+        return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
+
+    def not_ready(self) -> str | None:
+        """Why the workflow is not ready, or None when it is."""
+        orch = self.orchestrator
+        if not orch.loops:
+            return "the workflow has not started"
+        hub = orch.hub
+        # Hub has no public liveness flag yet: its serving thread is what carries queues.
+        thread = getattr(hub, "_thread", None)
+        if hub is None or (isinstance(thread, threading.Thread) and not thread.is_alive()):
+            return "the messaging hub is not running"
+        pending = [
+            (f"{lp.name}-{lp.replica}" if lp.replica else lp.name, lp.reason)
+            for lp in orch.status().loops
+            if lp.state is LoopState.PENDING
+        ]
+        if pending:
+            return "loop(s) not started yet: " + ", ".join(
+                f"{key} ({why})" if why else key for key, why in pending
+            )
+        return None
+
+    def _readyz(self) -> Reply:
+        reason = self.not_ready()
+        if reason is None:
+            return HTTPStatus.OK, "application/json", b'{"ready": true}\n'
+        body = json.dumps({"ready": False, "reason": reason}).encode() + b"\n"
+        return HTTPStatus.SERVICE_UNAVAILABLE, "application/json", body
+
+    def _status(self) -> Reply:
+        status = self.orchestrator.status()
+        now = time.monotonic()
+        doc = status.model_dump(mode="json", by_alias=True)
+        for entry, lp in zip(doc["loops"], status.loops, strict=True):
+            rate, window = self.rates.rate(lp.name, lp.replica, lp.iterations, now)
+            entry["iterationsPerSecond"] = None if rate is None else round(rate, 3)
+            entry["iterationsPerSecondWindow"] = None if window is None else round(window, 3)
+        return HTTPStatus.OK, "application/json", json.dumps(doc).encode() + b"\n"
