@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 import ostinato
 from ostinato import LoopState
 from ostinato._hub import Hub
+from ostinato._spec import QueueSpec
+from ostinato._wire import encode
 
 from .conftest import (
     consumers,
@@ -119,3 +122,39 @@ def test_a_child_that_exits_right_after_close_delivers_its_final_status() -> Non
         hub.close()
     lost = [identity.decode() for identity, final in finals.items() if not final.is_set()]
     assert lost == [], f"{len(lost)} of {children} children lost their final status"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (slow leak): the hub never forgets a peer that goes away without 'bye': "
+    "Hub._seen and Hub._route keep an entry for every identity that ever sent a valid frame "
+    "(only _lose() removes them, and only consumers are ever lost), and Hub._lost keeps every "
+    "consumer declared lost that never comes back (each crashed or SIGKILLed process loop: "
+    "its identity is new on every restart). A long-running hub with restarting loops or "
+    "reconnecting remote pods grows without bound. Reproducer: Hub(lost_after=0.2); 20 "
+    "DEALERs ping and close, 20 subscribe and close; seconds later _seen and _route still "
+    "hold the 20 pingers and _lost the 20 subscribers.",
+)
+def test_the_hub_forgets_peers_that_went_away() -> None:
+    hub = Hub([QueueSpec.model_validate({"name": "q", "mode": "work"})], {}, lost_after=0.2)
+    ctx = zmq.Context()
+    try:
+        for i in range(40):
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.connect(hub.endpoint)
+            sock.send(encode("sub", q="q", loop="r", credit=1) if i % 2 else encode("ping"))
+            sock.send(encode("ping"))
+            assert sock.poll(5000)  # the pong: the hub has seen this peer
+            sock.close()
+
+        def remembered() -> int:
+            return len(hub._seen) + len(hub._route) + len(hub._lost) + len(hub._consumers)
+
+        assert until(lambda: remembered() == 0, timeout=3.0), (
+            f"seen={len(hub._seen)} route={len(hub._route)} lost={len(hub._lost)} "
+            f"consumers={len(hub._consumers)}"
+        )
+    finally:
+        hub.close()
+        ctx.term()
