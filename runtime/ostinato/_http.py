@@ -232,9 +232,7 @@ class ObservabilityServer:
         if not orch.loops:
             return "the workflow has not started"
         hub = orch.hub
-        # Hub has no public liveness flag yet: its serving thread is what carries queues.
-        thread = getattr(hub, "_thread", None)
-        if hub is None or (isinstance(thread, threading.Thread) and not thread.is_alive()):
+        if hub is None or not hub.alive:
             return "the messaging hub is not running"
         pending = [
             (f"{lp.name}-{lp.replica}" if lp.replica else lp.name, lp.reason)

@@ -115,6 +115,11 @@ class Hub:
         """Tell the hub a peer has died (its process exited): redeliver its messages now."""
         self._mailbox.put("gone", identity)
 
+    @property
+    def alive(self) -> bool:
+        """True while the hub's thread serves (it stops only on close, or on a bug)."""
+        return self._thread.is_alive()
+
     def queue_status(self) -> dict[str, dict[str, int]]:
         """Depth and counters per queue (read without locking: a snapshot of ints)."""
         return {name: {"depth": q.depth, **vars_of(q.counters)} for name, q in self.queues.items()}
