@@ -29,6 +29,8 @@ Handler = Callable[[dict[str, Any]], None]
 
 #: Frames handled before the hub commits, answers and looks at its mailbox again.
 ROUND_FRAMES = 2000
+#: Heartbeat timeouts after which a silent peer is forgotten altogether.
+FORGET_LOST = 5
 
 
 class Hub:
@@ -78,7 +80,8 @@ class Hub:
         self._seen: dict[bytes, float] = {}
         self._route: dict[bytes, zmq.Socket[Any]] = {}
         self._consumers: dict[bytes, str] = {}  # identity -> loop, for peers that read queues
-        self._lost: set[bytes] = set()  # consumers declared lost: told to resubscribe if back
+        self._lost: dict[bytes, float] = {}  # consumers declared lost, and when: told to
+        # resubscribe if they come back, forgotten after FORGET_LOST heartbeat timeouts
         self._mailbox = Mailbox(self.ctx)
         self._handlers: dict[bytes, Handler] = {}
         self._lock = threading.Lock()
@@ -159,7 +162,7 @@ class Hub:
             if item[0] == "send":
                 self._send(item[1], item[2])
             elif item[0] == "gone":
-                self._lose(item[1], "its process exited")
+                self._lose(item[1], "its process exited", may_return=False)
 
     def _send(self, identity: bytes, frame: bytes) -> None:
         sock = self._route.get(identity, self._local)
@@ -183,7 +186,7 @@ class Hub:
                 self._seen[identity] = time.monotonic()
                 self._route[identity] = sock
                 if identity in self._lost:  # back after being declared lost: resubscribe
-                    self._lost.discard(identity)
+                    del self._lost[identity]
                     self._send(identity, encode("resubscribe"))
                 self._handle(identity, msg)
             except Exception as exc:  # whatever a frame holds, the hub keeps serving
@@ -225,7 +228,7 @@ class Hub:
             else:
                 self._consumers[identity] = loop
         elif kind == "bye":
-            self._lose(identity, "it left")
+            self._lose(identity, "it left", may_return=False)
         else:
             if kind in ("ping", "status"):  # heartbeats: the answer says which hub this is
                 self._send(identity, encode("pong", hub=self.id))
@@ -240,13 +243,13 @@ class Hub:
             except Exception:
                 log.exception("handler for %r failed on %r", identity, kind)
 
-    def _lose(self, identity: bytes, why: str) -> None:
+    def _lose(self, identity: bytes, why: str, *, may_return: bool = True) -> None:
         self._seen.pop(identity, None)
         self._route.pop(identity, None)
         if self._consumers.pop(identity, None) is None:
             return
-        if why != "it left":
-            self._lost.add(identity)
+        if may_return:
+            self._lost[identity] = time.monotonic()
         back = sum(q.lost(identity, self._out) for q in self.queues.values())
         log.info("consumer %r lost (%s): %d message(s) back for redelivery", identity, why, back)
 
@@ -255,6 +258,14 @@ class Hub:
             i for i in self._consumers if now - self._seen.get(i, now) > self._lost_after
         ]:
             self._lose(identity, f"no heartbeat for {self._lost_after:g}s")
+        # Peers that went without a goodbye (a writer's crashed process, a lost consumer that
+        # never came back: a restarted process has a new identity) are forgotten in the end.
+        forget = FORGET_LOST * self._lost_after
+        for identity in [i for i, t in self._seen.items() if now - t > forget]:
+            del self._seen[identity]
+            self._route.pop(identity, None)
+        for identity in [i for i, t in self._lost.items() if now - t > forget]:
+            del self._lost[identity]
 
     def _flush(self) -> None:
         out = self._out
@@ -264,10 +275,14 @@ class Hub:
             try:
                 self.store.commit()  # durable before any writer hears "acknowledged"
             except Exception as exc:
-                log.error("durable store failed, refusing this round's messages: %s", exc)
+                out.store_failed = f"the hub could not store the message: {exc}"
+            if out.store_failed is not None:  # the batch is gone: no durable put is stored
+                log.error("durable store failed, refusing this round's puts: %s", out.store_failed)
+                durable = {name for name, q in self.queues.items() if q.store is not None}
                 for items in out.acks.values():
                     for item in items:
-                        item[2:] = [f"the hub could not store the message: {exc}"]
+                        if item[0] in durable and len(item) == 2:
+                            item.append(out.store_failed)
         for writer, items in out.acks.items():
             self._send(writer, encode("acks", items=items))
         for (consumer, queue), items in out.messages.items():

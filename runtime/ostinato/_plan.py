@@ -365,6 +365,21 @@ def build_plan(workflow: Workflow, source: str | None = None) -> WorkflowPlan:
             for ni, node in enumerate(loop.nodes)
         ]
         nodes = [loop.producer, *loop.nodes] if loop.producer else list(loop.nodes)
+        seen_reads: dict[str, str] = {}
+        for ni, n in enumerate(loop.nodes):
+            if n.queue is not None and n.queue.read is not None:
+                first = seen_reads.get(n.queue.read)
+                if first is None and loop.producer is not None and loop.producer.queue:
+                    first = loop.producer.name if loop.producer.queue.read == n.queue.read else None
+                if first is not None:
+                    errors.append(
+                        FieldError(
+                            f"{base}.nodes[{ni}].queue.read",
+                            f"loop {loop.name!r} already reads queue {n.queue.read!r} in node "
+                            f"{first!r}: one reader per queue per loop",
+                        )
+                    )
+                seen_reads.setdefault(n.queue.read, n.name)
         reads = frozenset(n.queue.read for n in nodes if n.queue and n.queue.read)
         writes = frozenset(n.queue.write for n in nodes if n.queue and n.queue.write)
         if producer is not None and all(c is not None for c in chain):

@@ -69,6 +69,9 @@ class Outbox:
     def __init__(self) -> None:
         self.acks: dict[bytes, list[list[Any]]] = defaultdict(list)
         self.messages: dict[tuple[bytes, str], list[list[Any]]] = defaultdict(list)
+        #: A durable store failed this round: it rolled back the whole open batch, so no
+        #: durable put of this round may be acknowledged as stored.
+        self.store_failed: str | None = None
 
     def ack(self, writer: bytes, queue: str, seq: int, error: str | None = None) -> None:
         self.acks[writer].append([queue, seq] if error is None else [queue, seq, error])
@@ -82,6 +85,7 @@ class Outbox:
     def clear(self) -> None:
         self.acks.clear()
         self.messages.clear()
+        self.store_failed = None
 
 
 @dataclass(slots=True)
@@ -154,25 +158,37 @@ class QueueState:
 
     def _accept(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:
         msg = Message(self.next_id, payload, meta)
-        self.next_id += 1
         cap = self.spec.capacity
-        into: list[str] = []
-        for group in self.groups.values():
-            if len(group.buffer) >= cap:
-                if self.spec.on_full is QueueOnFull.DROP_NEWEST:
-                    self.counters.dropped += 1
-                    continue
-                if self.spec.on_full is QueueOnFull.DROP_OLDEST:
-                    old = group.buffer.popleft()
-                    self.counters.dropped += 1
-                    if self.store is not None:
-                        self.store.done(self.name, group.name, (old.id,))
+        newest = self.spec.on_full is QueueOnFull.DROP_NEWEST
+        into = [g for g in self.groups.values() if not (newest and len(g.buffer) >= cap)]
+        if self.store is not None and into:  # on disk first: a failed write takes nothing in
+            try:
+                self.store.add(self.name, msg.id, payload, meta, [g.name for g in into])
+            except Exception as exc:
+                out.store_failed = f"the hub could not store the message: {exc}"
+                self.counters.refused += 1
+                out.ack(writer, self.name, seq, out.store_failed)
+                return
+        self.next_id += 1
+        self.counters.dropped += len(self.groups) - len(into)
+        for group in into:
+            if len(group.buffer) >= cap:  # dropOldest (block never gets here when full)
+                old = group.buffer.popleft()
+                self.counters.dropped += 1
+                self._store_done(group.name, (old.id,), out)
             group.buffer.append(msg)
-            into.append(group.name)
-        if self.store is not None and into:
-            self.store.add(self.name, msg.id, payload, meta, into)
         self.counters.enqueued += 1
         out.ack(writer, self.name, seq)
+
+    def _store_done(self, group: str, ids: Sequence[int], out: Outbox) -> None:
+        """Forget messages on disk; a failure leaves them pending there (delivered again after
+        a restart: at least once) and spoils the round's batch."""
+        if self.store is None or not ids:
+            return
+        try:
+            self.store.done(self.name, group, ids)
+        except Exception as exc:
+            out.store_failed = f"the hub could not store the message: {exc}"
 
     def _pump(self, out: Outbox) -> None:
         """Deliver what credit allows; let parked puts in as room appears; until neither can."""
@@ -208,9 +224,8 @@ class QueueState:
             return
         done = [i for i in ids if entry.inflight.pop(i, None) is not None]
         self.counters.acknowledged += len(done)
-        if self.store is not None and done:
-            self.store.done(self.name, group.name, done)
-        entry.credit += len(done)
+        entry.credit += len(done)  # whatever the store says: the consumer is free again
+        self._store_done(group.name, done, out)
         self._pump(out)
 
     def lost(self, consumer: bytes, out: Outbox) -> int:

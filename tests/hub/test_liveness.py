@@ -124,17 +124,6 @@ def test_a_child_that_exits_right_after_close_delivers_its_final_status() -> Non
     assert lost == [], f"{len(lost)} of {children} children lost their final status"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (slow leak): the hub never forgets a peer that goes away without 'bye': "
-    "Hub._seen and Hub._route keep an entry for every identity that ever sent a valid frame "
-    "(only _lose() removes them, and only consumers are ever lost), and Hub._lost keeps every "
-    "consumer declared lost that never comes back (each crashed or SIGKILLed process loop: "
-    "its identity is new on every restart). A long-running hub with restarting loops or "
-    "reconnecting remote pods grows without bound. Reproducer: Hub(lost_after=0.2); 20 "
-    "DEALERs ping and close, 20 subscribe and close; seconds later _seen and _route still "
-    "hold the 20 pingers and _lost the 20 subscribers.",
-)
 def test_the_hub_forgets_peers_that_went_away() -> None:
     hub = Hub([QueueSpec.model_validate({"name": "q", "mode": "work"})], {}, lost_after=0.2)
     ctx = zmq.Context()

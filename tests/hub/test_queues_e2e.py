@@ -380,16 +380,6 @@ def test_a_blocking_reader_joins_a_second_queue_into_the_iteration(
     assert until(lambda: [counters(orch, q)["acknowledged"] for q in "ab"] == [n, n])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a loop with two reader nodes of the same queue (a producer and a blocking "
-    "reader, to take messages two at a time) hangs for ever: HubClient.subscribe keeps one "
-    "Inbox per queue (_inboxes[queue] is overwritten), so every message goes to the second "
-    "node's inbox and the producer never gets one; the hub holds them delivered, never "
-    "acknowledged. Either refuse the document (a field error) or serve both nodes. Reproducer: "
-    "loop r: producer {queue: {read: q}}, node {kind: blocking, queue: {read: q}}; 10 messages "
-    "written: r makes 0 iterations, hub status delivered=10 acknowledged=0.",
-)
 def test_two_readers_of_one_queue_in_a_loop_are_refused_or_served(run: Any, tmp_path: Path) -> None:
     n = 10
     journal = tmp_path / "pairs.log"

@@ -132,15 +132,6 @@ def test_a_store_error_on_an_ack_does_not_kill_the_hub(rig: Rig) -> None:
     assert rig.hub._thread.is_alive()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (durability): when store.add() or store.done() fails, DurableStore rolls back "
-    "the whole open batch, but the hub still acknowledges the puts of that batch accepted "
-    "before the failure: their acks are in the Outbox, and Hub._flush's commit() succeeds "
-    "(nothing is left to commit). The writer hears 'stored', a restarted hub has nothing. "
-    "Reproducer: durable queue; one 'puts' frame [[1, b'm2', b''], [2, b'm3', b'']] where "
-    "add(m3) fails -> ack ['d', 1] without error, yet after restart pending('d') == [].",
-)
 def test_a_put_is_never_acknowledged_when_its_store_batch_was_rolled_back(rig: Rig) -> None:
     rig.store.fail_add = b"m3"
     writer = rig.dealer(b"writer")
@@ -152,15 +143,6 @@ def test_a_put_is_never_acknowledged_when_its_store_batch_was_rolled_back(rig: R
     assert {stored[seq] for seq in acked_ok} <= on_disk, (acked_ok, on_disk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a put whose store.add() fails is never answered: QueueState._accept has "
-    "already appended it to the group buffers (where it stays, to be delivered though never "
-    "stored) when add() raises, the frame is counted malformed, and neither an ack nor an "
-    "error goes to the writer, "
-    "whose QueueNode waits for ever. Reproducer: durable queue, add() raising "
-    "DurableStoreError for one put: no 'acks' item for its seq; hub.malformed += 1.",
-)
 def test_a_put_whose_store_write_fails_is_answered_with_an_error(rig: Rig) -> None:
     rig.store.fail_add = b"bad"
     writer = rig.dealer(b"writer")
@@ -173,15 +155,6 @@ def test_a_put_whose_store_write_fails_is_answered_with_an_error(rig: Rig) -> No
     assert rig.hub.queue_status()["d"]["enqueued"] == 0  # and nobody got it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when store.done() fails in QueueState.acknowledge, the acked ids have already "
-    "been popped from the consumer's in-flight set but its credit is never returned (credit += "
-    "comes after store.done): each failure costs the consumer one credit for good, and after "
-    "'prefetch' of them it never receives again (the ack frame is also counted as malformed). "
-    "Reproducer: durable queue, reader with credit 1; its ack fails once in store.done; the "
-    "next message stays in the hub (depth 1) and is never delivered.",
-)
 def test_a_failed_store_write_on_an_ack_does_not_starve_the_consumer(rig: Rig) -> None:
     writer, reader = rig.dealer(b"writer"), rig.dealer(b"reader")
     reader.send(encode("sub", q="d", loop="reader", credit=1))
