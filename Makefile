@@ -29,6 +29,7 @@ test: lint pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/node_overhead.py
+	$(BIN)/python bench/queue_throughput.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
