@@ -137,9 +137,11 @@ class InProcessLoop(LoopHandle):
         self._mark_finished()
 
     def _mark_finished(self) -> None:
-        if self.hub is not None:
-            self.hub.close()  # the hub gives what this loop had not acknowledged to others
-        self._finished.set()
+        try:
+            if self.hub is not None:
+                self.hub.close()  # the hub gives what this loop had not acknowledged to others
+        finally:
+            self._finished.set()
         self.manager._notify()
 
     def pause(self) -> None:

@@ -27,12 +27,14 @@ class Mailbox:
         self._sender.connect(address)
         self._lock = threading.Lock()
         self._poked = False
+        self._closed = False
         self._items: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
 
     def put(self, *item: Any) -> None:
+        """Hand ``item`` to the owner; after close it is dropped (the owner has gone)."""
         self._items.put(item)
         with self._lock:
-            if not self._poked:  # one poke wakes the owner for everything queued meanwhile
+            if not self._poked and not self._closed:  # one poke wakes the owner for all
                 self._poked = True
                 self._sender.send(b"", zmq.NOBLOCK)
 
@@ -54,5 +56,6 @@ class Mailbox:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._sender.close(linger=0)
         self.receiver.close(linger=0)
