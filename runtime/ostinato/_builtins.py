@@ -203,6 +203,32 @@ class SQLiteConfig(NodeConfig):
     )
 
 
+#: How long a writer waits for another connection to let it switch the file to WAL, seconds.
+WAL_SWITCH_SECONDS = 10.0
+
+
+def _wal(db: sqlite3.Connection, path: str) -> None:
+    """Put the file in WAL mode. Switching needs the file to itself for a moment: when several
+    loops open the same file at once, the losers get SQLITE_BUSY at once (the busy timeout
+    does not cover it), so try again until the winner is done."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"SQLite database {path!r} stayed locked: {exc}") from exc
+            threading.Event().wait(delay)  # a bounded back-off, not a test's sleep
+            delay = min(delay * 2, 0.2)
+            continue
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"SQLite database {path!r} cannot use WAL mode ({mode})")
+        return
+
+
 class SQLiteWriter(NonBlockingNode[SQLiteConfig], BlockingNode[SQLiteConfig]):
     """Inserts one row per call (loop, iteration, trace id, times, JSON payload) and commits.
 
@@ -217,7 +243,7 @@ class SQLiteWriter(NonBlockingNode[SQLiteConfig], BlockingNode[SQLiteConfig]):
         except sqlite3.Error as exc:  # SQLite's own message does not name the file
             raise RuntimeError(f"cannot open SQLite database {cfg.path!r}: {exc}") from exc
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _wal(self._db, cfg.path)
             self._db.execute(f"PRAGMA synchronous={cfg.synchronous}")
             self._db.execute(
                 f'CREATE TABLE IF NOT EXISTS "{cfg.table}" (id INTEGER PRIMARY KEY, loop TEXT, '
