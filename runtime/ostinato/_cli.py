@@ -110,13 +110,20 @@ def _load(path: Path) -> WorkflowPlan:
     return load_workflow(path)
 
 
+def _load_or_report(path: Path) -> WorkflowPlan | None:
+    """The checked plan, or None after printing why not (field-named errors) to stderr."""
+    try:
+        return _load(path)
+    except (WorkflowError, OSError) as exc:
+        print(str(exc) if isinstance(exc, WorkflowError) else f"{path}: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_validate(files: list[Path]) -> int:
     code = 0
     for path in files:
-        try:
-            plan = _load(path)
-        except (WorkflowError, OSError) as exc:
-            print(str(exc) if isinstance(exc, WorkflowError) else f"{path}: {exc}", file=sys.stderr)
+        plan = _load_or_report(path)
+        if plan is None:
             code = 1
             continue
         loops = ", ".join(f"{lp.name} [{lp.spec.pool.value}]" for lp in plan.loops)
@@ -170,12 +177,8 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        plan = _load(args.file)
-    except (WorkflowError, OSError) as exc:
-        print(
-            str(exc) if isinstance(exc, WorkflowError) else f"{args.file}: {exc}", file=sys.stderr
-        )
+    plan = _load_or_report(args.file)
+    if plan is None:
         return 1
     configure_logging(args.log_format, logging.getLevelName(args.log_level), plan.name)
     interrupted = threading.Event()
@@ -242,12 +245,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_distributed(args: argparse.Namespace) -> int:
     from ._distributed import run_hub, run_loop
 
-    try:
-        plan = _load(args.file)
-    except (WorkflowError, OSError) as exc:
-        print(
-            str(exc) if isinstance(exc, WorkflowError) else f"{args.file}: {exc}", file=sys.stderr
-        )
+    plan = _load_or_report(args.file)
+    if plan is None:
         return 1
     configure_logging(args.log_format, logging.getLevelName(args.log_level.upper()), plan.name)
     import zmq

@@ -508,13 +508,7 @@ class LoopManager:
             except Exception as exc:
                 if attempt >= r.retry.max_attempts or self._stop_signal.is_set():
                     return exc, attempt - 1
-                r.node.logger.warning(
-                    "attempt %d/%d failed, retrying: %s: %s",
-                    attempt,
-                    r.retry.max_attempts,
-                    type(exc).__name__,
-                    exc,
-                )
+                r.log_retry(exc, attempt)
                 if self._stop_signal.wait(backoff(r.retry, attempt)):
                     return exc, attempt - 1
                 attempt += 1
@@ -531,13 +525,7 @@ class LoopManager:
                 error = exc
                 if attempt >= r.retry.max_attempts:
                     break
-                r.node.logger.warning(
-                    "attempt %d/%d failed, retrying: %s: %s",
-                    attempt,
-                    r.retry.max_attempts,
-                    type(exc).__name__,
-                    exc,
-                )
+                r.log_retry(exc, attempt)
                 if not await self._sleep(
                     backoff(r.retry, attempt), lambda: self._desired is _Desired.STOP
                 ):

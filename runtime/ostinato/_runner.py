@@ -114,7 +114,13 @@ class NodeRunner:
             self.health = NodeHealth.HEALTHY
 
     def retrying(self, exc: BaseException, attempt: int) -> None:
+        """A call failed and will be retried (counted here: the loop's thread only)."""
         self.retries += 1
+        self.log_retry(exc, attempt)
+
+    def log_retry(self, exc: BaseException, attempt: int) -> None:
+        """Mark the node retrying and say so, once per attempt, without a traceback (the
+        traceback comes once, if the retries run out)."""
         self.health = NodeHealth.RETRYING
         self.node.logger.warning(
             "attempt %d/%d failed, retrying: %s: %s",
