@@ -79,6 +79,37 @@ def _resolve(fut: asyncio.Future[bool]) -> None:
         fut.set_result(True)
 
 
+#: What a put waits on: a thread future, or an event loop's future (with its loop).
+Pending = Future[None] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+def _settle_all(settled: list[tuple[Pending, QueueError | None]]) -> None:
+    """Resolve puts' futures (I/O thread): thread futures at once, event-loop futures with one
+    call_soon_threadsafe per loop, which is one self-pipe write for a whole frame of acks."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Any]]] = {}
+    for pending, error in settled:
+        if isinstance(pending, tuple):
+            by_loop.setdefault(pending[0], []).append((pending[1], error))
+        elif not pending.done():
+            if error is None:
+                pending.set_result(None)
+            else:
+                pending.set_exception(error)
+    for loop, batch in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that event loop has closed
+            loop.call_soon_threadsafe(_settle_batch, batch)
+
+
+def _settle_batch(batch: list[tuple[asyncio.Future[None], Any]]) -> None:
+    for fut, error in batch:
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
+
+
 class HubClient:
     """One loop replica's DEALER socket to the hub, owned by an I/O thread of its own.
 
@@ -125,8 +156,8 @@ class HubClient:
         self._seq = 0
         self._seq_lock = threading.Lock()
         self._waiting: dict[str, deque[tuple[int, bytes, bytes]]] = {}
-        self._unacked: dict[str, dict[int, tuple[bytes, bytes, Future[None]]]] = {}
-        self._futures: dict[tuple[str, int], Future[None]] = {}
+        self._unacked: dict[str, dict[int, tuple[bytes, bytes, Pending]]] = {}
+        self._futures: dict[tuple[str, int], Pending] = {}
         self._inboxes: dict[str, Inbox] = {}
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -150,12 +181,23 @@ class HubClient:
     # -- API, any thread -----------------------------------------------------------------------
 
     def put(self, queue: str, payload: bytes, meta: bytes) -> Future[None]:
+        """Send a message; the future resolves once the hub has accepted it (any thread)."""
         fut: Future[None] = Future()
+        self.mailbox.put("put", queue, self._next_seq(), payload, meta, fut)
+        return fut
+
+    def put_async(self, queue: str, payload: bytes, meta: bytes) -> asyncio.Future[None]:
+        """As :meth:`put`, for a caller on an event loop: the I/O thread settles all of one
+        acknowledgement frame's futures of a loop with one wake-up, not one per message."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self.mailbox.put("put", queue, self._next_seq(), payload, meta, (loop, fut))
+        return fut
+
+    def _next_seq(self) -> int:
         with self._seq_lock:
             self._seq += 1
-            seq = self._seq
-        self.mailbox.put("put", queue, seq, payload, meta, fut)
-        return fut
+            return self._seq
 
     def subscribe(self, queue: str, prefetch: int) -> Inbox:
         inbox = Inbox(self, queue, prefetch)
@@ -216,9 +258,8 @@ class HubClient:
         finally:
             self.sock.close()
             self.mailbox.close()
-            for fut in self._futures.values():
-                if not fut.done():
-                    fut.set_exception(QueueError("the hub connection closed"))
+            closed = QueueError("the hub connection closed")
+            _settle_all([(pending, closed) for pending in self._futures.values()])
 
     def _beat(self) -> None:
         if self.status is not None:
@@ -294,16 +335,14 @@ class HubClient:
             if inbox is not None:
                 inbox._push(msg["items"])
         elif kind == "acks":
+            settled: list[tuple[Pending, QueueError | None]] = []
             for item in msg["items"]:
                 queue, seq = item[0], item[1]
                 self._unacked.get(queue, {}).pop(seq, None)
-                fut = self._futures.pop((queue, seq), None)
-                if fut is None or fut.done():
-                    continue
-                if len(item) > 2:
-                    fut.set_exception(QueueError(str(item[2])))
-                else:
-                    fut.set_result(None)
+                pending = self._futures.pop((queue, seq), None)
+                if pending is not None:
+                    settled.append((pending, QueueError(str(item[2])) if len(item) > 2 else None))
+            _settle_all(settled)
         elif kind == "pong":
             hub = str(msg["hub"])
             if self.hub_id is not None and hub != self.hub_id:

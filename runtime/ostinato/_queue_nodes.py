@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from functools import partial
 from typing import Any, Literal
@@ -117,7 +116,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             },
             use_bin_type=True,
         )
-        acked = asyncio.wrap_future(self.client.put(self.config.queue, payload, meta))
+        acked = self.client.put_async(self.config.queue, payload, meta)
         if not await self.context.wait(acked, stop_only=True):
             # A stop during backpressure: the message is with the hub (parked until there is
             # room), just not acknowledged yet. Not a failure of this iteration.
