@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from ._logs import configure_logging
 from ._orchestrator import WorkflowOrchestrator, importable_folder
@@ -100,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
         distributed.add_argument("--log-level", default="INFO")
     hub.add_argument("--state-dir", type=Path, help="where durable queues are kept")
 
+    status = sub.add_parser(
+        "status", help="print the status table of a workflow running elsewhere (its /status)"
+    )
+    status.add_argument(
+        "--url",
+        required=True,
+        help="the server of 'ostinato run --metrics-port', e.g. http://127.0.0.1:9464",
+    )
+    status.add_argument("--json", action="store_true", help="print the JSON instead")
+    status.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait")
+
     keys = sub.add_parser("keys", help="generate a workflow's CURVE key pairs (JSON)")
     keys.add_argument("--out", type=Path, help="write to this file (mode 0600) instead of stdout")
     return parser
@@ -131,25 +143,55 @@ def cmd_validate(files: list[Path]) -> int:
     return code
 
 
-def format_table(status: WorkflowStatus) -> str:
-    """The loops' status as a plain table (state, iterations, failures, failing nodes)."""
-    rows = [("LOOP", "POOL", "STATE", "ITERATIONS", "FAILED", "NODES FAILING", "REASON")]
+def format_table(
+    status: WorkflowStatus, rates: dict[tuple[Any, Any], float | None] | None = None
+) -> str:
+    """The loops' status as a plain table (state, iterations, failures, failing nodes); with
+    ``rates`` (iterations per second by (loop, replica)) an IT/S column too."""
+    rows: list[tuple[str, ...]] = [
+        ("LOOP", "POOL", "STATE", "ITERATIONS", "FAILED", "NODES FAILING", "REASON")
+    ]
+    if rates is not None:
+        rows[0] = (
+            "LOOP",
+            "POOL",
+            "STATE",
+            "ITERATIONS",
+            "IT/S",
+            "FAILED",
+            "NODES FAILING",
+            "REASON",
+        )
     for lp in status.loops:
         failing = ",".join(n.name for n in lp.nodes if n.health.value != "healthy") or "-"
-        rows.append(
-            (
-                lp.name if lp.replica == 0 else f"{lp.name}-{lp.replica}",
-                lp.pool,
-                lp.state.value,
-                str(lp.iterations),
-                str(lp.failed_iterations),
-                failing,
-                lp.reason or "",
-            )
-        )
+        row = [
+            lp.name if lp.replica == 0 else f"{lp.name}-{lp.replica}",
+            lp.pool,
+            lp.state.value,
+            str(lp.iterations),
+            str(lp.failed_iterations),
+            failing,
+            lp.reason or "",
+        ]
+        if rates is not None:
+            rate = rates.get((lp.name, lp.replica))
+            row.insert(4, "-" if rate is None else f"{rate:.1f}")
+        rows.append(tuple(row))
     text = _columns(rows)
     if status.queues:
-        qrows = [("QUEUE", "DEPTH", "ENQUEUED", "DELIVERED", "DROPPED", "REDELIVERED", "")]
+        qrows = [
+            (
+                "QUEUE",
+                "DEPTH",
+                "ENQUEUED",
+                "DELIVERED",
+                "ACKED",
+                "DROPPED",
+                "REDELIVERED",
+                "REFUSED",
+                "",
+            )
+        ]
         for q in status.queues:
             qrows.append(
                 (
@@ -157,8 +199,10 @@ def format_table(status: WorkflowStatus) -> str:
                     str(q.depth),
                     str(q.enqueued),
                     str(q.delivered),
+                    str(q.acknowledged),
                     str(q.dropped),
                     str(q.redelivered),
+                    str(q.refused),
                     "",
                 )
             )
@@ -242,6 +286,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_status(url: str, as_json: bool, timeout: float) -> int:
+    """Fetch ``URL/status`` and print it as the same table ``ostinato run`` prints."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    target = url.rstrip("/") + "/status"
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as reply:
+            body = reply.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"ostinato status: cannot read {target}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        doc = json.loads(body)
+        status = WorkflowStatus.model_validate(doc)
+    except ValueError as exc:
+        print(f"ostinato status: {target} did not answer a workflow status: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    rates = {
+        (lp.get("name"), lp.get("replica", 0)): lp.get("iterationsPerSecond")
+        for lp in doc.get("loops", [])
+    }
+    print(f"workflow {status.workflow}")
+    print(format_table(status, rates))
+    return 0
+
+
 def cmd_distributed(args: argparse.Namespace) -> int:
     from ._distributed import run_hub, run_loop
 
@@ -286,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args.files)
+    if args.command == "status":
+        return cmd_status(args.url, args.json, args.timeout)
     if args.command == "keys":
         from ._security import keys_command
 
