@@ -41,8 +41,12 @@ class Inbox:
         self._lock = threading.Lock()
         self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]] | None = None
         self.error: str | None = None
+        #: Between a release and the hub's 'released': deliveries still in transit are dropped.
+        self.releasing = False
 
     def _push(self, items: list[list[Any]]) -> None:  # I/O thread
+        if self.releasing:  # the hub took these back when this reader paused
+            return
         with self._lock:
             self._items.extend(items)
             waiter, self._waiter = self._waiter, None
@@ -53,6 +57,13 @@ class Inbox:
     def _fail(self, error: str) -> None:  # I/O thread
         self.error = error
         self._push([])
+
+    def drain(self) -> list[list[Any]]:
+        """Everything waiting here, taken at once."""
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            return items
 
     def take(self) -> list[Any] | None:
         """The next message ``[id, payload, meta, redelivered]``, or None when none is here."""
@@ -159,6 +170,7 @@ class HubClient:
         self._unacked: dict[str, dict[int, tuple[bytes, bytes, Pending]]] = {}
         self._futures: dict[tuple[str, int], Pending] = {}
         self._inboxes: dict[str, Inbox] = {}
+        self._releases: dict[str, list[Future[None]]] = {}
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -207,6 +219,18 @@ class HubClient:
 
     def ack(self, queue: str, msg_id: int) -> None:
         self.mailbox.put("ack", queue, msg_id)
+
+    def release(self, queue: str) -> Future[None]:
+        """Give back every message delivered and not taken, and take no more (a paused
+        reader): in a work queue other replicas get them instead of waiting for this one to
+        resume. Resolved once the hub has them back."""
+        fut: Future[None] = Future()
+        self.mailbox.put("release", queue, fut)
+        return fut
+
+    def renew(self, queue: str) -> None:
+        """Take messages again after :meth:`release` (a resumed reader)."""
+        self.mailbox.put("sub", queue)
 
     def send_status(self) -> None:
         """Send the loop's status now (state changes) instead of at the next heartbeat."""
@@ -280,6 +304,17 @@ class HubClient:
                 acks.setdefault(item[1], []).append(item[2])
             elif kind == "sub":
                 self._subscribe(self._inboxes[item[1]])
+            elif kind == "release":
+                # Acknowledgements first: at the hub, what is still in flight after them is
+                # exactly what this reader has not taken, and the hub takes all of it back.
+                for queue, ids in acks.items():
+                    self.sock.send(encode("ack", q=queue, loop=self.loop, ids=ids))
+                acks.clear()
+                inbox = self._inboxes[item[1]]
+                inbox.releasing = True  # until the hub says 'released': deliveries in transit
+                inbox.drain()  # are the hub's again, dropped here
+                self._releases.setdefault(inbox.queue, []).append(item[2])
+                self.sock.send(encode("release", q=inbox.queue, loop=self.loop))
             elif kind == "status":
                 self._beat()
             elif kind == "bye":
@@ -353,6 +388,13 @@ class HubClient:
             if inbox is not None:
                 inbox._fail(str(msg["error"]))
             log.error("hub: %s", msg["error"])
+        elif kind == "released":
+            inbox = self._inboxes.get(msg["q"])
+            if inbox is not None:
+                inbox.releasing = False
+            for fut in self._releases.pop(msg["q"], []):
+                if not fut.done():
+                    fut.set_result(None)
         elif kind == "resubscribe":  # the hub had given us up for lost: we are back
             log.warning("the hub had declared this loop lost: subscribing again")
             for inbox in self._inboxes.values():

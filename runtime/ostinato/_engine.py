@@ -413,6 +413,7 @@ class LoopManager:
         self.resume()
 
     async def _paused(self) -> None:
+        await self._hooks("on_pause")
         self._set_state(LoopState.PAUSED, self._pause_reason)
         since = time.monotonic()
         while self._desired is _Desired.PAUSE:
@@ -421,7 +422,17 @@ class LoopManager:
             await self._wait_waker()
         self._paused_total += time.monotonic() - since
         if self._desired is _Desired.RUN:
+            await self._hooks("on_resume")
             self._set_state(LoopState.RUNNING)
+
+    async def _hooks(self, name: str) -> None:
+        """Call every node's ``on_pause`` or ``on_resume``; a failing hook is logged only."""
+        offload = self.pool is Pool.ASYNCIO
+        for runner in self._runners:
+            try:
+                await runner.hook(name, offload)
+            except Exception as exc:
+                runner.node.logger.error("%s failed: %s: %s", name, type(exc).__name__, exc)
 
     # -- errors --------------------------------------------------------------------------------
 

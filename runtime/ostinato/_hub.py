@@ -227,6 +227,15 @@ class Hub:
                 self._send(identity, encode("error", q=name, error=error))
             else:
                 self._consumers[identity] = loop
+        elif kind == "release":
+            name = str(msg["q"])
+            queue = self.queues.get(name)
+            if queue is not None:
+                queue.release(identity, str(msg["loop"]), out)
+            # What was sent before goes out before the answer: FIFO then tells the reader that
+            # every delivery before 'released' is one the hub took back.
+            self._flush()
+            self._send(identity, encode("released", q=name))
         elif kind == "bye":
             self._lose(identity, "it left", may_return=False)
         else:

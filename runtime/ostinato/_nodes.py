@@ -202,6 +202,14 @@ class BaseNode(Generic[C]):
         """Called once when the loop stops, after non-blocking calls have drained."""
         return None
 
+    def on_pause(self) -> object:
+        """Called when the loop pauses, at the iteration boundary, before it reports paused."""
+        return None
+
+    def on_resume(self) -> object:
+        """Called when a paused loop resumes, before its next iteration."""
+        return None
+
 
 class ProducerNode(BaseNode[C]):
     """Starts each iteration. ``produce`` returns the iteration's :class:`NodeData` (or a bare

@@ -14,6 +14,9 @@ from ._nodes import BlockingNode, NodeConfig, NodeData, NonBlockingNode, Produce
 
 __all__ = ["QueueConfig", "QueueNode"]
 
+#: How long a pausing reader waits for the hub to take its undelivered messages back, seconds.
+RELEASE_TIMEOUT_SECONDS = 5.0
+
 
 class QueueConfig(NodeConfig):
     queue: str = Field(description="The queue, declared in spec.queues.")
@@ -127,6 +130,21 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             return data
         acked.result()  # raises the hub's refusal (too large, unknown queue)
         return data
+
+    def on_pause(self) -> None:
+        if self.inbox is not None:  # messages waiting here go to readers that still run
+            try:
+                self.client.release(self.config.queue).result(RELEASE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self.context.logger.warning(
+                    "the hub did not confirm the release of %r within %gs",
+                    self.config.queue,
+                    RELEASE_TIMEOUT_SECONDS,
+                )
+
+    def on_resume(self) -> None:
+        if self.inbox is not None:
+            self.client.renew(self.config.queue)
 
     def teardown(self) -> None:
         return None

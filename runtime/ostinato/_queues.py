@@ -228,6 +228,22 @@ class QueueState:
         self._store_done(group.name, done, out)
         self._pump(out)
 
+    def release(self, consumer: bytes, loop: str, out: Outbox) -> None:
+        """A paused consumer (it has acknowledged all it took) gives back what it holds, to the
+        front of the buffer for others, and takes no more until it subscribes again."""
+        group = self.group_of(loop)
+        entry = group.consumers.get(consumer) if group is not None else None
+        if group is None or entry is None:
+            return
+        entry.credit = 0
+        back = list(entry.inflight.values())
+        entry.inflight.clear()
+        for msg in sorted(back, key=lambda m: m.id, reverse=True):
+            msg.redelivered = True
+            group.buffer.appendleft(msg)
+        self.counters.redelivered += len(back)
+        self._pump(out)
+
     def lost(self, consumer: bytes, out: Outbox) -> int:
         """A consumer is gone: its unacknowledged messages go back for others. Returns how many."""
         back = 0
