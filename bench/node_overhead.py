@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench._harness import add_common_options, check_status, interleave, machine, select
 from ostinato import (
     BlockingNode,
     LoopManager,
@@ -394,14 +395,7 @@ def _run_process(orchestrator: WorkflowOrchestrator, iterations: int) -> Run:
 
 
 def _check(status: LoopStatus, iterations: int) -> None:
-    """A run only counts if the loop really did every iteration and stopped cleanly."""
-    if status.state is not LoopState.STOPPED or status.iterations != iterations:
-        raise RuntimeError(
-            f"loop ended {status.state.value} after {status.iterations}/{iterations} "
-            f"iteration(s): {status.last_error or status.reason}"
-        )
-    if status.failed_iterations:
-        raise RuntimeError(f"{status.failed_iterations} failed iteration(s): {status.last_error}")
+    check_status(status, iterations)
 
 
 RUNNERS: dict[str, Callable[[Case, int], Run]] = {
@@ -542,18 +536,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "on a 2-core machine); plain loops run 2x, asyncio rows 1/4, the offloaded asyncio row "
         "1/200 of it, so that every run takes about as long",
     )
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="runs per case, interleaved; the best one counts"
-    )
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=[c.key for c in CASES],
-        metavar="CASE",
-        help="run only this case (repeatable; its peer is added): "
-        + ", ".join(c.key for c in CASES),
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_common_options(parser, [c.key for c in CASES], "its peer is")
     parser.add_argument(
         "--check",
         action="store_true",
@@ -567,35 +550,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def selected(only: list[str] | None) -> list[Case]:
-    if not only:
-        return list(CASES)
-    keys = set(only)
-    keys.update(c.peer for c in CASES if c.key in keys and c.peer)
-    return [c for c in CASES if c.key in keys]
+    return select(CASES, only, lambda c: c.key, lambda c: [c.peer] if c.peer else [])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cases = selected(args.only)
-    runs: dict[str, list[Run]] = {c.key: [] for c in cases}
-    for round_ in range(args.repeat):
-        for case in cases:
-            n = max(round(args.iterations * case.scale), 1)
-            print(
-                f"run {round_ + 1}/{args.repeat}: {case.pool} {case.variant}, {n:,} iterations",
-                file=sys.stderr,
-                flush=True,
-            )
-            runs[case.key].append(RUNNERS[case.runner](case, n))
+
+    def size(case: Case) -> int:
+        return max(round(int(args.iterations) * case.scale), 1)
+
+    runs = interleave(
+        cases,
+        args.repeat,
+        lambda c: c.key,
+        lambda c: RUNNERS[c.runner](c, size(c)),
+        lambda c: f"{c.pool} {c.variant}, {size(c):,} iterations",
+    )
     rows = {c.key: summarize(c, runs[c.key]) for c in cases}
     compare(rows)
     verdict = goal(rows)
     if args.json:
         document = {
             "benchmark": "node_overhead",
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
+            **machine(),
             "node_calls_per_iteration": CALLS_PER_ITERATION,
             "iterations": args.iterations,
             "repeat": args.repeat,

@@ -50,6 +50,7 @@ from typing import Any
 
 import zmq
 
+from bench._harness import add_common_options, check_status, interleave, machine, select
 from ostinato import (
     BlockingNode,
     LoopHandle,
@@ -413,20 +414,7 @@ class Run:
 
 
 def _check(status: LoopStatus, iterations: int) -> None:
-    """A run only counts if the loop did every iteration and stopped cleanly, no failure."""
-    if status.state is not LoopState.STOPPED or status.iterations != iterations:
-        raise RuntimeError(
-            f"loop {status.name!r} ended {status.state.value} after "
-            f"{status.iterations}/{iterations} iteration(s): {status.last_error or status.reason}"
-        )
-    if status.failed_iterations:
-        raise RuntimeError(f"{status.failed_iterations} failed iteration(s): {status.last_error}")
-    for node in status.nodes:
-        if node.errors or node.dropped:
-            raise RuntimeError(
-                f"node {status.name}/{node.name}: {node.errors} error(s), {node.dropped} "
-                f"dropped: {node.last_error}"
-            )
+    check_status(status, iterations, clean_nodes=True)
 
 
 def _orchestrate(document: Any, gate: Path, wait_loop: str, n: int) -> dict[str, float]:
@@ -866,18 +854,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "blocking writer rows run 1/4 of it, pyzmq PUSH/PULL 5x, multiprocessing.Queue 3x, "
         "round trips 1/10 (ostinato) and 1/2 (REQ/REP), so that runs take comparable time",
     )
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="runs per case, interleaved; the best one counts"
-    )
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=[c.key for c in CASES],
-        metavar="CASE",
-        help="run only this case (repeatable; its peers are added): "
-        + ", ".join(c.key for c in CASES),
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_common_options(parser, [c.key for c in CASES], "its peers are")
     args = parser.parse_args(argv)
     if args.messages < 2 or args.repeat < 1:
         parser.error("--messages must be at least 2 and --repeat at least 1")
@@ -885,27 +862,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def selected(only: list[str] | None) -> list[Case]:
-    if not only:
-        return list(CASES)
-    keys = set(only)
-    keys.update(p for c in CASES if c.key in keys for p in c.peers)
-    return [c for c in CASES if c.key in keys]
+    return select(CASES, only, lambda c: c.key, lambda c: c.peers)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cases = selected(args.only)
-    runs: dict[str, list[Run]] = {c.key: [] for c in cases}
-    for round_ in range(args.repeat):
-        for case in cases:
-            n = max(round(args.messages * case.scale), 2)
-            print(
-                f"run {round_ + 1}/{args.repeat}: {case.key} ({case.system}, {case.variant}), "
-                f"{n:,}",
-                file=sys.stderr,
-                flush=True,
-            )
-            runs[case.key].append(RUNNERS[case.runner](case, n))
+
+    def size(case: Case) -> int:
+        return max(round(int(args.messages) * case.scale), 2)
+
+    runs = interleave(
+        cases,
+        args.repeat,
+        lambda c: c.key,
+        lambda c: RUNNERS[c.runner](c, size(c)),
+        lambda c: f"{c.key} ({c.system}, {c.variant}), {size(c):,}",
+    )
     rows = {c.key: summarize(c, runs[c.key]) for c in cases}
     compare(rows)
     unfinished = round(
@@ -916,9 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         document = {
             "benchmark": "queue_throughput",
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
+            **machine(),
             "pyzmq": zmq.__version__,
             "libzmq": zmq.zmq_version(),
             "messages": args.messages,
