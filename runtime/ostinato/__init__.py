@@ -19,7 +19,7 @@ from ._nodes import (
 )
 from ._orchestrator import WorkflowOrchestrator
 from ._plan import FieldError, LoopPlan, WorkflowError, WorkflowPlan, load_workflow
-from ._spec import Workflow
+from ._spec import DesiredState, LoopSpec, QueueSpec, ResourcesSpec, Workflow, WorkflowSpec
 from ._status import LoopState, LoopStatus, NodeHealth, NodeStatus, WorkflowStatus
 
 try:
@@ -31,12 +31,14 @@ __all__ = [
     "BaseNode",
     "BlockingNode",
     "CounterProducer",
+    "DesiredState",
     "FieldError",
     "IntervalProducer",
     "LogSink",
     "LoopHandle",
     "LoopManager",
     "LoopPlan",
+    "LoopSpec",
     "LoopState",
     "LoopStatus",
     "NodeConfig",
@@ -48,11 +50,14 @@ __all__ = [
     "NonBlockingNode",
     "ProducerExhausted",
     "ProducerNode",
+    "QueueSpec",
+    "ResourcesSpec",
     "SQLiteWriter",
     "Workflow",
     "WorkflowError",
     "WorkflowOrchestrator",
     "WorkflowPlan",
+    "WorkflowSpec",
     "WorkflowStatus",
     "__version__",
     "blocking",

@@ -12,6 +12,7 @@ __all__ = [
     "API_VERSION",
     "NAME_PATTERN",
     "CircuitBreakerSpec",
+    "DesiredState",
     "ErrorPolicy",
     "LoopSpec",
     "Metadata",
@@ -22,6 +23,7 @@ __all__ = [
     "QueueOnFull",
     "QueueRef",
     "QueueSpec",
+    "ResourcesSpec",
     "RestartSpec",
     "RetrySpec",
     "Workflow",
@@ -76,6 +78,42 @@ class QueueOnFull(enum.StrEnum):
     BLOCK = "block"
     DROP_OLDEST = "dropOldest"
     DROP_NEWEST = "dropNewest"
+
+
+class DesiredState(enum.StrEnum):
+    """What the user wants a loop (or the whole workflow) to do; a spec field, not a status."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+    @staticmethod
+    def combine(workflow: DesiredState, loop: DesiredState) -> DesiredState:
+        """The stricter of the two: stopped beats paused beats running."""
+        order = [DesiredState.RUNNING, DesiredState.PAUSED, DesiredState.STOPPED]
+        return max(workflow, loop, key=order.index)
+
+
+#: A Kubernetes resource quantity ("500m", "1", "256Mi", "1.5Gi").
+Quantity = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$", min_length=1, max_length=64
+    ),
+]
+
+
+class ResourcesSpec(_Model):
+    """CPU and memory for a loop's pod on Kubernetes (ignored by `ostinato run`)."""
+
+    requests: dict[Literal["cpu", "memory", "ephemeral-storage"], Quantity] = Field(
+        default_factory=dict,
+        description="What the scheduler reserves, e.g. {cpu: 100m, memory: 128Mi}.",
+    )
+    limits: dict[Literal["cpu", "memory", "ephemeral-storage"], Quantity] = Field(
+        default_factory=dict,
+        description="The most the loop's container may use, e.g. {cpu: '1', memory: 512Mi}.",
+    )
 
 
 class RetrySpec(_Model):
@@ -198,6 +236,20 @@ class LoopSpec(_Model):
     heartbeat_seconds: float = Field(
         1.0, gt=0, le=60, description="Process loops: how often the loop reports its state."
     )
+    state: DesiredState = Field(
+        DesiredState.RUNNING,
+        description="running, paused (kept warm, iterations wait) or stopped (not run; on "
+        "Kubernetes its pods are removed). The stricter of this and spec.state applies.",
+    )
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Kubernetes only: the container image of this loop's pods (your nodes "
+        "installed on top of the ostinato image); unset uses spec.image.",
+    )
+    resources: ResourcesSpec | None = Field(
+        None, description="Kubernetes only: requests and limits of this loop's pods."
+    )
 
 
 class QueueSpec(_Model):
@@ -227,6 +279,17 @@ class QueueSpec(_Model):
 class WorkflowSpec(_Model):
     loops: list[LoopSpec] = Field(min_length=1, description="The workflow's loops.")
     queues: list[QueueSpec] = Field(default_factory=list, description="Queues loops share.")
+    state: DesiredState = Field(
+        DesiredState.RUNNING,
+        description="running, paused or stopped for every loop at once; a loop's own state "
+        "can only make it stricter.",
+    )
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Kubernetes only: the container image of the hub and of loops that name "
+        "none; unset uses the operator's default image.",
+    )
 
 
 class Metadata(BaseModel):
