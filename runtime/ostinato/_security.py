@@ -92,28 +92,43 @@ class CurveKeys:
     """A workflow's key set, each key Z85 text as bytes (40 bytes). Secrets never appear in repr."""
 
     server_public: bytes
-    server_secret: bytes = field(repr=False)
+    #: None in a loop's key set: clients never need the hub's secret (least privilege in pods).
+    server_secret: bytes | None = field(repr=False)
     client_public: bytes
     client_secret: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _check_key(getattr(self, f.name), f.name))
-        _check_pair(self.server_public, self.server_secret, "server_public", "server_secret")
+            value = getattr(self, f.name)
+            if value is None and f.name == "server_secret":
+                continue
+            object.__setattr__(self, f.name, _check_key(value, f.name))
+        if self.server_secret is not None:
+            _check_pair(self.server_public, self.server_secret, "server_public", "server_secret")
         _check_pair(self.client_public, self.client_secret, "client_public", "client_secret")
 
     def as_text(self) -> dict[str, str]:
-        """The four fields as Z85 strings (the JSON file's content)."""
-        return {f.name: getattr(self, f.name).decode("ascii") for f in fields(self)}
+        """The fields as Z85 strings (the JSON file's content); a client set has three."""
+        return {
+            f.name: getattr(self, f.name).decode("ascii")
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
 
 
 def _validated(values: Mapping[str, object], where: Mapping[str, str]) -> CurveKeys:
-    """CurveKeys from raw values; errors name ``where[field]`` (a file field or a variable)."""
-    checked = {name: _check_key(values[name], where[name]) for name in ENV_VARS}
+    """CurveKeys from raw values; errors name ``where[field]`` (a file field or a variable).
+    ``server_secret`` may be absent (a loop's set)."""
+    checked: dict[str, bytes | None] = {
+        name: _check_key(values[name], where[name]) for name in ENV_VARS if name in values
+    }
+    checked.setdefault("server_secret", None)
     for side in ("server", "client"):
         pub, sec = f"{side}_public", f"{side}_secret"
-        _check_pair(checked[pub], checked[sec], where[pub], where[sec])
-    return CurveKeys(**checked)
+        public, secret = checked[pub], checked[sec]
+        if public is not None and secret is not None:
+            _check_pair(public, secret, where[pub], where[sec])
+    return CurveKeys(**checked)  # type: ignore[arg-type]
 
 
 def generate_keys() -> CurveKeys:
@@ -195,13 +210,16 @@ def keys_from_env(environ: Mapping[str, str] = os.environ) -> CurveKeys | None:
     present = {name: var for name, var in ENV_VARS.items() if var in environ}
     if not present:
         return None
-    missing = [var for name, var in ENV_VARS.items() if name not in present]
+    missing = [
+        var for name, var in ENV_VARS.items() if name not in present and name != "server_secret"
+    ]
     if missing:
         raise CurveKeyError(
             f"CURVE keys are partly configured: {', '.join(sorted(present.values()))} set "
-            f"but {', '.join(missing)} missing (set all four or none)"
+            f"but {', '.join(missing)} missing (set all four, or all but "
+            f"{ENV_VARS['server_secret']} for a loop, or none)"
         )
-    values = {name: environ[var] for name, var in ENV_VARS.items()}
+    values = {name: environ[var] for name in present for var in [ENV_VARS[name]]}
     return _validated(
         values, {name: f"environment variable {var}" for name, var in ENV_VARS.items()}
     )
@@ -379,6 +397,11 @@ class ServerSecurity:
     """
 
     def __init__(self, ctx: zmq.Context[Any], keys: CurveKeys) -> None:
+        if keys.server_secret is None:
+            raise CurveKeyError(
+                f"the hub needs the server's secret key ({ENV_VARS['server_secret']} or the key "
+                "file's server_secret); this key set is a loop's"
+            )
         self._ctx = ctx
         self._keys = keys
         self._closed = False
@@ -399,6 +422,7 @@ class ServerSecurity:
                 "never sees; create it from the context given to ServerSecurity"
             )
         _require_unused(socket, "ServerSecurity.secure()")
+        assert self._keys.server_secret is not None  # checked in __init__
         socket.setsockopt(zmq.CURVE_SECRETKEY, self._keys.server_secret)
         socket.setsockopt(zmq.CURVE_PUBLICKEY, self._keys.server_public)
         socket.setsockopt_string(zmq.ZAP_DOMAIN, ZAP_DOMAIN)

@@ -463,7 +463,19 @@ def test_keys_from_env_partial_names_the_missing(keys: CurveKeys) -> None:
     text = str(info.value)
     assert "OSTINATO_CURVE_CLIENT_SECRET" in text
     assert "OSTINATO_CURVE_SERVER_PUBLIC" in text
-    assert "set all four or none" in text
+    assert "set all four" in text
+
+
+def test_keys_from_env_loop_set_without_server_secret(keys: CurveKeys) -> None:
+    env = _env(keys)
+    del env["OSTINATO_CURVE_SERVER_SECRET"]
+    loop_keys = keys_from_env(env)
+    assert loop_keys is not None
+    assert loop_keys.server_secret is None
+    assert loop_keys.client_secret == keys.client_secret
+    assert "server_secret" not in loop_keys.as_text()
+    with pytest.raises(CurveKeyError, match="OSTINATO_CURVE_SERVER_SECRET"):
+        ServerSecurity(zmq.Context.instance(), loop_keys)
 
 
 @pytest.mark.parametrize("var", list(ENV_VARS.values()))
