@@ -84,6 +84,9 @@ class Hub:
         # resubscribe if they come back, forgotten after FORGET_LOST heartbeat timeouts
         self._mailbox = Mailbox(self.ctx)
         self._handlers: dict[bytes, Handler] = {}
+        #: Gets control and state messages of peers without a handler of their own (loops
+        #: that connect to a hub running alone), with the peer's identity; hub thread.
+        self.fallback: Callable[[bytes, dict[str, Any]], None] | None = None
         self._lock = threading.Lock()
         self._out = Outbox()
         self.malformed = 0
@@ -244,7 +247,13 @@ class Hub:
             with self._lock:
                 handler = self._handlers.get(identity)
             if handler is None:
-                if kind != "ping":
+                fallback = self.fallback
+                if fallback is not None:  # a hub alone: loops elsewhere report here
+                    try:
+                        fallback(identity, msg)
+                    except Exception:
+                        log.exception("message %r from %r not understood", kind, identity[:64])
+                elif kind != "ping":
                     log.debug("message %r from unregistered peer %r ignored", kind, identity)
                 return
             try:
