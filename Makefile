@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench clean crds
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: lint pytest
 bench: $(STAMP)
 	$(BIN)/python bench/node_overhead.py
 	$(BIN)/python bench/queue_throughput.py
+
+# The CRD from the pydantic models; the chart ships a byte-identical copy (a test checks both).
+crds: $(STAMP)
+	$(BIN)/python -m ostinato_operator._crd > crds/workflows.ostinato.dev.yaml
+	cp crds/workflows.ostinato.dev.yaml helm/ostinato/crds/workflows.ostinato.dev.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,131 @@
+"""The operator's settings: one pydantic model, filled from flags or OSTINATO_* variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ENV_PREFIX", "OperatorSettings"]
+
+ENV_PREFIX = "OSTINATO_"
+
+
+class OperatorSettings(BaseModel):
+    """Every knob of the operator, with its unit and why the default is what it is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespaces: tuple[str, ...] = Field(
+        (),
+        description="Namespaces to watch; empty watches all (cluster-wide), the chart's default.",
+    )
+    image: str = Field(
+        "localhost/ostinato:dev",
+        min_length=1,
+        description="Image of hubs and of loops whose spec names none. The default is what "
+        "`make image-local` builds; the chart sets OSTINATO_IMAGE to its own image.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent",
+        description="IfNotPresent: images built into the node's containerd need no registry.",
+    )
+    status_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds between two GETs of one hub's /status. 5 s keeps `kubectl get` "
+        "fresh enough for people while 100 workflows cost 20 small requests a second.",
+    )
+    hub_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds a GET /status or POST /control may take. Well under the status "
+        "interval so one slow hub never delays the next round.",
+    )
+    hub_url_template: str = Field(
+        "http://{name}-hub.{namespace}.svc:8080",
+        description="The hub's HTTP address; {name} and {namespace} are the Workflow's. "
+        "Tests point it at a hub on loopback.",
+    )
+    termination_margin_seconds: int = Field(
+        10,
+        ge=0,
+        description="Seconds added to a loop's drainTimeoutSeconds for its pod's "
+        "terminationGracePeriodSeconds: time to finish the iteration and call teardown.",
+    )
+    status_max_bytes: int = Field(
+        32 * 1024,
+        ge=4096,
+        description="Largest .status in bytes (JSON). Node details go first when it would be "
+        "larger: objects near etcd's 1.5 MiB limit slow every watcher.",
+    )
+    metrics_port: int = Field(9090, ge=0, le=65535, description="Port of /metrics; 0 disables.")
+    liveness_port: int = Field(
+        8081, ge=0, le=65535, description="Port of kopf's /healthz liveness endpoint; 0 disables."
+    )
+    webhook: bool = Field(
+        False,
+        description="Serve the validating admission webhook and register it (kopf-managed "
+        "ValidatingWebhookConfiguration). Off by default: it needs a reachable Service.",
+    )
+    webhook_addr: str = Field(
+        "0.0.0.0", description="Address the webhook listens on (all interfaces in a pod)."
+    )
+    webhook_port: int = Field(9443, ge=1, le=65535, description="Port the webhook listens on.")
+    webhook_host: str | None = Field(
+        None,
+        description="Host name the API server calls the webhook at, e.g. "
+        "ostinato-webhook.ostinato-system.svc; put in the self-signed certificate.",
+    )
+    webhook_config_name: str = Field(
+        "validate.ostinato.dev",
+        description="Name of the ValidatingWebhookConfiguration kopf creates and patches.",
+    )
+    leader_election: bool = Field(
+        False,
+        description="Hold a Lease while running so only one replica acts. Off outside a "
+        "cluster (tests, local runs); the CLI turns it on when running in a pod.",
+    )
+    lease_name: str = Field("ostinato-operator", description="Name of the coordination Lease.")
+    lease_namespace: str | None = Field(
+        None, description="Namespace of the Lease; unset: the pod's own namespace."
+    )
+    lease_duration_seconds: int = Field(
+        15,
+        ge=5,
+        description="A Lease not renewed for this long may be taken over: 15 s, as "
+        "kube-controller-manager's default.",
+    )
+    lease_renew_seconds: float = Field(
+        5.0, gt=0, description="How often the holder renews; a third of the duration."
+    )
+    workers: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Hub /status requests in flight at once; 8 keeps 100 workflows inside one "
+        "interval with 2 s timeouts on 2 cores.",
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> OperatorSettings:
+        """Settings from OSTINATO_<FIELD> variables (namespaces comma-separated), then overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            if name == "namespaces":
+                values[name] = tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+            elif cls.model_fields[name].annotation in ("bool", bool):
+                values[name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
+
+    def hub_url(self, name: str, namespace: str) -> str:
+        return self.hub_url_template.format(name=name, namespace=namespace).rstrip("/")

@@ -1,0 +1,116 @@
+"""The Workflow resource's .status as pydantic models: what the operator writes and the CRD says."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "Condition",
+    "LoopSummary",
+    "NodeSummary",
+    "Phase",
+    "QueueSummary",
+    "WorkflowResourceStatus",
+]
+
+#: Last errors in status are cut to this many characters.
+MAX_ERROR_CHARS = 200
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    PAUSED = "Paused"
+    DEGRADED = "Degraded"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Condition(_Model):
+    """A Kubernetes-style condition; `kubectl wait --for=condition=Ready` reads these."""
+
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: str = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase cause of the status, for machines.")
+    message: str = Field("", description="Why, for people.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(
+        None, description="metadata.generation this condition was computed for."
+    )
+
+
+class NodeSummary(_Model):
+    """One node of one loop, summed over the loop's replicas."""
+
+    loop: str
+    name: str
+    health: str = Field(description="healthy, retrying or failing (the worst replica's).")
+    calls: int = 0
+    errors: int = 0
+    last_error: str | None = Field(None, description="Truncated to 200 characters.")
+
+
+class LoopSummary(_Model):
+    """One loop, summed over its replicas."""
+
+    name: str
+    desired_state: str = Field(
+        description="running, paused or stopped: spec.state and the "
+        "loop's own state, the stricter one."
+    )
+    state: str = Field(
+        description="What the replicas report: pending, running, paused, stopping, stopped, "
+        "error (the least advanced replica's), or unknown when the hub cannot be reached."
+    )
+    state_since: str | None = Field(
+        None,
+        description="When the reported state last changed (RFC 3339): when a pause, "
+        "resume or stop took effect.",
+    )
+    replicas: int = Field(description="Replicas the spec asks for (0 when stopped).")
+    replicas_ready: int = Field(0, description="Replicas the hub hears from in running or paused.")
+    pods: int = Field(0, description="Pod objects that exist for this loop.")
+    iterations: int = 0
+    iterations_per_second: float | None = None
+    errors: int = Field(0, description="Failed iterations, all replicas.")
+    last_error: str | None = Field(None, description="Truncated to 200 characters.")
+
+
+class QueueSummary(_Model):
+    name: str
+    depth: int = Field(0, description="Messages waiting in the fullest consumer group.")
+    enqueued: int = 0
+    delivered: int = 0
+    dropped: int = 0
+
+
+class WorkflowResourceStatus(_Model):
+    """Written by the operator from the hub's /status and the pods; never holds secrets."""
+
+    observed_generation: int | None = Field(
+        None, description="metadata.generation the operator last acted on."
+    )
+    phase: Phase | None = Field(
+        None, description="Pending, Running, Paused, Degraded, Stopped or Failed."
+    )
+    ready: str | None = Field(None, description="Loops ready / loops expected, e.g. '2/3'.")
+    loops_ready: int | None = Field(None, description="Loops with every replica ready.")
+    loops_total: int | None = Field(None, description="Loops not stopped.")
+    iterations_per_second: float | None = Field(None, description="Sum over all loops.")
+    errors: int | None = Field(None, description="Failed iterations, all loops.")
+    conditions: list[Condition] = Field(default_factory=list)
+    loops: list[LoopSummary] = Field(default_factory=list)
+    nodes: list[NodeSummary] = Field(default_factory=list)
+    queues: list[QueueSummary] = Field(default_factory=list)
+    hub_url: str | None = Field(None, description="Where the operator reads /status from.")
+    last_update_time: str | None = Field(None, description="When this status was written.")
+    truncated: str | None = Field(
+        None, description="Set when details were left out to keep the status small; says which."
+    )
