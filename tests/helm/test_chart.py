@@ -1,0 +1,193 @@
+"""The chart renders an operator that is restricted, probed, and wired to the values it is given."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .conftest import CHART, NAMESPACE, RELEASE, Manifest, Render, RenderError
+
+ROOT = CHART.parents[1]
+
+
+def _one(objects: list[Manifest], kind: str) -> Manifest:
+    found = [o for o in objects if o["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def _kinds(objects: list[Manifest]) -> set[str]:
+    return {o["kind"] for o in objects}
+
+
+def _container(deployment: Manifest) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+def _port(container: dict[str, Any], name: str) -> int:
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert name in ports, f"no container port named {name!r} in {ports}"
+    return int(ports[name])
+
+
+def test_lint_strict(helm: Path) -> None:
+    for extra in ([], ["--set", "watch.namespaces={a,b}"], ["--set", "rbac.create=false"]):
+        result = subprocess.run(
+            [str(helm), "lint", "--strict", str(CHART), *extra],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "0 chart(s) failed" in result.stdout
+
+
+def test_chart_versions_follow_the_project() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == project["version"]
+
+
+def test_default_render(render: Render) -> None:
+    objects = render()
+    assert {"Deployment", "ServiceAccount", "Service"} <= _kinds(objects)
+    assert "ServiceMonitor" not in _kinds(objects)
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE, obj["metadata"]["name"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm", obj["metadata"]["name"]
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding") and not obj["kind"].startswith(
+            ("ValidatingWebhook", "MutatingWebhook")
+        ):
+            assert obj["metadata"].get("namespace") is not None, obj["metadata"]["name"]
+
+
+def test_deployment_is_restricted(render: Render) -> None:
+    deployment = _one(render(), "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for host_namespace in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(host_namespace), host_namespace
+    container = _container(deployment)
+    ctx = container["securityContext"]
+    assert ctx["runAsNonRoot"] is True
+    assert ctx["runAsUser"] == 10001
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert ctx.get("privileged", False) is False
+    # The one writable path is an emptyDir at /tmp; nothing from the host.
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert "/tmp" in mounts
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert all("hostPath" not in v for v in pod["volumes"])
+    assert container["resources"]["requests"]["memory"]
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_probes_hit_kopf_liveness_port(render: Render) -> None:
+    for port in (8081, 18081):
+        container = _container(_one(render({"liveness": {"port": port}}), "Deployment"))
+        assert _port(container, "liveness") == port
+        for probe in ("livenessProbe", "readinessProbe"):
+            get = container[probe]["httpGet"]
+            assert get["path"] == "/healthz"
+            assert get["port"] in ("liveness", port)
+        args = container["args"]
+        assert args[args.index("--liveness-port") + 1] == str(port)
+
+
+def test_args_and_image(render: Render) -> None:
+    container = _container(_one(render(), "Deployment"))
+    args = container["args"]
+    assert args[0] == "operator"
+    assert "--all-namespaces" in args
+    assert "--namespace" not in args
+    assert args[args.index("--metrics-port") + 1] == "9090"
+    assert _port(container, "metrics") == 9090
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert container["image"] == f"ghcr.io/ostinato/ostinato:{chart['appVersion']}"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OSTINATO_IMAGE"] == container["image"]
+
+    values = {
+        "image": {"repository": "localhost/ostinato", "tag": "dev", "pullPolicy": "Never"},
+        "watch": {"namespaces": ["team-a", "team-b"]},
+        "metrics": {"port": 19090},
+    }
+    container = _container(_one(render(values), "Deployment"))
+    args = container["args"]
+    assert "--all-namespaces" not in args
+    watched = [args[i + 1] for i, a in enumerate(args) if a == "--namespace"]
+    assert watched == ["team-a", "team-b"]
+    assert args[args.index("--metrics-port") + 1] == "19090"
+    assert container["image"] == "localhost/ostinato:dev"
+    assert container["imagePullPolicy"] == "Never"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OSTINATO_IMAGE"] == "localhost/ostinato:dev"
+
+
+def test_metrics_service_selects_the_operator_pod(render: Render) -> None:
+    objects = render()
+    deployment = _one(objects, "Deployment")
+    services = [o for o in objects if o["kind"] == "Service" and "metrics" in o["metadata"]["name"]]
+    assert len(services) == 1
+    service = services[0]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 9090
+    assert _port(_container(deployment), port["targetPort"]) == 9090
+
+
+def test_service_account(render: Render) -> None:
+    objects = render()
+    account = _one(objects, "ServiceAccount")
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["metadata"]["namespace"] == NAMESPACE
+
+    objects = render({"serviceAccount": {"create": False, "name": "existing"}})
+    assert "ServiceAccount" not in _kinds(objects)
+    assert _one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == (
+        "existing"
+    )
+
+
+def test_service_monitor_only_where_its_api_exists(
+    render: Render, render_error: RenderError
+) -> None:
+    enabled = {"serviceMonitor": {"enabled": True}}
+    error = render_error(enabled)
+    assert "serviceMonitor.enabled" in error
+    assert "monitoring.coreos.com/v1" in error
+
+    for extra in (("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"), ()):
+        values = enabled if extra else {"serviceMonitor": {"enabled": True, "force": True}}
+        objects = render(values, *extra)
+        monitor = _one(objects, "ServiceMonitor")
+        wanted = monitor["spec"]["selector"]["matchLabels"].items()
+        selected = [
+            o
+            for o in objects
+            if o["kind"] == "Service" and wanted <= o["metadata"]["labels"].items()
+        ]
+        assert [s["metadata"]["name"] for s in selected] == [f"{RELEASE}-ostinato-metrics"]
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
