@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -99,7 +100,22 @@ def _parser() -> argparse.ArgumentParser:
         )
         distributed.add_argument("--log-format", choices=["text", "json"], default="text")
         distributed.add_argument("--log-level", default="INFO")
+        distributed.add_argument(
+            "--http-port",
+            type=_port,
+            help="serve /healthz, /readyz, /metrics, /status (the hub: of the whole workflow, "
+            "and POST /control) on this port; 0 picks a free one",
+        )
+        distributed.add_argument(
+            "--http-host", default="0.0.0.0", help="address the HTTP server binds (0.0.0.0)"
+        )
     hub.add_argument("--state-dir", type=Path, help="where durable queues are kept")
+
+    sub.add_parser(
+        "operator",
+        help="run the Kubernetes operator (ostinato-operator; needs the 'operator' extra)",
+        add_help=False,
+    )
 
     status = sub.add_parser(
         "status", help="print the status table of a workflow running elsewhere (its /status)"
@@ -342,6 +358,8 @@ def cmd_distributed(args: argparse.Namespace) -> int:
                 keys_path=args.keys,
                 insecure=args.insecure,
                 state_dir=args.state_dir,
+                http_host=args.http_host,
+                http_port=args.http_port,
             )
         return run_loop(
             plan,
@@ -351,13 +369,32 @@ def cmd_distributed(args: argparse.Namespace) -> int:
             insecure=args.insecure,
             replica=args.replica,
             max_iterations=args.iterations,
+            http_host=args.http_host,
+            http_port=args.http_port,
         )
     except (CurveKeyError, DurableStoreError, zmq.ZMQError, OSError) as exc:
         print(f"ostinato {args.command}: {exc}", file=sys.stderr)
         return 1
 
 
+def cmd_operator(argv: list[str]) -> int:
+    """``ostinato operator ARGS``: become ``ostinato-operator ARGS`` (one image, two modes;
+    the runtime never imports the operator, it hands the process over)."""
+    program = shutil.which("ostinato-operator")
+    if program is None:
+        print(
+            "ostinato operator: 'ostinato-operator' is not installed "
+            "(pip install 'ostinato[operator]')",
+            file=sys.stderr,
+        )
+        return 127
+    os.execv(program, [program, *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["operator"]:
+        return cmd_operator(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args.files)

@@ -15,7 +15,8 @@ from ._client import HubClient
 from ._engine import LoopManager
 from ._hub import Hub, default_state_dir, lost_after
 from ._plan import WorkflowPlan
-from ._status import LoopState
+from ._spec import DesiredState
+from ._status import LoopState, WorkflowStatus
 
 __all__ = ["run_hub", "run_loop"]
 
@@ -53,8 +54,12 @@ def run_hub(
     insecure: bool = False,
     state_dir: Path | None = None,
     ready: threading.Event | None = None,
+    http_host: str = "0.0.0.0",
+    http_port: int | None = None,
 ) -> int:
-    """Serve the workflow's queues on ``bind`` (and locally) until SIGINT/SIGTERM."""
+    """Serve the workflow's queues on ``bind`` (and locally) until SIGINT/SIGTERM; with
+    ``http_port``, also /healthz, /readyz, /metrics, /status of the whole workflow (from its
+    loops' heartbeats) and POST /control."""
     keys = _keys(keys_path, insecure, bind)
     security = store = None
     import zmq
@@ -71,6 +76,7 @@ def run_hub(
         folder.mkdir(parents=True, exist_ok=True)
         store = DurableStore(folder / "queues.db")
     readers = {q: [lp.name for lp in plan.loops if q in lp.reads] for q in plan.queues}
+    silence = lost_after([lp.spec.heartbeat_seconds for lp in plan.loops])
     hub = Hub(
         list(plan.queues.values()),
         readers,
@@ -78,8 +84,16 @@ def run_hub(
         tcp=bind,
         security=security,
         store=store,
-        lost_after=lost_after([lp.spec.heartbeat_seconds for lp in plan.loops]),
+        lost_after=silence,
     )
+    from ._remote import RemoteLoops
+
+    loops = RemoteLoops(plan, hub, lost_after=silence)
+    server = None
+    if http_port is not None:
+        from ._http import ObservabilityServer
+
+        server = ObservabilityServer(loops, host=http_host, port=http_port).start()
     stop = threading.Event()
     _stop_on_signals(stop)
     log.info(
@@ -90,9 +104,13 @@ def run_hub(
         " (CURVE)" if security else " (no CURVE)",
     )
     print(f"hub listening on {hub.tcp}", flush=True)
+    if server is not None:
+        print(f"hub serving HTTP on {server.url}", flush=True)
     if ready is not None:
         ready.set()
     stop.wait()
+    if server is not None:
+        server.close()
     hub.close()
     if store is not None:
         store.close()
@@ -110,8 +128,12 @@ def run_loop(
     insecure: bool = False,
     replica: int = 0,
     max_iterations: int | None = None,
+    http_host: str = "0.0.0.0",
+    http_port: int | None = None,
 ) -> int:
-    """Run one replica of one loop of the workflow against a hub elsewhere."""
+    """Run one replica of one loop of the workflow against a hub elsewhere; with
+    ``http_port``, serve its /healthz, /readyz (started, and the hub answers), /metrics and
+    /status."""
     keys = _keys(keys_path, insecure, hub)
     loop_plan = plan.loop(loop)
     identity = f"{loop}/{replica}/{uuid.uuid4().hex[:12]}".encode()
@@ -132,7 +154,18 @@ def run_loop(
         "resume": manager.resume,
         "stop": manager.stop,
     }.get(str(msg.get("cmd")), lambda: None)()
+    if DesiredState.combine(plan.workflow.spec.state, loop_plan.spec.state) is (
+        DesiredState.PAUSED
+    ):
+        manager.pause()  # the hub says so too; this way not one iteration runs first
     client.start()
+    server = None
+    if http_port is not None:
+        from ._http import ObservabilityServer
+
+        server = ObservabilityServer(
+            _LoopSource(plan.name, manager, client), host=http_host, port=http_port
+        ).start()
     stop = threading.Event()
     _stop_on_signals(stop)
 
@@ -148,6 +181,8 @@ def run_loop(
     finally:
         client.final = True
         client.close()
+        if server is not None:
+            server.close()
     status = manager.status()
     log.info(
         "loop %s: %s after %d iteration(s); drained %d, abandoned %d non-blocking call(s)",
@@ -158,3 +193,22 @@ def run_loop(
         status.abandoned,
     )
     return 0 if status.state is LoopState.STOPPED else 1
+
+
+class _LoopSource:
+    """One remote loop replica as a status source for its HTTP server."""
+
+    def __init__(self, workflow: str, manager: LoopManager, client: HubClient) -> None:
+        self.workflow = workflow
+        self.manager = manager
+        self.client = client
+
+    def status(self) -> WorkflowStatus:
+        return WorkflowStatus(workflow=self.workflow, loops=[self.manager.status()])
+
+    def not_ready(self) -> str | None:
+        if self.manager.state is LoopState.PENDING:
+            return "the loop has not started yet"
+        if self.client.hub_id is None:
+            return "the hub has not answered yet"
+        return None

@@ -10,6 +10,13 @@ only when asked (and once a second for the iteration rates): the loops pay nothi
 - ``/status``: the :class:`WorkflowStatus` as JSON (camelCase names), each loop entry with two
   more fields: ``iterationsPerSecond`` and ``iterationsPerSecondWindow`` (see
   :class:`IterationRates`).
+- ``POST /control`` (where the source can take it: ``ostinato run`` and ``ostinato hub``): JSON
+  ``{"loop": NAME or null, "state": "running" | "paused" | "stopped"}`` sets the desired state
+  of one loop or of all; ``200`` with ``{"loops": {NAME: STATE, ...}}``, ``400`` naming the
+  field of a bad request, ``404`` for an unknown loop.
+
+The server serves a *status source*: a :class:`WorkflowOrchestrator` (every loop in this
+process), a hub running alone (its loops' heartbeats), or one remote loop.
 """
 
 from __future__ import annotations
@@ -23,18 +30,23 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from prometheus_client import generate_latest
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._metrics import metrics_registry
-from ._status import LoopState, WorkflowStatus
+from ._spec import DesiredState
+from ._status import WorkflowStatus
 
-if TYPE_CHECKING:
-    from ._orchestrator import WorkflowOrchestrator
-
-__all__ = ["IterationRates", "ObservabilityServer"]
+__all__ = [
+    "ControlRequest",
+    "Controllable",
+    "IterationRates",
+    "ObservabilityServer",
+    "StatusSource",
+]
 
 log = logging.getLogger("ostinato.http")
 
@@ -46,6 +58,34 @@ SAMPLE_EVERY_SECONDS = 1.0
 #: legacy-valid). Not prometheus_client.CONTENT_TYPE_LATEST: recent releases say 1.0.0 there,
 #: which older Prometheus servers do not know.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+#: Largest POST body read, bytes: a control request is a few dozen.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class StatusSource(Protocol):
+    """What the server serves: the status, and why it is not ready (None when it is)."""
+
+    def status(self) -> WorkflowStatus: ...
+
+    def not_ready(self) -> str | None: ...
+
+
+@runtime_checkable
+class Controllable(Protocol):
+    """A source that also takes desired states (POST /control)."""
+
+    def set_state(self, loop: str | None, state: DesiredState) -> dict[str, str]: ...
+
+
+class ControlRequest(BaseModel):
+    """The body of ``POST /control``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    loop: str | None = None
+    state: DesiredState
 
 
 class IterationRates:
@@ -118,6 +158,24 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n")
             return
+        self._run(path, route)
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        if path != "/control" or not self.server.app.controllable:
+            self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n")
+            return
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self._reply(*_error(HTTPStatus.BAD_REQUEST, "Content-Length: 0 to 65536 bytes"))
+            return
+        body = self.rfile.read(length)
+        self._run(path, lambda: self.server.app.control(body))
+
+    def _run(self, path: str, route: Callable[[], Reply]) -> None:
         try:
             code, content_type, body = route()
         except Exception as exc:
@@ -141,24 +199,31 @@ class _Handler(BaseHTTPRequestHandler):
 Reply = tuple[int, str, bytes]
 
 
-class ObservabilityServer:
-    """Serves a workflow's /metrics, /healthz, /readyz and /status over HTTP.
+def _error(code: int, message: str) -> Reply:
+    return code, "application/json", json.dumps({"error": message}).encode() + b"\n"
 
-    ``port`` 0 picks a free port (read it from :attr:`port`). It binds ``127.0.0.1`` unless
-    told otherwise. Start it before or after the orchestrator; :meth:`close` it after.
+
+class ObservabilityServer:
+    """Serves a workflow's /metrics, /healthz, /readyz, /status (and POST /control) over HTTP.
+
+    ``source`` is a :class:`WorkflowOrchestrator`, a hub's :class:`RemoteLoops` or anything
+    with ``status()`` and ``not_ready()``. ``port`` 0 picks a free port (read it from
+    :attr:`port`). It binds ``127.0.0.1`` unless told otherwise. Start it before or after the
+    source; :meth:`close` it after.
     """
 
     def __init__(
         self,
-        orchestrator: WorkflowOrchestrator,
+        source: StatusSource,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         rate_window: float = RATE_WINDOW_SECONDS,
         sample_every: float = SAMPLE_EVERY_SECONDS,
     ) -> None:
-        self.orchestrator = orchestrator
-        self.registry = metrics_registry(orchestrator.status)
+        self.source = source
+        self.controllable = isinstance(source, Controllable)
+        self.registry = metrics_registry(source.status)
         self.rates = IterationRates(rate_window, sample_every)
         self.routes: dict[str, Callable[[], Reply]] = {
             "/metrics": self._metrics,
@@ -212,7 +277,7 @@ class ObservabilityServer:
     def _sample(self) -> None:
         while True:
             try:
-                self.rates.sample(self.orchestrator.status())
+                self.rates.sample(self.source.status())
             except Exception:  # a status read racing a stop must not end the sampler
                 log.debug("rate sample failed", exc_info=True)
             if self._closed.wait(self.rates.sample_every):
@@ -226,34 +291,15 @@ class ObservabilityServer:
     def _healthz(self) -> Reply:
         return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
 
-    def not_ready(self) -> str | None:
-        """Why the workflow is not ready, or None when it is."""
-        orch = self.orchestrator
-        if not orch.loops:
-            return "the workflow has not started"
-        hub = orch.hub
-        if hub is None or not hub.alive:
-            return "the messaging hub is not running"
-        pending = [
-            (f"{lp.name}-{lp.replica}" if lp.replica else lp.name, lp.reason)
-            for lp in orch.status().loops
-            if lp.state is LoopState.PENDING
-        ]
-        if pending:
-            return "loop(s) not started yet: " + ", ".join(
-                f"{key} ({why})" if why else key for key, why in pending
-            )
-        return None
-
     def _readyz(self) -> Reply:
-        reason = self.not_ready()
+        reason = self.source.not_ready()
         if reason is None:
             return HTTPStatus.OK, "application/json", b'{"ready": true}\n'
         body = json.dumps({"ready": False, "reason": reason}).encode() + b"\n"
         return HTTPStatus.SERVICE_UNAVAILABLE, "application/json", body
 
     def _status(self) -> Reply:
-        status = self.orchestrator.status()
+        status = self.source.status()
         now = time.monotonic()
         doc = status.model_dump(mode="json", by_alias=True)
         for entry, lp in zip(doc["loops"], status.loops, strict=True):
@@ -261,3 +307,18 @@ class ObservabilityServer:
             entry["iterationsPerSecond"] = None if rate is None else round(rate, 3)
             entry["iterationsPerSecondWindow"] = None if window is None else round(window, 3)
         return HTTPStatus.OK, "application/json", json.dumps(doc).encode() + b"\n"
+
+    def control(self, body: bytes) -> Reply:
+        source = self.source
+        assert isinstance(source, Controllable)
+        try:
+            request = ControlRequest.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return _error(HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
+        try:
+            loops = source.set_state(request.loop, request.state)
+        except KeyError as exc:
+            return _error(HTTPStatus.NOT_FOUND, f"loop: {exc.args[0]}")
+        return HTTPStatus.OK, "application/json", json.dumps({"loops": loops}).encode() + b"\n"

@@ -17,8 +17,8 @@ from ._handles import EventLoopThread, InProcessLoop, LoopHandle
 from ._hub import Hub, default_state_dir, lost_after
 from ._plan import LoopPlan, WorkflowPlan, dump_document, load_workflow
 from ._process import ProcessLoop
-from ._spec import Pool
-from ._status import LoopState, QueueStatus, WorkflowStatus
+from ._spec import DesiredState, Pool
+from ._status import LoopState, LoopStatus, QueueStatus, WorkflowStatus
 
 __all__ = ["WorkflowOrchestrator"]
 
@@ -59,6 +59,9 @@ class WorkflowOrchestrator:
         self._store: Any = None
         self._event_loops: dict[str, EventLoopThread] = {}
         self.loops: dict[str, LoopHandle] = {}
+        #: Loops not started because their desired state (spec) is stopped, by name.
+        self._held: dict[str, LoopPlan] = {}
+        self._document = ""
         self._started = False
 
     def __enter__(self) -> WorkflowOrchestrator:
@@ -78,19 +81,34 @@ class WorkflowOrchestrator:
             raise RuntimeError(f"workflow {self.name!r} already started")
         self._started = True
         self.hub = self._start_hub()
-        document = dump_document(self.plan.workflow)
+        self._document = dump_document(self.plan.workflow)
+        started: list[LoopHandle] = []
         for plan in self.plan.loops:
-            for replica in range(plan.spec.replicas):
-                handle = self._handle(plan, replica, document)
-                self.loops[handle.key] = handle
+            desired = DesiredState.combine(self.plan.workflow.spec.state, plan.spec.state)
+            if desired is DesiredState.STOPPED:
+                self._held[plan.name] = plan
+                continue
+            started += self._add(plan, paused=desired is DesiredState.PAUSED)
         log.info(
-            "workflow %r: starting %d loop(s): %s",
+            "workflow %r: starting %d loop(s): %s%s",
             self.name,
             len(self.loops),
             ", ".join(f"{key}[{h.pool.value}]" for key, h in self.loops.items()),
+            f"; not starting {', '.join(self._held)} (state: stopped)" if self._held else "",
         )
-        for handle in self.loops.values():
+        for handle in started:
             handle.start()
+
+    def _add(self, plan: LoopPlan, *, paused: bool) -> list[LoopHandle]:
+        """Build (not start) every replica of a loop; paused ones wait at their first boundary."""
+        handles = []
+        for replica in range(plan.spec.replicas):
+            handle = self._handle(plan, replica, self._document)
+            if paused:
+                handle.pause()
+            self.loops[handle.key] = handle
+            handles.append(handle)
+        return handles
 
     def _start_hub(self) -> Hub:
         queues = list(self.plan.queues.values())
@@ -159,6 +177,64 @@ class WorkflowOrchestrator:
     def _targets(self, loop: str | None) -> list[LoopHandle]:
         return self.replicas(loop) if loop is not None else list(self.loops.values())
 
+    def set_state(self, loop: str | None, state: DesiredState) -> dict[str, str]:
+        """Run, pause or stop one loop (or all) at its next iteration boundary; a loop held
+        back by ``state: stopped`` in the spec starts now when asked to run or pause. Returns
+        the state each loop was last asked for. KeyError for an unknown loop."""
+        names = [lp.name for lp in self.plan.loops] if loop is None else [loop]
+        if loop is not None and loop not in {lp.name for lp in self.plan.loops}:
+            raise KeyError(f"workflow {self.name!r} has no loop {loop!r}")
+        for name in names:
+            held = self._held.get(name)
+            if held is not None and state is not DesiredState.STOPPED:
+                del self._held[name]
+                for handle in self._add(held, paused=state is DesiredState.PAUSED):
+                    handle.start()
+                continue
+            for handle in self.loops.values():
+                if handle.name != name:
+                    continue
+                if state is DesiredState.RUNNING:
+                    handle.resume()
+                elif state is DesiredState.PAUSED:
+                    handle.pause()
+                else:
+                    handle.stop()
+        return self._desired_states()
+
+    def _desired_states(self) -> dict[str, str]:
+        out = {}
+        for plan in self.plan.loops:
+            if plan.name in self._held:
+                out[plan.name] = DesiredState.STOPPED.value
+                continue
+            states = {h.state for h in self.loops.values() if h.name == plan.name}
+            if states and states <= {LoopState.STOPPING, LoopState.STOPPED}:
+                out[plan.name] = DesiredState.STOPPED.value
+            elif LoopState.PAUSED in states:
+                out[plan.name] = DesiredState.PAUSED.value
+            else:
+                out[plan.name] = DesiredState.RUNNING.value
+        return out
+
+    def not_ready(self) -> str | None:
+        """Why the workflow is not ready (for /readyz), or None when it is."""
+        if not self._started:
+            return "the workflow has not started"
+        hub = self.hub
+        if hub is None or not hub.alive:
+            return "the messaging hub is not running"
+        pending = [
+            (f"{lp.name}-{lp.replica}" if lp.replica else lp.name, lp.reason)
+            for lp in self.status().loops
+            if lp.state is LoopState.PENDING
+        ]
+        if pending:
+            return "loop(s) not started yet: " + ", ".join(
+                f"{key} ({why})" if why else key for key, why in pending
+            )
+        return None
+
     def pause(self, loop: str | None = None) -> None:
         """Pause one loop, or all; each takes effect at its next iteration boundary."""
         for handle in self._targets(loop):
@@ -216,8 +292,21 @@ class WorkflowOrchestrator:
                 QueueStatus(name=name, **counters)
                 for name, counters in self.hub.queue_status().items()
             ]
+        held = [
+            LoopStatus(
+                name=plan.name,
+                replica=replica,
+                pool=plan.spec.pool.value,
+                state=LoopState.STOPPED,
+                reason="not started: its desired state is stopped",
+            )
+            for plan in self._held.values()
+            for replica in range(plan.spec.replicas)
+        ]
         return WorkflowStatus(
-            workflow=self.name, loops=[h.status() for h in self.loops.values()], queues=queues
+            workflow=self.name,
+            loops=[h.status() for h in self.loops.values()] + held,
+            queues=queues,
         )
 
     def states(self) -> dict[str, LoopState]:

@@ -1,0 +1,173 @@
+"""What a hub running alone knows of its loops: their heartbeats, and the states users ask for.
+
+`ostinato hub` serves loops that run elsewhere (other processes, hosts, pods). Each loop replica
+sends its :class:`LoopStatus` with every heartbeat; :class:`RemoteLoops` keeps the last one per
+``(loop, replica)`` and builds the whole workflow's status from them, the way the orchestrator
+does for loops it runs itself. It also holds the desired state of every loop (``spec.state`` and
+``spec.loops[].state`` at start, then ``POST /control``) and sees that every connected replica,
+and every replica that connects later, follows it at its next iteration boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ._spec import DesiredState
+from ._status import LoopState, LoopStatus, QueueStatus, WorkflowStatus
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+    from ._plan import WorkflowPlan
+
+__all__ = ["RemoteLoops"]
+
+log = logging.getLogger("ostinato.hub.loops")
+
+#: Commands that move a replica towards each desired state.
+_COMMAND = {
+    DesiredState.RUNNING: "resume",
+    DesiredState.PAUSED: "pause",
+    DesiredState.STOPPED: "stop",
+}
+
+
+@dataclass
+class _Replica:
+    identity: bytes
+    status: LoopStatus
+    heard: float  # time.monotonic() of the last report
+    final: bool  # the loop has ended and said so
+
+
+class RemoteLoops:
+    """Loop replicas known to a hub from their heartbeats (thread-safe)."""
+
+    def __init__(self, plan: WorkflowPlan, hub: Hub, *, lost_after: float) -> None:
+        self.plan = plan
+        self.hub = hub
+        self.lost_after = lost_after
+        self._lock = threading.Lock()
+        self._replicas: dict[tuple[str, int], _Replica] = {}
+        self._desired = {
+            lp.name: DesiredState.combine(plan.workflow.spec.state, lp.spec.state)
+            for lp in plan.loops
+        }
+        self._counts = {lp.name: lp.spec.replicas for lp in plan.loops}
+        self._pools = {lp.name: lp.spec.pool.value for lp in plan.loops}
+        self._warned: set[tuple[str, int]] = set()
+        hub.fallback = self.receive
+
+    # -- the hub thread ------------------------------------------------------------------------
+
+    def receive(self, identity: bytes, msg: dict[str, Any]) -> None:
+        """A message from a peer without a handler: heartbeats with status are kept."""
+        if msg.get("t") != "status":
+            return
+        try:
+            status = LoopStatus.model_validate(msg["status"])
+        except (KeyError, ValidationError) as exc:
+            log.warning("status from %r not understood: %s", identity[:64], exc)
+            return
+        key = (status.name, status.replica)
+        if status.name not in self._counts or not 0 <= status.replica < self._counts[status.name]:
+            if key not in self._warned:
+                self._warned.add(key)
+                log.warning(
+                    "a loop %r replica %d reports to this hub, but the workflow has no such "
+                    "loop replica: ignored",
+                    status.name,
+                    status.replica,
+                )
+            return
+        with self._lock:
+            known = self._replicas.get(key)
+            if known is not None and known.identity != identity:
+                log.info("loop %s replica %d reconnected", status.name, status.replica)
+            elif known is None:
+                log.info("loop %s replica %d connected", status.name, status.replica)
+            self._replicas[key] = _Replica(
+                identity, status, time.monotonic(), bool(msg.get("final"))
+            )
+            desired = self._desired[status.name]
+        self._enforce(identity, status, desired)
+
+    def _enforce(self, identity: bytes, status: LoopStatus, desired: DesiredState) -> None:
+        """Level-triggered for pause and stop: a replica that runs although it should not is
+        told again (it may have restarted). Resume is only sent when asked for, so that a
+        loop paused by its own error policy or circuit breaker is not resumed behind its back."""
+        state = status.state
+        if desired is DesiredState.PAUSED and state in (LoopState.PENDING, LoopState.RUNNING):
+            self.hub.send(identity, "control", cmd="pause")
+        elif desired is DesiredState.STOPPED and state not in (
+            LoopState.STOPPING,
+            LoopState.STOPPED,
+        ):
+            self.hub.send(identity, "control", cmd="stop")
+
+    # -- any thread ----------------------------------------------------------------------------
+
+    def desired(self) -> dict[str, str]:
+        with self._lock:
+            return {name: state.value for name, state in self._desired.items()}
+
+    def set_state(self, loop: str | None, state: DesiredState) -> dict[str, str]:
+        """Ask one loop (or every loop) to run, pause or stop; returns every desired state.
+
+        KeyError naming the loop when the workflow has none of that name.
+        """
+        if loop is not None and loop not in self._desired:
+            raise KeyError(f"workflow {self.plan.name!r} has no loop {loop!r}")
+        names = [loop] if loop is not None else list(self._desired)
+        with self._lock:
+            for name in names:
+                self._desired[name] = state
+            targets = [r.identity for (name, _), r in self._replicas.items() if name in names]
+        for identity in targets:
+            self.hub.send(identity, "control", cmd=_COMMAND[state])
+        log.info("desired state of %s: %s", loop or "every loop", state.value)
+        return self.desired()
+
+    def status(self) -> WorkflowStatus:
+        """Every replica the workflow declares: last reported, pending, or lost."""
+        now = time.monotonic()
+        loops: list[LoopStatus] = []
+        with self._lock:
+            replicas = dict(self._replicas)
+        for name, count in self._counts.items():
+            for replica in range(count):
+                known = replicas.get((name, replica))
+                if known is None:
+                    loops.append(
+                        LoopStatus(
+                            name=name,
+                            replica=replica,
+                            pool=self._pools[name],
+                            state=LoopState.PENDING,
+                            reason="not connected to the hub yet",
+                        )
+                    )
+                    continue
+                status = known.status
+                silent = now - known.heard
+                if not known.final and silent > self.lost_after:
+                    status = status.model_copy(
+                        update={
+                            "state": LoopState.ERROR,
+                            "reason": f"lost: no heartbeat for {silent:.1f}s",
+                        }
+                    )
+                loops.append(status)
+        queues = [
+            QueueStatus(name=name, **counters) for name, counters in self.hub.queue_status().items()
+        ]
+        return WorkflowStatus(workflow=self.plan.name, loops=loops, queues=queues)
+
+    def not_ready(self) -> str | None:
+        """A hub is ready when it serves; its loops' readiness is theirs to report."""
+        return None if self.hub.alive else "the messaging hub is not running"

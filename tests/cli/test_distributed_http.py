@@ -1,0 +1,221 @@
+"""`ostinato hub` and `ostinato loop` over HTTP: the whole workflow's status and its control.
+
+Real processes, real tcp sockets, real HTTP: what the operator relies on in pods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT = 30.0
+
+WORKFLOW = textwrap.dedent("""
+    apiVersion: ostinato.dev/v1alpha1
+    kind: Workflow
+    metadata: {name: dist}
+    spec:
+      queues:
+        - {name: nums, mode: work, capacity: 50}
+      loops:
+        - name: gen
+          producer: {name: tick, class: IntervalProducer, config: {periodSeconds: 0.005}}
+          nodes:
+            - {name: put, kind: blocking, queue: {write: nums}}
+        - name: sink
+          state: paused
+          heartbeatSeconds: 0.2
+          producer: {name: nums, queue: {read: nums}}
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def post(url: str, body: bytes) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Cluster:
+    """One hub and its loops, each an `ostinato` process on loopback."""
+
+    def __init__(self, folder: Path) -> None:
+        self.file = folder / "wf.yaml"
+        self.file.write_text(WORKFLOW)
+        self.zmq = free_port()
+        self.http = free_port()
+        self.procs: list[subprocess.Popen[str]] = []
+        self.loop_ports: dict[str, int] = {}
+
+    def _start(self, *args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ostinato", *args, "--insecure", "--http-host", "127.0.0.1"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def hub(self) -> None:
+        proc = self._start(
+            "hub", str(self.file), "--bind", f"tcp://127.0.0.1:{self.zmq}", "--http-port",
+            str(self.http),
+        )  # fmt: skip
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("hub listening on")
+        assert proc.stdout.readline().startswith("hub serving HTTP on")
+
+    def loop(self, name: str) -> subprocess.Popen[str]:
+        port = self.loop_ports[name] = free_port()
+        return self._start(
+            "loop", str(self.file), "--loop", name, "--hub", f"tcp://127.0.0.1:{self.zmq}",
+            "--http-port", str(port),
+        )  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http}"
+
+    def loops(self) -> dict[str, dict[str, Any]]:
+        _, doc = get(self.url + "/status")
+        return {lp["name"]: lp for lp in doc["loops"]}
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(WAIT)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout(120)
+def test_hub_status_control_and_loss(cluster: Cluster) -> None:
+    cluster.hub()
+    # Before any loop connects, every declared replica is listed as pending.
+    status, doc = get(cluster.url + "/status")
+    assert status == 200
+    assert {(lp["name"], lp["state"]) for lp in doc["loops"]} == {
+        ("gen", "pending"),
+        ("sink", "pending"),
+    }
+    assert get(cluster.url + "/readyz")[0] == 200  # the hub serves: ready
+    cluster.loop("gen")
+    sink = cluster.loop("sink")
+
+    # spec.loops[sink].state is paused: the reader never runs, the writer fills the queue
+    # (capacity 50, onFull block) and waits, and the hub reports both from their heartbeats.
+    until(lambda: cluster.loops()["sink"]["state"] == "paused", "sink paused")
+    until(lambda: get(cluster.url + "/status")[1]["queues"][0]["depth"] >= 50, "a full queue")
+    assert cluster.loops()["sink"]["iterations"] == 0
+    loop_url = f"http://127.0.0.1:{cluster.loop_ports['sink']}"
+    until(lambda: get(loop_url + "/readyz")[0] == 200, "the sink loop ready")
+    assert get(loop_url + "/status")[1]["loops"][0]["name"] == "sink"
+
+    # Resume through the hub: the reader drains the queue.
+    code, reply = post(cluster.url + "/control", b'{"loop": "sink", "state": "running"}')
+    assert (code, reply["loops"]) == (200, {"gen": "running", "sink": "running"})
+    until(lambda: cluster.loops()["sink"]["iterations"] > 100, "the sink reading")
+
+    # Pause every loop at once, then resume them.
+    assert post(cluster.url + "/control", b'{"state": "paused"}')[0] == 200
+    until(
+        lambda: {lp["state"] for lp in cluster.loops().values()} == {"paused"}, "all loops paused"
+    )
+    assert post(cluster.url + "/control", b'{"loop": null, "state": "running"}')[0] == 200
+    until(lambda: {lp["state"] for lp in cluster.loops().values()} == {"running"}, "all running")
+
+    # A loop killed without a word is reported lost after three of its heartbeats (2 s min).
+    os.kill(sink.pid, signal.SIGKILL)
+    sink.wait(WAIT)
+    lost = until(
+        lambda: "lost" in (cluster.loops()["sink"]["reason"] or "") and cluster.loops()["sink"],
+        "the killed loop reported lost",
+    )
+    assert lost["state"] == "error"
+
+    # Stop through the hub: the loop drains and its process exits by itself with 0.
+    gen = cluster.procs[1]
+    assert post(cluster.url + "/control", b'{"loop": "gen", "state": "stopped"}')[0] == 200
+    assert gen.wait(WAIT) == 0
+    until(lambda: cluster.loops()["gen"]["state"] == "stopped", "gen reported stopped")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("body", "code", "names"),
+    [
+        (b'{"loop": "nope", "state": "paused"}', 404, "nope"),
+        (b'{"loop": "gen", "state": "walking"}', 400, "state"),
+        (b'{"loop": "gen"}', 400, "state"),
+        (b'{"loop": "gen", "state": "paused", "extra": 1}', 400, "extra"),
+        (b"not json", 400, "body"),
+    ],
+)
+def test_bad_control_requests_are_refused_naming_the_field(
+    cluster: Cluster, body: bytes, code: int, names: str
+) -> None:
+    cluster.hub()
+    got, reply = post(cluster.url + "/control", body)
+    assert got == code
+    assert names in reply["error"]
+    # Nothing was applied: every loop still wants what the spec says.
+    ok, doc = post(cluster.url + "/control", b'{"loop": "sink", "state": "paused"}')
+    assert (ok, doc["loops"]) == (200, {"gen": "running", "sink": "paused"})
