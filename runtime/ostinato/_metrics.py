@@ -2,7 +2,9 @@
 
 Nothing here runs on a loop's hot path: the loops keep the counters they already keep for
 status, and :class:`StatusCollector` reads one :class:`WorkflowStatus` snapshot per scrape and
-turns it into metric families. There are no prometheus-client metric objects to update.
+turns it into metric families. There are no prometheus-client metric objects to update. The
+duration histograms are integer bucket counters in status too, filled by the engine for the
+iterations it samples (see ``LoopManager._sample``).
 
 Process-pool loops count in their own process and report their status to the parent through
 the hub with every heartbeat (``heartbeatSeconds``) and at every state change, so the parent's
@@ -22,9 +24,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
-from ._status import LoopState, LoopStatus, NodeHealth, WorkflowStatus
+from ._status import DurationHistogram, LoopState, LoopStatus, NodeHealth, WorkflowStatus
 
 __all__ = [
     "LOOP_STATE_VALUES",
@@ -79,6 +86,7 @@ class _NodeSums:
     dropped: int = 0
     missed_ticks: int = 0
     health: int = 0
+    duration: DurationHistogram = field(default_factory=DurationHistogram)
 
 
 @dataclass
@@ -89,6 +97,7 @@ class _LoopSums:
     restarts: int = 0
     states: set[LoopState] = field(default_factory=set)
     nodes: dict[str, _NodeSums] = field(default_factory=dict)
+    duration: DurationHistogram = field(default_factory=DurationHistogram)
 
     def add(self, lp: LoopStatus) -> None:
         self.replicas += 1
@@ -96,6 +105,7 @@ class _LoopSums:
         self.failed_iterations += lp.failed_iterations
         self.restarts += lp.restarts
         self.states.add(lp.state)
+        self.duration = self.duration.merged(lp.iteration_duration)
         for n in lp.nodes:
             sums = self.nodes.setdefault(n.name, _NodeSums(kind=n.kind))
             sums.calls += n.calls
@@ -105,6 +115,7 @@ class _LoopSums:
             sums.dropped += n.dropped
             sums.missed_ticks += n.counters.get(MISSED_TICKS, 0)
             sums.health = max(sums.health, NODE_HEALTH_VALUES[n.health])
+            sums.duration = sums.duration.merged(n.duration)
 
     @property
     def state(self) -> LoopState:
@@ -116,10 +127,13 @@ def _counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
     return CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels)
 
 
-def _empty_families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
+_Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
+
+
+def _empty_families() -> dict[str, _Family]:
     loop_state = ", ".join(f"{v} {s.value}" for s, v in LOOP_STATE_VALUES.items())
     health = ", ".join(f"{v} {h.value}" for h, v in NODE_HEALTH_VALUES.items())
-    fams: list[CounterMetricFamily | GaugeMetricFamily] = [
+    fams: list[_Family] = [
         GaugeMetricFamily(
             "ostinato_build_info",
             "Always 1; the ostinato version running this workflow.",
@@ -141,6 +155,16 @@ def _empty_families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
             labels=_LOOP,
         ),
         GaugeMetricFamily("ostinato_loop_replicas", "Replicas of the loop.", labels=_LOOP),
+        HistogramMetricFamily(
+            "ostinato_iteration_duration_seconds",
+            "Sampled iterations: seconds from the producer's output to the end of the chain.",
+            labels=_LOOP,
+        ),
+        HistogramMetricFamily(
+            "ostinato_node_duration_seconds",
+            "Sampled node call attempts (producers included): seconds per attempt.",
+            labels=_NODE,
+        ),
         _counter(
             "ostinato_node_calls_total",
             "Node calls that finished, successful or failed after their retries.",
@@ -202,7 +226,14 @@ def families(status: WorkflowStatus, version: str) -> list[Metric]:
     fams = _empty_families()
 
     def add(name: str, labels: list[str], value: float) -> None:
-        fams[name.removesuffix("_total")].add_metric(labels, value)
+        family = fams[name.removesuffix("_total")]
+        assert not isinstance(family, HistogramMetricFamily)
+        family.add_metric(labels, value)
+
+    def histogram(name: str, labels: list[str], h: DurationHistogram) -> None:
+        family = fams[name]
+        assert isinstance(family, HistogramMetricFamily)
+        family.add_metric(labels, buckets=h.cumulative(), sum_value=h.sum_seconds)
 
     wf = status.workflow
     add("ostinato_build_info", [wf, version], 1)
@@ -216,6 +247,7 @@ def families(status: WorkflowStatus, version: str) -> list[Metric]:
         add("ostinato_loop_restarts_total", lb, sums.restarts)
         add("ostinato_loop_state", lb, LOOP_STATE_VALUES[sums.state])
         add("ostinato_loop_replicas", lb, sums.replicas)
+        histogram("ostinato_iteration_duration_seconds", lb, sums.duration)
         for node, n in sums.nodes.items():
             nb = [wf, name, node]
             add("ostinato_node_calls_total", nb, n.calls)
@@ -224,6 +256,7 @@ def families(status: WorkflowStatus, version: str) -> list[Metric]:
             add("ostinato_node_in_flight", nb, n.in_flight)
             add("ostinato_node_dropped_total", nb, n.dropped)
             add("ostinato_node_health", nb, n.health)
+            histogram("ostinato_node_duration_seconds", nb, n.duration)
             if n.kind == "producer":
                 # Every producer gets the series (0 when it has no schedule), so that it
                 # exists before the first missed tick.

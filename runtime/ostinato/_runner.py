@@ -9,12 +9,13 @@ import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from time import perf_counter_ns
 from typing import Any
 
 from ._nodes import BaseNode, NodeKind, is_async_callable
 from ._plan import NodePlan
 from ._spec import ErrorPolicy, OnFull, RetrySpec
-from ._status import NodeHealth, NodeStatus, truncate
+from ._status import Durations, NodeHealth, NodeStatus, truncate
 
 log = logging.getLogger("ostinato.loop")
 
@@ -32,6 +33,10 @@ class NodeRunner:
     ``inline`` nodes are plain sync calls on the loop's thread (the fast path); others are
     awaited through ``acall``: ``async def`` methods directly, sync methods of asyncio-pool loops
     through the loop's worker thread so the event loop stays free.
+
+    ``call`` is the node's method itself, except during an iteration the engine samples for
+    the duration histograms: then it is ``timed``, a wrapper that observes each attempt's
+    duration in ``durations`` and marks its start and end (``started_ns``, ``ended_ns``).
     """
 
     __slots__ = (
@@ -40,6 +45,8 @@ class NodeRunner:
         "call",
         "calls",
         "dropped",
+        "durations",
+        "ended_ns",
         "errors",
         "health",
         "in_flight",
@@ -52,10 +59,13 @@ class NodeRunner:
         "node",
         "on_error",
         "on_full",
+        "plain",
         "plan",
         "retries",
         "retry",
         "slot_waiters",
+        "started_ns",
+        "timed",
     )
 
     def __init__(
@@ -75,6 +85,10 @@ class NodeRunner:
             node, "produce" if plan.kind is NodeKind.PRODUCER else "process"
         )
         self.is_async = is_async_callable(self.call)
+        self.plain = self.call
+        self.timed: Callable[..., Any] = self._timed_async if self.is_async else self._timed_sync
+        self.durations = Durations()
+        self.started_ns = self.ended_ns = 0
         self.inline = not self.is_async and not (offload and not node.run_inline)
         self._worker = worker
         self.health = NodeHealth.HEALTHY
@@ -89,6 +103,22 @@ class NodeRunner:
         if self.is_async:
             return self.call(*args)  # type: ignore[no-any-return]
         return asyncio.get_running_loop().run_in_executor(self._worker, self.call, *args)
+
+    def _timed_sync(self, *args: Any) -> Any:
+        self.started_ns = start = perf_counter_ns()
+        try:
+            return self.plain(*args)
+        finally:
+            self.ended_ns = end = perf_counter_ns()
+            self.durations.observe(end - start)
+
+    async def _timed_async(self, *args: Any) -> Any:
+        self.started_ns = start = perf_counter_ns()
+        try:
+            return await self.plain(*args)
+        finally:
+            self.ended_ns = end = perf_counter_ns()
+            self.durations.observe(end - start)
 
     async def hook(self, name: str, offload: bool) -> None:
         """Run setup or teardown the way the pool runs the node's other methods."""
@@ -173,4 +203,5 @@ class NodeRunner:
             dropped=self.dropped,
             last_error=self.last_error,
             counters=dict(self.node.context.counters),
+            duration=self.durations.snapshot(),
         )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "DURATION_BUCKETS_SECONDS",
+    "DurationHistogram",
+    "Durations",
     "LoopState",
     "LoopStatus",
     "NodeHealth",
@@ -23,6 +27,75 @@ MAX_ERROR_CHARS = 500
 
 def truncate(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: Upper bounds of the duration histograms' buckets, seconds (Prometheus ``le``; +Inf follows).
+#: 1-3-10 steps from 1 µs, where a no-op node call is measured, to 60 s, beyond the longest
+#: timeouts a node is expected to wait for: 18 series per histogram with +Inf.
+DURATION_BUCKETS_SECONDS: tuple[float, ...] = (
+    1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2,
+    0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+#: The same bounds in nanoseconds, what :meth:`Durations.observe` compares with.
+_BOUNDS_NS: tuple[int, ...] = tuple(round(b * 1e9) for b in DURATION_BUCKETS_SECONDS)
+
+
+class DurationHistogram(BaseModel):
+    """A duration histogram in status: counts per bucket of :data:`DURATION_BUCKETS_SECONDS`.
+
+    ``counts[i]`` is the number of observations ``<= DURATION_BUCKETS_SECONDS[i]`` and above the
+    bound before (not cumulative); the last entry counts those above the largest bound (+Inf).
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    counts: list[int] = Field(
+        default_factory=lambda: [0] * (len(DURATION_BUCKETS_SECONDS) + 1),
+        description="Observations per bucket (not cumulative), the last one above every bound.",
+    )
+    sum_seconds: float = Field(0.0, description="Sum of the observed durations, seconds.")
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """``(le, observations <= le)`` pairs, +Inf last: what a Prometheus histogram shows."""
+        out: list[tuple[str, int]] = []
+        total = 0
+        for bound, n in zip((*DURATION_BUCKETS_SECONDS, float("inf")), self.counts, strict=True):
+            total += n
+            out.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        return out
+
+    def merged(self, other: DurationHistogram) -> DurationHistogram:
+        """The sum of two histograms (replicas of one loop)."""
+        return DurationHistogram(
+            counts=[a + b for a, b in zip(self.counts, other.counts, strict=True)],
+            sum_seconds=self.sum_seconds + other.sum_seconds,
+        )
+
+
+class Durations:
+    """The engine's side of a duration histogram: integer counters, one writer thread.
+
+    ``observe`` takes nanoseconds (``perf_counter_ns`` deltas) and does one bisection over 17
+    integer bounds; the engine calls it only for the calls it samples (see the engine's
+    ``_sampling``), never on every call of a fast loop.
+    """
+
+    __slots__ = ("counts", "sum_ns")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BOUNDS_NS) + 1)
+        self.sum_ns = 0
+
+    def observe(self, ns: int) -> None:
+        self.counts[bisect_left(_BOUNDS_NS, ns)] += 1
+        self.sum_ns += ns
+
+    def snapshot(self) -> DurationHistogram:
+        return DurationHistogram(counts=list(self.counts), sum_seconds=self.sum_ns / 1e9)
 
 
 class LoopState(enum.StrEnum):
@@ -55,6 +128,10 @@ class NodeStatus(_Model):
     dropped: int = Field(0, description="Non-blocking calls dropped because maxInFlight was full.")
     last_error: str | None = None
     counters: dict[str, int] = Field(default_factory=dict)
+    duration: DurationHistogram = Field(
+        default_factory=DurationHistogram,
+        description="Durations of sampled call attempts (see docs/metrics.md).",
+    )
 
 
 class LoopStatus(_Model):
@@ -70,6 +147,11 @@ class LoopStatus(_Model):
     pid: int | None = None
     drained: int = Field(0, description="Non-blocking calls that finished during the stop drain.")
     abandoned: int = Field(0, description="Non-blocking calls still pending at the drain timeout.")
+    iteration_duration: DurationHistogram = Field(
+        default_factory=DurationHistogram,
+        description="Durations of sampled iterations, from the producer's output to the end of "
+        "the chain (see docs/metrics.md).",
+    )
     nodes: list[NodeStatus] = Field(default_factory=list)
 
     def node(self, name: str) -> NodeStatus:
