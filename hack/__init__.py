@@ -1,0 +1,1 @@
+"""Project tooling that is not shipped: scripts behind the Makefile's infrastructure targets."""

@@ -1,0 +1,1 @@
+"""A real Kubernetes for the test suite, from Debian packages: binaries, control plane, cluster."""

@@ -1,0 +1,34 @@
+"""`python -m hack.k8s <command>`: one entry point for the Makefile's Kubernetes targets."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module that implements it, one-line help). Each module defines
+# `add_cli_arguments(parser)` and `cli_main(args) -> int` (the process exit status).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "binaries": ("hack.k8s.binaries", "find or build the Kubernetes binaries; print their paths"),
+    "control-plane": (
+        "hack.k8s.controlplane",
+        "run etcd + kube-apiserver + kube-controller-manager in the foreground",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hack.k8s", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        module.add_cli_arguments(sub)
+        sub.set_defaults(module=module)
+    args = parser.parse_args(argv)
+    status: int = args.module.cli_main(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

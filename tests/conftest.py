@@ -1,0 +1,87 @@
+"""Suite-wide fixtures: a real Kubernetes control plane (and cluster) for the operator's tests."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hack.k8s import binaries
+from hack.k8s.controlplane import ControlPlane
+
+# Which binaries a fixture needs: they are found or built once, before the first test runs,
+# so a cold build (minutes) never counts against a test's timeout.
+FIXTURE_BINARIES: dict[str, tuple[str, ...]] = {
+    "control_plane": binaries.CONTROL_PLANE,
+    "cluster": binaries.ALL,
+}
+# Tests that use a fixture get its marker, so `-m "not k8s"` deselects them.
+FIXTURE_MARKERS: dict[str, str] = {"control_plane": "k8s", "cluster": "cluster"}
+# Why the binaries are unavailable (set during collection), per fixture name.
+_unavailable: dict[str, str] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in names:
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    used = {
+        fixture
+        for item in session.items
+        for fixture in FIXTURE_BINARIES
+        if fixture in getattr(item, "fixturenames", ())
+    }
+    for fixture in sorted(used):
+        try:
+            binaries.ensure(FIXTURE_BINARIES[fixture])
+        except binaries.Unavailable as exc:
+            _unavailable[fixture] = str(exc)
+
+
+def require_binaries(fixture: str) -> None:
+    """Skip, with the one-line reason, when the fixture's binaries cannot be had here."""
+    reason = _unavailable.get(fixture)
+    if reason is None:
+        try:
+            binaries.ensure(FIXTURE_BINARIES[fixture], build=False)
+        except binaries.Unavailable as exc:
+            reason = str(exc)
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager on loopback for the whole session."""
+    require_binaries("control_plane")
+    workdir: Path = tmp_path_factory.mktemp("control-plane")
+    with ControlPlane(workdir) as plane:
+        yield plane
+
+
+def _namespace_name(test_name: str) -> str:
+    stem = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{stem}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def k8s_namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (without waiting for it to go)."""
+    from kubernetes.client import CoreV1Api, V1Namespace, V1ObjectMeta
+
+    name = _namespace_name(request.node.name)
+    with control_plane.api_client() as client:
+        core = CoreV1Api(client)
+        core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)))
+        try:
+            yield name
+        finally:
+            core.delete_namespace(name)
