@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides when we stop
+    # JSON lines on stderr, always: the parent parses and re-emits them in its own format.
+    configure_logging("json", logging.INFO, loop=args.loop)
 
     client = HubClient(args.connect, args.identity.encode(), loop=args.loop)
     config = client.handshake(CONFIG_TIMEOUT_SECONDS)
@@ -58,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if entry not in sys.path:
             sys.path.insert(0, entry)
     plan = load_workflow(json.loads(config["document"]))
-    configure_logging(
-        config.get("logFormat", "text"), int(config.get("logLevel", logging.INFO)), plan.name
-    )
+    configure_logging("json", int(config.get("logLevel", logging.INFO)), plan.name, loop=args.loop)
     loop_plan = plan.loop(args.loop)
     manager = LoopManager(
         loop_plan,

@@ -15,6 +15,7 @@ from typing import Any
 
 from ._handles import LoopHandle
 from ._hub import Hub
+from ._logs import relay_child_logs
 from ._plan import LoopPlan
 from ._status import LoopState, LoopStatus
 
@@ -62,6 +63,7 @@ class ProcessLoop(LoopHandle):
         self._finished = False
         self._identity = b""
         self._proc: subprocess.Popen[bytes] | None = None
+        self._relay: threading.Thread | None = None
         self._restarts = 0
         self._final = False
         self._last_report: float | None = None
@@ -186,7 +188,18 @@ class ProcessLoop(LoopHandle):
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        return subprocess.Popen(cmd, env=env, start_new_session=True)
+        # The child logs JSON lines to stderr; a thread re-emits them through this process's
+        # handlers (ostinato._logs), so they come out in its format, attributed to the loop.
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        self._relay = threading.Thread(
+            target=relay_child_logs,
+            args=(proc.stderr, self.name, self.replica),
+            name=f"ostinato-logs-{self.key}",
+            daemon=True,
+        )
+        self._relay.start()
+        return proc
 
     def _supervise(self) -> None:
         spec = self.plan.spec.restart
@@ -198,6 +211,8 @@ class ProcessLoop(LoopHandle):
                 pid=proc.pid, restarts=self._restarts, state=LoopState.PENDING, reason="starting"
             )
             code = proc.wait()
+            if self._relay is not None:  # its last lines (a traceback) before our verdict
+                self._relay.join(timeout=5)
             with self._cond:
                 if code == 0:  # a clean exit sent its final status: wait for it to arrive
                     self._cond.wait_for(lambda: self._final, timeout=5)
