@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from ._live import LiveView, wants_live_view
 from ._logs import configure_logging
 from ._orchestrator import WorkflowOrchestrator, importable_folder
 from ._plan import WorkflowError, WorkflowPlan, load_workflow
@@ -79,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         default=0,
         metavar="PORT",
         help="serve /metrics, /healthz, /readyz and /status on 127.0.0.1:PORT (default 0: off)",
+    )
+    run.add_argument(
+        "--live",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="redraw a live status table in place (auto: when stdout is a terminal); "
+        "otherwise tables are printed as plain lines every --status-every seconds",
     )
 
     validate = sub.add_parser("validate", help="check workflow files; exit 1 on any error")
@@ -266,6 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
     orchestrator.start()
     started = time.monotonic()
+    live = LiveView(orchestrator.status).start() if wants_live_view(args.live, sys.stdout) else None
     next_table = started + args.status_every if args.status_every > 0 else float("inf")
     while not interrupted.is_set():
         now = time.monotonic()
@@ -274,14 +283,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.duration is not None and now - started >= args.duration:
             log.info("duration of %gs reached: stopping", args.duration)
             break
-        if now >= next_table and args.log_format == "text":
+        if now >= next_table and args.log_format == "text" and live is None:
             print(format_table(orchestrator.status()), flush=True)
             next_table = now + args.status_every
         interrupted.wait(0.1)
     final = orchestrator.stop()
     if server is not None:
         server.close()
-    if args.log_format == "text":
+    if live is not None:
+        live.close(final)
+    elif args.log_format == "text":
         print(format_table(final), flush=True)
     for lp in final.loops:
         log.info(
