@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench clean k8s-binaries crds
+.PHONY: install run test lint typecheck pytest bench clean k8s-binaries crds e2e e2e-kind
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ bench: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/python -m ostinato_operator._crd > crds/workflows.ostinato.dev.yaml
 	cp crds/workflows.ostinato.dev.yaml helm/ostinato/crds/workflows.ostinato.dev.yaml
+
+# End to end on the project's single-node cluster (tests/e2e; part of `make test` too): the image,
+# `helm install` of the chart, a Workflow across pods, pause/resume, a hub killed, delete.
+e2e: $(STAMP) k8s-binaries
+	$(BIN)/python -m pytest tests/e2e -v
+
+# The same suite on a kind cluster where Docker and kind exist; says why and skips elsewhere.
+e2e-kind: $(STAMP)
+	PYTHON=$(BIN)/python hack/kind.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
