@@ -123,7 +123,7 @@ class LoopManager:
             histograms = histograms_enabled()
         self.histograms = histograms
         self.iteration_durations = Durations()
-        self._until_sample = 1 if histograms else _NEVER
+        self._until_sample = _NEVER
         self._sampled: tuple[NodeRunner, ...] = ()
 
     # -- control, from any thread --------------------------------------------------------------
@@ -325,6 +325,8 @@ class LoopManager:
         self._producer, *chain = self._runners
         self._chain = tuple(chain)
         self._sampled = tuple(r for r in self._runners if r.blocking or r is self._producer)
+        if self.histograms:  # the first iteration is sampled
+            self._sample(0)
         self._effects = effects
         self._set_state(LoopState.RUNNING)
         try:
@@ -468,22 +470,26 @@ class LoopManager:
         iteration's duration (from the producer's output to now) goes into the loop's. Timing
         every call would cost a fast loop more than the engine itself (about 0.8 µs per call
         against 0.4), so the next sample comes after as many iterations as keep the cost under
-        SAMPLING_BUDGET of the loop's time: every iteration once one takes 2.4 ms or more
-        (with ten nodes), one in a thousand for a loop of no-ops.
+        SAMPLING_BUDGET of the loop's time: every iteration once one takes 1.3 ms or more
+        (with a producer and ten nodes), about one in 300 for a loop of ten no-ops.
         """
         if until == 0:
             for r in self._sampled:
                 r.call = r.timed
+            self._until_sample = 0
             return
         end = time.perf_counter_ns()
-        for r in self._sampled:
-            r.call = r.plain
         producer = self._producer
         assert producer is not None
         self.iteration_durations.observe(end - producer.ended_ns)
         cycle = max(end - producer.started_ns, 1)
         cost = SAMPLE_COST_NS + SAMPLE_COST_PER_CALL_NS * len(self._sampled)
-        self._until_sample = min(math.ceil(cost / (SAMPLING_BUDGET * cycle)), MAX_SAMPLE_INTERVAL)
+        every = min(math.ceil(cost / (SAMPLING_BUDGET * cycle)), MAX_SAMPLE_INTERVAL)
+        if every > 1:  # else the timed calls stay: the next iteration is sampled too
+            for r in self._sampled:
+                r.call = r.plain
+        # Counted down at the end of each iteration: at 0 the next one is timed.
+        self._until_sample = every - 1
 
     def _open_breaker(self, failures: int, cooldown: float) -> None:
         self._consecutive_failures = 0

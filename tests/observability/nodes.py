@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
-from ostinato import BlockingNode, NodeConfig, NodeData
+from ostinato import BlockingNode, NodeConfig, NodeData, NonBlockingNode
 
 
 class FailEveryConfig(NodeConfig):
@@ -40,4 +42,52 @@ class GatedSetup(BlockingNode[GatedSetupConfig]):
         GATES.setdefault(self.config.gate, threading.Event()).wait(self.config.timeout)
 
     def process(self, data: NodeData) -> NodeData:
+        return data
+
+
+class SleepConfig(NodeConfig):
+    seconds: float = 0.002
+
+
+class Sleep(BlockingNode[SleepConfig]):
+    """Sleeps ``seconds`` and passes the data on: a node of known duration."""
+
+    def process(self, data: NodeData) -> NodeData:
+        time.sleep(self.config.seconds)
+        return data
+
+
+class PassOn(BlockingNode[NodeConfig]):
+    """Returns its input: a node that takes next to no time."""
+
+    def process(self, data: NodeData) -> NodeData:
+        return data
+
+
+class SleepEffect(NonBlockingNode[SleepConfig]):
+    """A non-blocking side effect of known duration."""
+
+    def process(self, data: NodeData) -> None:
+        time.sleep(self.config.seconds)
+
+
+class FlagConfig(NodeConfig):
+    flag: str
+
+
+class FailWhile(BlockingNode[FlagConfig]):
+    """Raises while the file ``flag`` exists (a switch a test flips from outside, whatever
+    process the node runs in); passes the data on otherwise."""
+
+    def process(self, data: NodeData) -> NodeData:
+        if os.path.exists(self.config.flag):
+            raise RuntimeError(f"failing while {self.config.flag} exists")
+        return data
+
+
+class Chatty(BlockingNode[NodeConfig]):
+    """Logs one INFO line per call through its own logger (``ostinato.node.<loop>.<node>``)."""
+
+    def process(self, data: NodeData) -> NodeData:
+        self.logger.info("processing iteration %d", data.iteration)
         return data
