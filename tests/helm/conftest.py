@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from hack.k8s import binaries
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "ostinato"

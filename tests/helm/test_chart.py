@@ -191,3 +191,20 @@ def test_service_monitor_only_where_its_api_exists(
         assert [s["metadata"]["name"] for s in selected] == [f"{RELEASE}-ostinato-metrics"]
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
+
+
+def test_webhook_switch_reaches_the_operator(render: Render) -> None:
+    container = _container(
+        _one(render({"webhook": {"enabled": True, "port": 10443}}), "Deployment")
+    )
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OSTINATO_WEBHOOK"] == "true"
+    assert env["OSTINATO_WEBHOOK_PORT"] == "10443"
+    assert env["OSTINATO_WEBHOOK_HOST"] == f"{RELEASE}-ostinato-webhook.{NAMESPACE}.svc"
+    assert _port(container, "webhook") == 10443
+
+    container = _container(_one(render({"webhook": {"enabled": False}}), "Deployment"))
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OSTINATO_WEBHOOK"] == "false"
+    assert "OSTINATO_WEBHOOK_HOST" not in env
+    assert "webhook" not in {p["name"] for p in container["ports"]}
