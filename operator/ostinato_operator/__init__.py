@@ -1,5 +1,6 @@
-"""ostinato's Kubernetes operator: runs Workflow resources as pods (built in a later issue)."""
+"""ostinato's Kubernetes operator: runs Workflow resources as a hub and one pod per loop replica."""
 
-from ostinato import Workflow
+from ._crd import GROUP, KIND, PLURAL, VERSION
+from ._settings import OperatorSettings
 
-__all__ = ["Workflow"]
+__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "OperatorSettings"]

@@ -61,6 +61,14 @@ class OperatorSettings(BaseModel):
         description="Largest .status in bytes (JSON). Node details go first when it would be "
         "larger: objects near etcd's 1.5 MiB limit slow every watcher.",
     )
+    state_volume_size: str = Field(
+        "1Gi",
+        description="Size of the hub's PVC when a queue is durable: SQLite in WAL mode holds "
+        "1 GiB of pending messages, far more than queue capacities allow by default.",
+    )
+    state_storage_class: str | None = Field(
+        None, description="StorageClass of that PVC; unset uses the cluster's default."
+    )
     metrics_port: int = Field(9090, ge=0, le=65535, description="Port of /metrics; 0 disables.")
     liveness_port: int = Field(
         8081, ge=0, le=65535, description="Port of kopf's /healthz liveness endpoint; 0 disables."

@@ -1,0 +1,189 @@
+"""The kopf handlers: Workflow changes -> children, pod events -> replacements, admission."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from . import _metrics
+from ._admission import check
+from ._certs import self_signed
+from ._children import Owner
+from ._crd import GROUP, PLURAL, VERSION
+from ._kube import Kube, now_rfc3339
+from ._monitor import Monitor
+from ._reconcile import InvalidSpecError, Outcome, ensure_pods, parse, reconcile
+from ._settings import OperatorSettings
+from ._status import invalid_status
+from ._status_models import WorkflowResourceStatus
+
+__all__: list[str] = []
+
+log = logging.getLogger("ostinato.operator")
+
+WORKFLOWS = (GROUP, VERSION, PLURAL)
+LOOP_PODS = {
+    "app.kubernetes.io/managed-by": "ostinato-operator",
+    "app.kubernetes.io/component": "loop",
+}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config: OperatorSettings = memo.get("config") or OperatorSettings.from_env()
+    memo.config = config
+    # One active replica comes from the Lease held by the CLI (see _leader.py), not peering.
+    settings.peering.standalone = True
+    # Handler progress and the last-handled spec live in our own annotations; .status is ours.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/kopf-finalizer"
+    settings.posting.level = logging.WARNING  # our own events say what happened
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 30
+    if config.webhook:
+        host = config.webhook_host or "127.0.0.1"
+        certs = Path(tempfile.mkdtemp(prefix="ostinato-webhook-"))
+        cert, key = self_signed([host, config.webhook_addr], certs)
+        settings.admission.server = kopf.WebhookServer(
+            addr=config.webhook_addr,
+            port=config.webhook_port,
+            host=host,
+            certfile=str(cert),
+            pkeyfile=str(key),
+        )
+        settings.admission.managed = config.webhook_config_name
+    kube = Kube.connect()
+    monitor = Monitor(kube, config)
+    memo.kube = kube
+    memo.monitor = monitor
+    memo.monitor_task = asyncio.create_task(monitor.run(), name="ostinato-status")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("monitor_task")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    kube = memo.get("kube")
+    if kube is not None:
+        kube.close()
+
+
+@kopf.on.probe(id="workflows")
+def probe(memo: kopf.Memo, **_: Any) -> int:
+    monitor: Monitor = memo.monitor
+    return len(monitor.tracked)
+
+
+@kopf.on.validate(*WORKFLOWS, id="workflow", operations=["CREATE", "UPDATE"])
+def validate(body: kopf.Body, warnings: list[str], **_: Any) -> None:
+    verdict = check(body)
+    warnings.extend(verdict.warnings)
+    if verdict.errors:
+        raise kopf.AdmissionError(verdict.message, code=422)
+
+
+def _report(kube: Kube, body: Mapping[str, Any], outcome: Outcome, first: bool) -> None:
+    if first:
+        kube.event(
+            body,
+            "Created",
+            f"created the hub ({body['metadata']['name']}-hub), its ConfigMap"
+            + "".join(f", {c}" for c in outcome.created)
+            + f" and {len(outcome.pods_created)} loop pod(s)",
+        )
+    elif outcome.pods_created and not outcome.pods_replaced and not outcome.pods_failed:
+        kube.event(body, "LoopPodCreated", f"created {', '.join(outcome.pods_created)}")
+    if outcome.pods_replaced:
+        kube.event(
+            body,
+            "LoopPodReplaced",
+            f"loop spec changed: replaced {', '.join(outcome.pods_replaced)}",
+        )
+    if outcome.pods_failed:
+        kube.event(
+            body,
+            "LoopPodReplaced",
+            f"pods ended: replaced {', '.join(outcome.pods_failed)}",
+            warning=True,
+        )
+    if outcome.pods_removed:
+        kube.event(body, "LoopPodsRemoved", f"removed {', '.join(outcome.pods_removed)}")
+
+
+@kopf.on.resume(*WORKFLOWS)
+@kopf.on.create(*WORKFLOWS)
+@kopf.on.update(*WORKFLOWS)
+def workflow_changed(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) -> None:
+    """Create-or-patch every child. Raising makes kopf retry with backoff."""
+    kube: Kube = memo.kube
+    monitor: Monitor = memo.monitor
+    monitor.track(body)
+    config: OperatorSettings = memo.config
+    meta = body["metadata"]
+    previous = WorkflowResourceStatus.model_validate(body.get("status") or {})
+    with _metrics.timed(str(reason)):
+        try:
+            outcome = reconcile(kube, config, body)
+        except InvalidSpecError as exc:
+            kube.event(body, "InvalidSpec", str(exc), warning=True)
+            status = invalid_status(meta.get("generation"), str(exc), previous, now_rfc3339())
+            kube.patch_status(
+                meta["namespace"], meta["name"], status.model_dump(mode="json", by_alias=True)
+            )
+            raise kopf.PermanentError(str(exc)) from None
+        except kopf.PermanentError:
+            raise
+        except Exception as exc:
+            kube.event(body, "ReconcileFailed", f"{type(exc).__name__}: {exc}", warning=True)
+            raise kopf.TemporaryError(str(exc), delay=5) from exc
+    _report(kube, body, outcome, first=previous.observed_generation is None and reason == "create")
+    kube.patch_status(
+        meta["namespace"], meta["name"], {"observedGeneration": meta.get("generation")}
+    )
+
+
+@kopf.on.event(*WORKFLOWS)
+def workflow_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the status loop's list of Workflows current (no finalizer needed for this)."""
+    monitor: Monitor = memo.monitor
+    if event.get("type") == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        monitor.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+    else:
+        monitor.track(body)
+
+
+@kopf.on.event("", "v1", "pods", labels=LOOP_PODS)
+def loop_pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A loop pod that is deleted or has ended is replaced at once (unless its loop is gone)."""
+    phase = (body.get("status") or {}).get("phase")
+    if event.get("type") != "DELETED" and phase not in ("Failed", "Succeeded"):
+        return
+    meta = body["metadata"]
+    name = meta.get("labels", {}).get("ostinato.dev/workflow")
+    if not name:
+        return
+    kube: Kube = memo.kube
+    monitor: Monitor = memo.monitor
+    if monitor.get(meta["namespace"], name) is None:
+        return  # not a Workflow we manage (or one being deleted)
+    wf = kube.get_workflow(meta["namespace"], name)
+    if wf is None or wf["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        workflow, _warnings = parse(wf)
+    except InvalidSpecError:
+        return
+    with _metrics.timed("pod"):
+        outcome = ensure_pods(kube, memo.config, Owner.of(wf), workflow)
+    _report(kube, wf, outcome, first=False)

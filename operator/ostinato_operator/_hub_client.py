@@ -1,0 +1,64 @@
+"""Talks to one workflow's hub over HTTP: GET /status and POST /control, with timeouts."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from ostinato import DesiredState, WorkflowStatus
+
+__all__ = ["HubError", "get_status", "post_control"]
+
+
+class HubError(RuntimeError):
+    """The hub could not be reached or answered badly; the message says which and how."""
+
+
+def _request(url: str, timeout: float, body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(500).decode("utf-8", "replace").strip()
+        raise HubError(f"{url}: HTTP {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise HubError(f"{url}: {reason}") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise HubError(f"{url}: not JSON: {exc}") from None
+
+
+def get_status(
+    base_url: str, timeout: float
+) -> tuple[WorkflowStatus, dict[tuple[str, int], float]]:
+    """The hub's WorkflowStatus and, per (loop, replica), its iterations per second if known."""
+    doc = _request(f"{base_url}/status", timeout)
+    try:
+        status = WorkflowStatus.model_validate(doc)
+    except ValueError as exc:
+        raise HubError(f"{base_url}/status: not a workflow status: {exc}") from None
+    rates: dict[tuple[str, int], float] = {}
+    for entry in doc.get("loops", []):
+        rate = entry.get("iterationsPerSecond")
+        if isinstance(rate, int | float):
+            rates[(entry.get("name"), int(entry.get("replica", 0)))] = float(rate)
+    return status, rates
+
+
+def post_control(
+    base_url: str, loop: str | None, state: DesiredState, timeout: float
+) -> dict[str, str]:
+    """Set one loop's (or, with None, every loop's) desired state; the hub's desired states."""
+    doc = _request(f"{base_url}/control", timeout, {"loop": loop, "state": state.value})
+    loops = doc.get("loops") if isinstance(doc, dict) else None
+    if not isinstance(loops, dict):
+        raise HubError(f"{base_url}/control: answer has no 'loops' mapping: {doc!r}")
+    return {str(k): str(v) for k, v in loops.items()}

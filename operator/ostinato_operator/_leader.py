@@ -1,0 +1,163 @@
+"""One active operator replica: a coordination.k8s.io Lease, held while running, renewed often.
+
+Why a Lease rather than kopf peering: it needs no extra CRDs, it is what every other Kubernetes
+controller uses (so `kubectl get lease` explains who is active), and a replica that cannot renew
+stops itself instead of acting beside a new holder, where kopf peering only pauses on priority.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+__all__ = ["LeaseHolder"]
+
+log = logging.getLogger("ostinato.operator.leader")
+
+
+def _micro(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(text: Any) -> datetime.datetime | None:
+    if isinstance(text, datetime.datetime):
+        return text if text.tzinfo else text.replace(tzinfo=datetime.UTC)
+    if not isinstance(text, str):
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+    return None
+
+
+class LeaseHolder:
+    """Acquire, renew and release one Lease; ``on_lost`` runs if renewal fails for too long."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        name: str,
+        namespace: str,
+        duration_seconds: int,
+        renew_seconds: float,
+        identity: str | None = None,
+    ) -> None:
+        self.leases: Any = kubernetes.client.CoordinationV1Api(api)
+        self.name = name
+        self.namespace = namespace
+        self.duration = duration_seconds
+        self.renew = renew_seconds
+        self.identity = identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _spec(self, now: datetime.datetime, acquired: str | None = None) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.duration,
+            "acquireTime": acquired or _micro(now),
+            "renewTime": _micro(now),
+        }
+
+    def try_acquire(self) -> bool:
+        """True when this process holds the Lease after the call."""
+        now = datetime.datetime.now(datetime.UTC)
+        try:
+            lease = self.leases.read_namespaced_lease(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = {"metadata": {"name": self.name}, "spec": self._spec(now)}
+            try:
+                self.leases.create_namespaced_lease(self.namespace, body)
+            except ApiException as exc2:
+                if exc2.status == 409:
+                    return False
+                raise
+            return True
+        spec = lease.spec
+        holder = spec.holder_identity if spec else None
+        renewed = _parse(spec.renew_time) if spec else None
+        duration = (spec.lease_duration_seconds if spec else None) or self.duration
+        expired = renewed is None or renewed + datetime.timedelta(seconds=duration) < now
+        if holder not in (None, "", self.identity) and not expired:
+            return False
+        acquired = _parse(spec.acquire_time) if spec and holder == self.identity else None
+        body = {
+            "metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version},
+            "spec": self._spec(now, _micro(acquired) if acquired else None),
+        }
+        try:
+            self.leases.replace_namespaced_lease(self.name, self.namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:  # someone else wrote it first
+                return False
+            raise
+        return True
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Wait until the Lease is ours (True) or ``stop`` is set (False)."""
+        announced = False
+        while not stop.is_set():
+            try:
+                if self.try_acquire():
+                    log.info("holding lease %s/%s as %s", self.namespace, self.name, self.identity)
+                    return True
+            except ApiException as exc:
+                log.warning("lease %s/%s: %s", self.namespace, self.name, exc.reason)
+            if not announced:
+                log.info("another replica holds lease %s/%s; waiting", self.namespace, self.name)
+                announced = True
+            stop.wait(self.renew)
+        return False
+
+    def keep(self, on_lost: Callable[[], None]) -> None:
+        """Renew in a daemon thread; call ``on_lost`` once when the Lease cannot be kept."""
+
+        def run() -> None:
+            last_ok = time.monotonic()
+            while not self._stop.wait(self.renew):
+                try:
+                    if self.try_acquire():
+                        last_ok = time.monotonic()
+                        continue
+                    log.error("lease %s/%s was taken over", self.namespace, self.name)
+                except Exception as exc:  # the API server may be briefly away
+                    log.warning("cannot renew lease %s/%s: %s", self.namespace, self.name, exc)
+                    if time.monotonic() - last_ok < self.duration:
+                        continue
+                on_lost()
+                return
+
+        self._thread = threading.Thread(target=run, name="ostinato-lease", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop renewing and hand the Lease back so a standby takes over at once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.renew + 5)
+        try:
+            lease = self.leases.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec and lease.spec.holder_identity == self.identity:
+                body = {
+                    "metadata": {
+                        "name": self.name,
+                        "resourceVersion": lease.metadata.resource_version,
+                    },
+                    "spec": {"holderIdentity": None, "leaseDurationSeconds": self.duration},
+                }
+                self.leases.replace_namespaced_lease(self.name, self.namespace, body)
+        except ApiException as exc:
+            log.warning("cannot release lease %s/%s: %s", self.namespace, self.name, exc.reason)

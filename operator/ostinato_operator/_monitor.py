@@ -1,0 +1,241 @@
+"""The status loop: each interval, per Workflow, one GET of its hub's /status, the pods, the
+desired states pushed to the hub (POST /control), events on changes, and a size-capped .status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ostinato import DesiredState, Workflow, WorkflowStatus
+
+from . import _metrics
+from ._children import Owner, effective_state, loop_pods
+from ._hub_client import HubError, get_status, post_control
+from ._kube import ApiException, Kube, now_rfc3339
+from ._reconcile import InvalidSpecError, ensure_pods, parse
+from ._settings import OperatorSettings
+from ._status import Observation, compute_status, fit, invalid_status
+from ._status_models import LoopSummary, WorkflowResourceStatus
+
+__all__ = ["Monitor", "Tracked"]
+
+log = logging.getLogger("ostinato.operator.status")
+
+Key = tuple[str, str]
+
+
+@dataclass
+class Tracked:
+    """What the operator remembers of one Workflow between rounds."""
+
+    body: dict[str, Any]
+    workflow: Workflow | None = None
+    invalid: str | None = None
+    parsed_version: str | None = None
+    posted: dict[str, str] = field(default_factory=dict)
+    hub_seen: bool = False
+    hub_up: bool = False
+    status: WorkflowResourceStatus | None = None
+    written: dict[str, Any] | None = None
+
+
+def _previous(body: Mapping[str, Any]) -> WorkflowResourceStatus:
+    try:
+        return WorkflowResourceStatus.model_validate(body.get("status") or {})
+    except ValueError:
+        return WorkflowResourceStatus()
+
+
+class Monitor:
+    """Tracks the Workflows seen by the watch and runs the status rounds over them."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.tracked: dict[Key, Tracked] = {}
+        self._lock = threading.Lock()
+        self.rounds = 0
+
+    # -- the watch feeds these --------------------------------------------------------------------
+
+    def track(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            entry = self.tracked.get(key)
+            if entry is None or entry.body["metadata"].get("uid") != meta.get("uid"):
+                self.tracked[key] = Tracked(body=dict(body))
+            else:
+                entry.body = dict(body)
+            _metrics.managed_workflows.set(len(self.tracked))
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self.tracked.pop((namespace, name), None)
+            _metrics.managed_workflows.set(len(self.tracked))
+
+    def get(self, namespace: str, name: str) -> Tracked | None:
+        with self._lock:
+            return self.tracked.get((namespace, name))
+
+    # -- rounds -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            await self.round()
+            await asyncio.sleep(self.settings.status_interval_seconds)
+
+    async def round(self) -> None:
+        with self._lock:
+            keys = list(self.tracked)
+        gate = asyncio.Semaphore(self.settings.workers)
+
+        async def one(key: Key) -> None:
+            async with gate:
+                try:
+                    await asyncio.to_thread(self.observe, key)
+                except Exception:
+                    _metrics.status_rounds.labels("error").inc()
+                    log.exception("status round for %s/%s failed", *key)
+
+        await asyncio.gather(*(one(k) for k in keys))
+        self.rounds += 1
+
+    def _parsed(self, entry: Tracked) -> None:
+        version = entry.body["metadata"].get("resourceVersion")
+        if entry.parsed_version == version and version is not None:
+            return
+        try:
+            entry.workflow, _ = parse(entry.body)
+            entry.invalid = None
+        except InvalidSpecError as exc:
+            entry.workflow, entry.invalid = None, str(exc)
+        entry.parsed_version = version
+
+    def observe(self, key: Key) -> None:
+        """One status round for one Workflow (runs in a worker thread)."""
+        entry = self.get(*key)
+        if entry is None:
+            return
+        self._parsed(entry)
+        body = entry.body
+        meta = body["metadata"]
+        generation = meta.get("generation")
+        previous = entry.status or _previous(body)
+        now = now_rfc3339()
+        if entry.workflow is None:
+            self._write(entry, invalid_status(generation, entry.invalid or "", previous, now))
+            return
+        workflow = entry.workflow
+        url = self.settings.hub_url(meta["name"], meta["namespace"])
+        hub: WorkflowStatus | None = None
+        rates: Mapping[tuple[str, int], float] = {}
+        hub_error = None
+        try:
+            hub, rates = get_status(url, self.settings.hub_timeout_seconds)
+            _metrics.status_rounds.labels("ok").inc()
+        except HubError as exc:
+            hub_error = str(exc)
+            _metrics.status_rounds.labels("hub_error").inc()
+        pods = self.kube.loop_pods(meta["namespace"], meta["name"])
+        owner = Owner.of(body)
+        if self._pods_missing(owner, workflow, pods):
+            outcome = ensure_pods(self.kube, self.settings, owner, workflow)
+            if outcome.pods_created:
+                self.kube.event(
+                    body,
+                    "LoopPodCreated",
+                    f"created missing pods {', '.join(outcome.pods_created)}",
+                )
+            pods = self.kube.loop_pods(meta["namespace"], meta["name"])
+        if hub is not None:
+            self._push_states(entry, url, workflow, hub)
+        status = compute_status(
+            workflow, generation, Observation(hub, rates, hub_error, pods), previous, now, url
+        )
+        self._events(entry, previous, status, hub_error)
+        self._write(entry, status)
+
+    def _pods_missing(self, owner: Owner, workflow: Workflow, pods: list[dict[str, Any]]) -> bool:
+        names = {p["metadata"]["name"] for p in pods}
+        return any(name not in names for name in loop_pods(owner, workflow, self.settings))
+
+    def _push_states(
+        self, entry: Tracked, url: str, workflow: Workflow, hub: WorkflowStatus
+    ) -> None:
+        """POST /control for each loop whose desired state the hub may not have: never posted,
+        changed since, or a replica disagreeing (a restarted hub forgets what it was told)."""
+        for loop in workflow.spec.loops:
+            desired = effective_state(workflow, loop)
+            reported = {r.state.value for r in hub.loops if r.name == loop.name}
+            disagree = (desired is DesiredState.PAUSED and bool(reported & {"running"})) or (
+                desired is DesiredState.RUNNING and bool(reported & {"paused"})
+            )
+            if entry.posted.get(loop.name) == desired.value and not disagree:
+                continue
+            try:
+                post_control(url, loop.name, desired, self.settings.hub_timeout_seconds)
+            except HubError as exc:
+                log.warning("cannot set loop %s to %s: %s", loop.name, desired.value, exc)
+                continue
+            entry.posted[loop.name] = desired.value
+
+    def _events(
+        self,
+        entry: Tracked,
+        previous: WorkflowResourceStatus,
+        status: WorkflowResourceStatus,
+        hub_error: str | None,
+    ) -> None:
+        body = entry.body
+        if hub_error is None and not entry.hub_up:
+            entry.hub_up = entry.hub_seen = True
+            self.kube.event(body, "HubReady", f"the hub answers at {status.hub_url}")
+        elif hub_error is not None and entry.hub_up:
+            entry.hub_up = False
+            self.kube.event(body, "HubUnreachable", hub_error, warning=True)
+        before: dict[str, LoopSummary] = {lp.name: lp for lp in previous.loops}
+        for lp in status.loops:
+            old = before.get(lp.name)
+            was = old.state if old is not None else "pending"
+            if lp.state == was or lp.state == "unknown":
+                continue
+            if lp.state == "paused":
+                self.kube.event(body, "Paused", f"loop {lp.name} is paused (took effect)")
+            elif lp.state == "running" and was == "paused":
+                self.kube.event(body, "Resumed", f"loop {lp.name} runs again")
+            elif lp.state == "stopped":
+                self.kube.event(body, "Stopped", f"loop {lp.name} is stopped")
+            elif lp.state == "error":
+                msg = f"loop {lp.name} is in error: {lp.last_error or 'see its pods'}"
+                self.kube.event(body, "LoopError", msg, warning=True)
+        if previous.phase != status.phase and status.phase is not None:
+            ready = status.phase.value in ("Running", "Paused")
+            self.kube.event(
+                body,
+                "Ready" if ready else status.phase.value,
+                f"phase {status.phase.value}: {status.conditions[0].message}",
+                warning=status.phase.value == "Degraded",
+            )
+
+    def _write(self, entry: Tracked, status: WorkflowResourceStatus) -> None:
+        doc = fit(status, self.settings.status_max_bytes)
+        same = entry.written is not None and {
+            k: v for k, v in doc.items() if k != "lastUpdateTime"
+        } == {k: v for k, v in entry.written.items() if k != "lastUpdateTime"}
+        entry.status = status
+        if same:
+            return
+        meta = entry.body["metadata"]
+        try:
+            self.kube.patch_status(meta["namespace"], meta["name"], doc)
+        except ApiException as exc:
+            if exc.status == 404:
+                self.forget(meta["namespace"], meta["name"])
+                return
+            raise
+        entry.written = doc

@@ -1,0 +1,113 @@
+"""Makes a Workflow's children match its spec: create-or-patch every child, idempotently."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ostinato import Workflow
+
+from ._admission import check
+from ._children import (
+    HASH_ANNOTATION,
+    Owner,
+    config_map,
+    hub_deployment,
+    hub_pvc,
+    hub_service,
+    loop_pods,
+    secret,
+)
+from ._keys import new_secret_data
+from ._kube import Kube
+from ._settings import OperatorSettings
+
+__all__ = ["InvalidSpecError", "Outcome", "ensure_pods", "reconcile"]
+
+log = logging.getLogger("ostinato.operator.reconcile")
+
+
+class InvalidSpecError(ValueError):
+    """The runtime rejects the spec; the message is `ostinato validate`'s."""
+
+
+@dataclass
+class Outcome:
+    """What one reconciliation changed (for events and logs)."""
+
+    created: list[str] = field(default_factory=list)
+    pods_created: list[str] = field(default_factory=list)
+    pods_replaced: list[str] = field(default_factory=list)
+    pods_failed: list[str] = field(default_factory=list)
+    pods_removed: list[str] = field(default_factory=list)
+
+
+def parse(body: Mapping[str, Any]) -> tuple[Workflow, list[str]]:
+    """The Workflow model and admission warnings, or InvalidSpecError."""
+    verdict = check(body)
+    if verdict.workflow is None:
+        raise InvalidSpecError(verdict.message)
+    return verdict.workflow, verdict.warnings
+
+
+def reconcile(kube: Kube, settings: OperatorSettings, body: Mapping[str, Any]) -> Outcome:
+    """Every child of the Workflow as its spec says; safe to repeat and to interrupt anywhere."""
+    workflow, _ = parse(body)
+    owner = Owner.of(body)
+    outcome = Outcome()
+    kube.apply(config_map(owner, workflow))
+    # The keys are made once: a Secret that exists is never touched (so never rotated under
+    # running loops); the freshly generated set is dropped when the create finds it there.
+    if kube.create(secret(owner, new_secret_data())):
+        outcome.created.append(f"Secret {owner.name}-curve")
+    pvc = hub_pvc(owner, workflow, settings)
+    if pvc is not None and kube.create(pvc):
+        outcome.created.append(f"PersistentVolumeClaim {pvc['metadata']['name']}")
+    kube.apply(hub_deployment(owner, workflow, settings))
+    kube.apply(hub_service(owner))
+    ensure_pods(kube, settings, owner, workflow, outcome)
+    return outcome
+
+
+def ensure_pods(
+    kube: Kube,
+    settings: OperatorSettings,
+    owner: Owner,
+    workflow: Workflow,
+    outcome: Outcome | None = None,
+) -> Outcome:
+    """One pod per replica of every loop that is not stopped, each matching its spec hash.
+
+    A pod whose hash differs (its loop's spec changed), that failed, or that belongs to a
+    stopped loop is deleted; missing pods are created. A pod still terminating is left alone:
+    its deletion event brings us back here to create the new one.
+    """
+    outcome = outcome or Outcome()
+    desired = loop_pods(owner, workflow, settings)
+    existing = {p["metadata"]["name"]: p for p in kube.loop_pods(owner.namespace, owner.name)}
+    gone: set[str] = set()
+    for name, pod in existing.items():
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            continue
+        want = desired.get(name)
+        phase = (pod.get("status") or {}).get("phase")
+        if want is None:
+            bucket = outcome.pods_removed
+        elif (meta.get("annotations") or {}).get(HASH_ANNOTATION) != want["metadata"][
+            "annotations"
+        ][HASH_ANNOTATION]:
+            bucket = outcome.pods_replaced
+        elif phase in ("Failed", "Succeeded"):
+            bucket = outcome.pods_failed
+        else:
+            continue
+        if kube.delete_pod(owner.namespace, name, meta.get("uid")):
+            bucket.append(name)
+            gone.add(name)
+    for name, pod in desired.items():
+        if (name not in existing or name in gone) and kube.create(pod):
+            outcome.pods_created.append(name)
+    return outcome
