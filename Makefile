@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench clean k8s-binaries crds e2e e2e-kind
+.PHONY: install run test lint typecheck pytest bench clean k8s-binaries crds e2e e2e-kind prometheus
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check runtime operator tests bench examples hack
 	$(BIN)/mypy
 
-pytest: $(STAMP) k8s-binaries
+pytest: $(STAMP) k8s-binaries prometheus
 	$(BIN)/python -m pytest
+
+# A real Prometheus server for tests/observability (Debian's package). Installed when missing
+# and root, its system service kept off: the tests start their own on loopback, or skip.
+prometheus:
+	@if command -v prometheus >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+		|| { apt-get update && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends prometheus; }; \
+		if command -v systemctl >/dev/null; then systemctl disable --now prometheus || true; fi; \
+	else echo "prometheus not installed and not root: tests/observability/test_prometheus.py will skip"; fi
 
 # Kubernetes 1.20.2 binaries for the k8s tests: KUBEBUILDER_ASSETS, or built once (~5 min) from
 # Debian's source into ~/.cache/ostinato; elsewhere it says what to set and the tests skip.

@@ -125,6 +125,7 @@ class LoopManager:
         self.iteration_durations = Durations()
         self._until_sample = _NEVER
         self._sampled: tuple[NodeRunner, ...] = ()
+        self._last_sample_ns = self._last_sample_iteration = 0
 
     # -- control, from any thread --------------------------------------------------------------
 
@@ -482,9 +483,19 @@ class LoopManager:
         producer = self._producer
         assert producer is not None
         self.iteration_durations.observe(end - producer.ended_ns)
-        cycle = max(end - producer.started_ns, 1)
+        # The loop's time per iteration: on average since the last sample (one quick
+        # iteration, a producer catching up a late tick, must not thin out the samples of a
+        # slow loop); for the first sample, this iteration's.
+        if self._last_sample_ns:
+            span = end - self._last_sample_ns
+            per_iteration = span / max(self.iterations - self._last_sample_iteration, 1)
+        else:
+            per_iteration = end - producer.started_ns
+        self._last_sample_ns, self._last_sample_iteration = end, self.iterations
         cost = SAMPLE_COST_NS + SAMPLE_COST_PER_CALL_NS * len(self._sampled)
-        every = min(math.ceil(cost / (SAMPLING_BUDGET * cycle)), MAX_SAMPLE_INTERVAL)
+        every = min(
+            math.ceil(cost / (SAMPLING_BUDGET * max(per_iteration, 1))), MAX_SAMPLE_INTERVAL
+        )
         if every > 1:  # else the timed calls stay: the next iteration is sampled too
             for r in self._sampled:
                 r.call = r.plain
