@@ -366,8 +366,17 @@ def loop_pod(
     }
     pod_labels = labels(owner.name, "loop", loop.name, replica)
     annotations = _scrape_annotations()
-    # Everything the pod is made of; spec.state is not in it, so a pause replaces nothing.
-    annotations[HASH_ANNOTATION] = _hash({"labels": pod_labels, "spec": spec})
+    # Everything the pod is made of and everything its process reads of the workflow file: its
+    # loop and the queues that loop uses. Not spec.state: a pause or resume replaces nothing.
+    refs = [n.queue for n in (loop.producer, *loop.nodes) if n is not None and n.queue]
+    used = {name for ref in refs if ref is not None for name in (ref.read, ref.write) if name}
+    view = {
+        "labels": pod_labels,
+        "spec": spec,
+        "loop": loop.model_dump(mode="json", exclude={"state"}),
+        "queues": [q.model_dump(mode="json") for q in workflow.spec.queues if q.name in used],
+    }
+    annotations[HASH_ANNOTATION] = _hash(view)
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -1,0 +1,139 @@
+"""The committed CRD is what the models generate, the chart's copy is identical, and the schema
+is structural (what apiextensions.k8s.io/v1 on Kubernetes 1.20 accepts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ostinato_operator._crd import build_crd, crd_yaml, structural
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "workflows.ostinato.dev.yaml"
+HELM_CRD = ROOT / "helm" / "ostinato" / "crds" / "workflows.ostinato.dev.yaml"
+
+
+def test_committed_crd_matches_the_models() -> None:
+    assert CRD.read_text() == crd_yaml(), "crds/ drifted from the pydantic models: run `make crds`"
+
+
+def test_helm_copy_is_byte_identical() -> None:
+    assert HELM_CRD.read_bytes() == CRD.read_bytes(), "run `make crds` to copy the CRD to the chart"
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for key, sub in node.get("properties", {}).items():
+            out.extend(_walk(sub, f"{path}.{key}"))
+        if isinstance(node.get("items"), dict):
+            out.extend(_walk(node["items"], f"{path}[]"))
+        if isinstance(node.get("additionalProperties"), dict):
+            out.extend(_walk(node["additionalProperties"], f"{path}{{}}"))
+    return out
+
+
+def _schema() -> dict[str, Any]:
+    doc = yaml.safe_load(CRD.read_text())
+    version = doc["spec"]["versions"][0]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def test_schema_is_structural_for_kubernetes_1_20() -> None:
+    forbidden = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "const", "propertyNames", "title"}
+    for path, node in _walk(_schema()):
+        assert not forbidden & node.keys(), f"{path}: {sorted(forbidden & node.keys())}"
+        assert "default" not in node, f"{path}: defaults would be written into stored objects"
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
+        if "properties" in node:
+            assert node["type"] == "object", path
+            assert node.get("additionalProperties") is not False, path
+        if "exclusiveMinimum" in node:
+            assert node["exclusiveMinimum"] is True, path
+            assert "minimum" in node, path
+        assert "x-kubernetes-validations" not in node, f"{path}: CEL is newer than 1.20"
+
+
+def test_descriptions_reach_kubectl_explain() -> None:
+    spec = _schema()["properties"]["spec"]
+    loops = spec["properties"]["loops"]
+    assert "loops" in loops["description"].lower()
+    loop = loops["items"]["properties"]
+    for field in ("name", "pool", "replicas", "state", "image", "resources", "nodes"):
+        assert loop[field].get("description"), field
+    assert "Default: thread" in loop["pool"]["description"]
+    node = loop["nodes"]["items"]["properties"]
+    assert node["config"] == {
+        "description": "Validated by the node class's own config model.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    # dict[Literal[cpu, memory, ...], Quantity] becomes a fixed set of keys
+    requests = loop["resources"]["properties"]["requests"]
+    assert set(requests["properties"]) == {"cpu", "memory", "ephemeral-storage"}
+    assert loop["resources"]["nullable"] is True
+
+
+def test_names_columns_and_status_subresource() -> None:
+    crd = build_crd()
+    names = crd["spec"]["names"]
+    assert names["shortNames"] == ["owf"]
+    assert names["categories"] == ["ostinato"]
+    version = crd["spec"]["versions"][0]
+    assert version["name"] == "v1alpha1"
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert columns["Phase"]["jsonPath"] == ".status.phase"
+    assert columns["Loops"]["jsonPath"] == ".status.ready"
+    assert columns["Age"]["type"] == "date"
+    assert columns["Iterations/s"]["priority"] == 1
+    assert columns["Errors"]["priority"] == 1
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    for field in ("observedGeneration", "phase", "conditions", "loops", "nodes", "queues"):
+        assert field in status, field
+    condition = status["conditions"]["items"]["properties"]
+    assert {"type", "status", "reason", "message", "lastTransitionTime"} <= condition.keys()
+
+
+def test_structural_rewrites_json_schema_constructs() -> None:
+    raw = {
+        "$defs": {
+            "M": {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}},
+                "additionalProperties": False,
+                "title": "M",
+            }
+        },
+        "type": "object",
+        "properties": {
+            "m": {
+                "anyOf": [{"$ref": "#/$defs/M"}, {"type": "null"}],
+                "default": None,
+                "description": "an M",
+            },
+            "k": {"const": "x", "type": "string"},
+            "f": {"type": "number", "exclusiveMinimum": 0, "default": 2.5, "description": "f."},
+            "free": {"type": "object", "additionalProperties": True},
+        },
+    }
+    out = structural(raw)
+    m = out["properties"]["m"]
+    assert m == {
+        "description": "an M",
+        "type": "object",
+        "nullable": True,
+        "properties": {"a": {"type": "integer"}},
+    }
+    assert out["properties"]["k"]["enum"] == ["x"]
+    assert out["properties"]["f"] == {
+        "description": "f. Default: 2.5.",
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+    }
+    assert out["properties"]["free"]["x-kubernetes-preserve-unknown-fields"] is True
