@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import kopf
 
 from . import _metrics
 from ._admission import check
-from ._certs import self_signed
 from ._children import Owner
 from ._crd import GROUP, PLURAL, VERSION
 from ._kube import Kube, now_rfc3339
@@ -22,6 +19,7 @@ from ._reconcile import InvalidSpecError, Outcome, ensure_pods, parse, reconcile
 from ._settings import OperatorSettings
 from ._status import invalid_status
 from ._status_models import WorkflowResourceStatus
+from ._webhook import build_server
 
 __all__: list[str] = []
 
@@ -49,17 +47,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING  # our own events say what happened
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
+    # Workflows' CRD is installed with the chart: no need to watch CRDs or namespaces (and no
+    # RBAC for them).
+    settings.scanning.disabled = True
     if config.webhook:
-        host = config.webhook_host or "127.0.0.1"
-        certs = Path(tempfile.mkdtemp(prefix="ostinato-webhook-"))
-        cert, key = self_signed([host, config.webhook_addr], certs)
-        settings.admission.server = kopf.WebhookServer(
-            addr=config.webhook_addr,
-            port=config.webhook_port,
-            host=host,
-            certfile=str(cert),
-            pkeyfile=str(key),
-        )
+        settings.admission.server = build_server(config)
         settings.admission.managed = config.webhook_config_name
     kube = Kube.connect()
     monitor = Monitor(kube, config)
