@@ -64,10 +64,8 @@ def annotate(
     """Give ``record`` its ``workflow``, ``loop``, ``replica``, ``node`` and ``iteration``
     (attributes it already has win: a child's records carry their own)."""
     fields = record.__dict__
-    if "loop" in fields and "iteration" in fields:
-        return
-    source = LOG_CONTEXT.get()
     named_loop, node = _where(record.name)
+    source = None if "iteration" in fields else LOG_CONTEXT.get()
     if source is not None:
         fields.setdefault("workflow", source.workflow)
         fields.setdefault("loop", named_loop or source.name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -61,6 +60,7 @@ class NodeRunner:
         "on_full",
         "plain",
         "plan",
+        "reported",
         "retries",
         "retry",
         "slot_waiters",
@@ -94,6 +94,8 @@ class NodeRunner:
         self.health = NodeHealth.HEALTHY
         self.calls = self.errors = self.retries = self.in_flight = self.dropped = 0
         self.last_error: str | None = None
+        #: The traceback of this failing episode has been logged (until a call succeeds).
+        self.reported = False
         self.slot_waiters: deque[asyncio.Future[bool]] = deque()
 
     # -- calling -----------------------------------------------------------------------------
@@ -139,8 +141,9 @@ class NodeRunner:
     def recovered(self) -> None:
         """A call succeeded: back to healthy (logged when the node had been failing)."""
         if self.health is not NodeHealth.HEALTHY:
-            if self.health is NodeHealth.FAILING:
+            if self.reported:
                 self.node.logger.info("recovered after %d error(s)", self.errors)
+                self.reported = False
             self.health = NodeHealth.HEALTHY
 
     def retrying(self, exc: BaseException, attempt: int) -> None:
@@ -165,11 +168,13 @@ class NodeRunner:
         self.calls += 1
         self.errors += 1
         self.last_error = truncate(f"{type(exc).__name__}: {exc}")
-        if self.health is not NodeHealth.FAILING:
-            self.health = NodeHealth.FAILING
-            tb = "".join(traceback.format_exception(exc)).rstrip()
+        self.health = NodeHealth.FAILING
+        # Once per episode (until a call succeeds): a retried call was 'retrying' in between,
+        # so the health alone cannot tell a new episode from the next failure of this one.
+        if not self.reported:
+            self.reported = True
             self.node.logger.error(
-                "failed (onError=%s): %s\n%s", self.on_error.value, self.last_error, tb
+                "failed (onError=%s): %s", self.on_error.value, self.last_error, exc_info=exc
             )
         else:
             self.node.logger.debug("still failing (%d errors): %s", self.errors, self.last_error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -85,8 +86,17 @@ class FailWhile(BlockingNode[FlagConfig]):
         return data
 
 
-class Chatty(BlockingNode[NodeConfig]):
-    """Logs one INFO line per call through its own logger (``ostinato.node.<loop>.<node>``)."""
+class ChattyConfig(NodeConfig):
+    shout: bool = False
+
+
+class Chatty(BlockingNode[ChattyConfig]):
+    """Logs one INFO line per call through its own logger (``ostinato.node.<loop>.<node>``);
+    with ``shout``, writes one plain line straight to stderr at setup, past logging."""
+
+    def setup(self) -> None:
+        if self.config.shout:
+            print(f"plain stderr line from {self.context.loop}", file=sys.stderr, flush=True)
 
     def process(self, data: NodeData) -> NodeData:
         self.logger.info("processing iteration %d", data.iteration)
