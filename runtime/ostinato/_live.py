@@ -161,6 +161,7 @@ class LiveView:
         self._cond = threading.Condition()
         self._logs: list[str] = []
         self._drawn = 0  # lines of the table now on screen
+        self._sampled = float("-inf")  # when the rates were last sampled
         self._closed = False
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="ostinato-live", daemon=True)
@@ -216,7 +217,11 @@ class LiveView:
     def _draw(self, final: WorkflowStatus | None) -> None:
         status = final if final is not None else self._status()
         now = time.monotonic()
-        self._rates.sample(status, now)
+        if now - self._sampled >= self._rates.sample_every or final is not None:
+            # Not at every redraw: log lines may bring ten a second, and the rates keep a
+            # bounded number of samples, which must span their window.
+            self._rates.sample(status, now)
+            self._sampled = now
         rates = {
             (lp.name, lp.replica): self._rates.rate(lp.name, lp.replica, lp.iterations, now)[0]
             for lp in status.loops
