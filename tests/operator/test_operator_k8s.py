@@ -1,0 +1,332 @@
+"""The operator against a real kube-apiserver + etcd + controller-manager (no kubelet: pods are
+objects that never run), under the chart's ServiceAccount so a missing permission fails here."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hack.k8s._util import wait_until
+
+from .conftest import Installed, Operator, run_operator
+from .support import EXAMPLES, example
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def operator(installed: Installed) -> Iterator[Operator]:
+    with run_operator(installed) as op:
+        yield op
+
+
+def _apply(op: Operator, ns: str, doc: dict[str, Any], check: bool = True) -> Any:
+    return op.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc), check=check)
+
+
+def _get(op: Operator, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+    out = op.kubectl("get", "-n", ns, kind, name, "-o", "json", check=False)
+    if out.returncode != 0:
+        return None
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def _pods(op: Operator, ns: str, wf: str, loop: str | None = None) -> dict[str, str]:
+    """Loop pod name -> uid, for pods not being deleted."""
+    selector = f"ostinato.dev/workflow={wf},app.kubernetes.io/component=loop"
+    if loop:
+        selector += f",ostinato.dev/loop={loop}"
+    out = json.loads(op.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout)
+    return {
+        p["metadata"]["name"]: p["metadata"]["uid"]
+        for p in out["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def _expected_pods(doc: dict[str, Any]) -> set[str]:
+    name = doc["metadata"]["name"]
+    return {
+        f"{name}-{lp['name']}-{r}"
+        for lp in doc["spec"]["loops"]
+        if lp.get("state", "running") != "stopped"
+        for r in range(lp.get("replicas", 1))
+    }
+
+
+def _events(op: Operator, ns: str, wf: str) -> list[dict[str, Any]]:
+    out = json.loads(
+        op.kubectl(
+            "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={wf}", "-o", "json"
+        ).stdout
+    )
+    items: list[dict[str, Any]] = out["items"]
+    return items
+
+
+def _wait_children(op: Operator, ns: str, doc: dict[str, Any]) -> dict[str, Any]:
+    name = doc["metadata"]["name"]
+    want = _expected_pods(doc)
+    wait_until(
+        lambda: True if set(_pods(op, ns, name)) == want else None,
+        timeout=60,
+        what=f"pods of {name}",
+    )
+    wf = wait_until(
+        lambda: (
+            (
+                (w := _get(op, ns, "workflow", name))
+                and w.get("status", {}).get("observedGeneration") == w["metadata"]["generation"]
+                and w.get("status", {}).get("phase")
+                and w
+            )
+            or None
+        ),
+        timeout=30,
+        what=f"status of {name}",
+    )
+    return wf
+
+
+def _owned_by(obj: dict[str, Any], wf: dict[str, Any]) -> None:
+    refs = obj["metadata"]["ownerReferences"]
+    assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in refs] == [
+        ("Workflow", wf["metadata"]["name"], wf["metadata"]["uid"], True)
+    ]
+    labels = obj["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "ostinato-operator"
+    assert labels["ostinato.dev/workflow"] == wf["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_gets_all_its_children(
+    operator: Operator, k8s_namespace: str, path: Path
+) -> None:
+    ns, doc = k8s_namespace, yaml.safe_load(path.read_text())
+    name = doc["metadata"]["name"]
+    _apply(operator, ns, doc)
+    wf = _wait_children(operator, ns, doc)
+    assert wf["status"]["phase"] == "Pending"  # no hub answers: pods never run here
+    conditions = {c["type"]: c for c in wf["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "HubStarting"
+
+    cm = _get(operator, ns, "configmap", f"{name}-spec")
+    assert cm is not None
+    _owned_by(cm, wf)
+    stored = yaml.safe_load(cm["data"]["workflow.yaml"])
+    assert stored["spec"]["loops"][0]["name"] == doc["spec"]["loops"][0]["name"]
+
+    sec = _get(operator, ns, "secret", f"{name}-curve")
+    assert sec is not None
+    _owned_by(sec, wf)
+    assert len(sec["data"]) == 4
+    assert not any(v in json.dumps(wf) for v in sec["data"].values())
+
+    dep = _get(operator, ns, "deployment", f"{name}-hub")
+    assert dep is not None
+    _owned_by(dep, wf)
+    hub = dep["spec"]["template"]["spec"]["containers"][0]
+    assert hub["image"] == "localhost/ostinato:test"
+    assert hub["args"][0] == "hub"
+    svc = _get(operator, ns, "service", f"{name}-hub")
+    assert svc is not None
+    _owned_by(svc, wf)
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"zmq": 5555, "http": 8080}
+
+    pvc = _get(operator, ns, "pvc", f"{name}-hub-state")
+    durable = any(q.get("durable") for q in doc["spec"].get("queues", []))
+    assert (pvc is not None) == durable
+    if pvc is not None:
+        _owned_by(pvc, wf)
+
+    for pod_name in _expected_pods(doc):
+        pod = _get(operator, ns, "pod", pod_name)
+        assert pod is not None
+        _owned_by(pod, wf)
+        c = pod["spec"]["containers"][0]
+        assert c["args"][0] == "loop"
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert pod["metadata"]["annotations"]["ostinato.dev/spec-hash"]
+
+    reasons = {e["reason"] for e in _events(operator, ns, name)}
+    assert "Created" in reasons
+    table = operator.kubectl("get", "owf", "-n", ns, "-o", "wide").stdout
+    assert table.split()[:6] == ["NAME", "PHASE", "LOOPS", "AGE", "ITERATIONS/S", "ERRORS"]
+    assert f"0/{len(doc['spec']['loops'])}" in table
+
+
+def test_kubectl_explain_uses_the_descriptions(operator: Operator) -> None:
+    out = operator.kubectl("explain", "workflow.spec.loops").stdout
+    assert "Unique within the workflow" in out
+    assert "replicas" in out
+
+
+def test_a_deleted_loop_pod_is_recreated(operator: Operator, k8s_namespace: str) -> None:
+    ns, doc = k8s_namespace, example("k8s-counter.yaml")
+    _apply(operator, ns, doc)
+    _wait_children(operator, ns, doc)
+    before = _pods(operator, ns, "counter")
+    operator.kubectl("delete", "pod", "-n", ns, "counter-reader-0", "--wait=false")
+    after = wait_until(
+        lambda: (
+            (
+                (p := _pods(operator, ns, "counter")).get("counter-reader-0")
+                not in (None, before["counter-reader-0"])
+                and p
+            )
+            or None
+        ),
+        timeout=30,
+        what="a new counter-reader-0",
+    )
+    assert after["counter-writer-0"] == before["counter-writer-0"]
+
+
+def test_patching_one_loop_replaces_only_its_pods(operator: Operator, k8s_namespace: str) -> None:
+    ns, doc = k8s_namespace, example("pipeline.yaml")
+    _apply(operator, ns, doc)
+    _wait_children(operator, ns, doc)
+    before = _pods(operator, ns, "pipeline")
+    changed = copy.deepcopy(doc)
+    changed["spec"]["loops"][2]["nodes"][1]["config"]["every"] = 999  # archive, 2 replicas
+    _apply(operator, ns, changed)
+    archive = {"pipeline-archive-0", "pipeline-archive-1"}
+    after = wait_until(
+        lambda: (
+            (
+                (p := _pods(operator, ns, "pipeline")).keys() == before.keys()
+                and all(p[n] != before[n] for n in archive)
+                and p
+            )
+            or None
+        ),
+        timeout=30,
+        what="new archive pods",
+    )
+    for name in before.keys() - archive:
+        assert after[name] == before[name], f"{name} was replaced"
+    replaced = [
+        e["message"] for e in _events(operator, ns, "pipeline") if e["reason"] == "LoopPodReplaced"
+    ]
+    assert replaced
+    assert all("sensor" not in m and "dashboard" not in m for m in replaced)
+
+
+def test_stop_removes_a_loops_pods_and_running_brings_them_back(
+    operator: Operator, k8s_namespace: str
+) -> None:
+    ns, doc = k8s_namespace, example("k8s-counter.yaml")
+    _apply(operator, ns, doc)
+    _wait_children(operator, ns, doc)
+    patch = json.dumps([{"op": "add", "path": "/spec/loops/1/state", "value": "stopped"}])
+    operator.kubectl("patch", "workflow", "counter", "-n", ns, "--type=json", "-p", patch)
+    wait_until(
+        lambda: True if set(_pods(operator, ns, "counter")) == {"counter-writer-0"} else None,
+        timeout=30,
+        what="the reader's pod to go",
+    )
+    wf = wait_until(
+        lambda: (
+            (
+                (w := _get(operator, ns, "workflow", "counter"))
+                and w["status"].get("observedGeneration") == w["metadata"]["generation"]
+                and any(lp["state"] == "stopped" for lp in w["status"].get("loops", []))
+                and w
+            )
+            or None
+        ),
+        timeout=30,
+        what="status saying the reader is stopped",
+    )
+    loops = {lp["name"]: lp for lp in wf["status"]["loops"]}
+    assert loops["reader"]["desiredState"] == "stopped"
+    assert loops["reader"]["replicas"] == 0
+    assert wf["status"]["ready"].endswith("/1")
+    patch = json.dumps([{"op": "replace", "path": "/spec/loops/1/state", "value": "running"}])
+    operator.kubectl("patch", "workflow", "counter", "-n", ns, "--type=json", "-p", patch)
+    wait_until(
+        lambda: True if "counter-reader-0" in _pods(operator, ns, "counter") else None,
+        timeout=30,
+        what="the reader's pod to come back",
+    )
+
+
+INVALID = [
+    (
+        lambda d: d["spec"]["loops"][1].update(name="writer"),
+        "spec.loops[1].name: duplicate loop name 'writer'",
+    ),
+    (
+        lambda d: d["spec"]["loops"][0]["nodes"][0].update(queue={"write": "nope"}),
+        "spec.loops[0].nodes[0].queue.write: queue 'nope' is not declared in spec.queues",
+    ),
+    (
+        lambda d: d["spec"]["loops"][0]["producer"]["config"].update(periodSeconds=-1),
+        "spec.loops[0].producer.config.periodSeconds",
+    ),
+    (lambda d: d["spec"]["loops"][0].update(replicas=0), "spec.loops[0].replicas"),
+    (lambda d: d["spec"]["loops"][0].update(pool="fiber"), "spec.loops[0].pool"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "named"), INVALID, ids=["duplicate", "unknown-queue", "config", "range", "enum"]
+)
+def test_invalid_manifests_are_rejected_at_apply_with_the_field_named(
+    operator: Operator, k8s_namespace: str, mutate: Any, named: str
+) -> None:
+    doc = copy.deepcopy(example("k8s-counter.yaml"))
+    mutate(doc)
+    out = _apply(operator, k8s_namespace, doc, check=False)
+    assert out.returncode != 0
+    assert named in out.stderr, out.stderr
+    assert _get(operator, k8s_namespace, "workflow", "counter") is None
+
+
+def test_an_invalid_update_is_rejected_and_the_object_kept(
+    operator: Operator, k8s_namespace: str
+) -> None:
+    ns, doc = k8s_namespace, example("k8s-counter.yaml")
+    _apply(operator, ns, doc)
+    bad = copy.deepcopy(doc)
+    bad["spec"]["loops"][1]["producer"]["queue"] = {"read": "missing"}
+    out = _apply(operator, ns, bad, check=False)
+    assert out.returncode != 0
+    assert "spec.loops[1].producer.queue.read" in out.stderr
+    wf = _get(operator, ns, "workflow", "counter")
+    assert wf is not None
+    assert wf["metadata"]["generation"] == 1
+
+
+def test_deleting_the_workflow_removes_every_child(operator: Operator, k8s_namespace: str) -> None:
+    ns, doc = k8s_namespace, example("k8s-counter.yaml")
+    _apply(operator, ns, doc)
+    _wait_children(operator, ns, doc)
+    wf = _get(operator, ns, "workflow", "counter")
+    assert wf is not None
+    assert not wf["metadata"].get("finalizers"), "nothing needs a finalizer"
+    operator.kubectl("delete", "workflow", "counter", "-n", ns, "--wait=true", "--timeout=30s")
+
+    def gone() -> bool | None:
+        for kind, name in [
+            ("configmap", "counter-spec"),
+            ("secret", "counter-curve"),
+            ("deployment", "counter-hub"),
+            ("service", "counter-hub"),
+            ("pvc", "counter-hub-state"),
+        ]:
+            obj = _get(operator, ns, kind, name)
+            if obj is not None and not obj["metadata"].get("deletionTimestamp"):
+                return None
+        return True if not _pods(operator, ns, "counter") else None
+
+    wait_until(gone, timeout=60, what="garbage collection of the children")

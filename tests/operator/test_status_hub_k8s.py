@@ -1,0 +1,179 @@
+"""Status from a real hub: `ostinato hub` and two `ostinato loop` processes on loopback (no CURVE),
+the operator pointed at the hub's HTTP port; `kubectl wait --for=condition=Ready` works, and a
+pause set with `kubectl patch` reaches the loop through POST /control and shows in status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hack.k8s._util import free_port, start_process, stop_pids, tail, wait_until
+
+from .conftest import Installed, Operator, run_operator
+
+pytestmark = pytest.mark.timeout(180)
+
+DOC: dict[str, Any] = {
+    "apiVersion": "ostinato.dev/v1alpha1",
+    "kind": "Workflow",
+    "metadata": {"name": "relay"},
+    "spec": {
+        "queues": [{"name": "numbers", "mode": "work", "capacity": 10000}],
+        "loops": [
+            {
+                "name": "writer",
+                "producer": {
+                    "name": "tick",
+                    "class": "IntervalProducer",
+                    "config": {"periodSeconds": 0.02},
+                },
+                "nodes": [{"name": "send", "kind": "blocking", "queue": {"write": "numbers"}}],
+            },
+            {
+                "name": "reader",
+                "pool": "asyncio",
+                "producer": {"name": "numbers", "queue": {"read": "numbers"}},
+                "nodes": [
+                    {
+                        "name": "log",
+                        "kind": "blocking",
+                        "class": "LogSink",
+                        "config": {"every": 1000},
+                    }
+                ],
+            },
+        ],
+    },
+}
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[int]:
+    """The workflow running on loopback; yields the hub's HTTP port."""
+    path = tmp_path / "relay.yaml"
+    path.write_text(yaml.safe_dump(DOC))
+    zmq_port, http_port = free_port(), free_port()
+    exe = [sys.executable, "-m", "ostinato"]
+    common = ["--insecure", "--http-host", "127.0.0.1"]
+    procs = [
+        start_process(
+            [
+                *exe,
+                "hub",
+                str(path),
+                "--bind",
+                f"tcp://127.0.0.1:{zmq_port}",
+                "--http-port",
+                str(http_port),
+                "--state-dir",
+                str(tmp_path / "state"),
+                *common,
+            ],
+            tmp_path / "hub.log",
+        )
+    ]
+    for loop in ("writer", "reader"):
+        procs.append(
+            start_process(
+                [
+                    *exe,
+                    "loop",
+                    str(path),
+                    "--loop",
+                    loop,
+                    "--hub",
+                    f"tcp://127.0.0.1:{zmq_port}",
+                    "--http-port",
+                    "0",
+                    *common,
+                ],
+                tmp_path / f"{loop}.log",
+            )
+        )
+    try:
+        yield http_port
+    finally:
+        stop_pids([p.pid for p in procs], grace=10)
+        for p in procs:
+            p.wait(timeout=10)
+
+
+def _status(op: Operator, ns: str) -> dict[str, Any]:
+    out = op.kubectl("get", "workflow", "relay", "-n", ns, "-o", "json")
+    status: dict[str, Any] = json.loads(out.stdout).get("status", {})
+    return status
+
+
+def _loop(status: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(lp for lp in status.get("loops", []) if lp["name"] == name)
+    return found
+
+
+def test_status_and_pause_through_a_real_hub(
+    installed: Installed, k8s_namespace: str, hub: int, tmp_path: Path
+) -> None:
+    ns = k8s_namespace
+    template = f"http://127.0.0.1:{hub}"
+    with run_operator(installed, OSTINATO_HUB_URL_TEMPLATE=template) as op:
+        op.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(DOC))
+        waited = op.kubectl(
+            "wait",
+            "--for=condition=Ready",
+            "workflow/relay",
+            "-n",
+            ns,
+            "--timeout=60s",
+            check=False,
+        )
+        assert waited.returncode == 0, (waited.stderr, tail(tmp_path / "hub.log"))
+        status = _status(op, ns)
+        assert status["phase"] == "Running"
+        assert status["ready"] == "2/2"
+        assert status["hubUrl"] == template
+        first = _loop(status, "reader")["iterations"]
+        rising = wait_until(
+            lambda: (
+                ((s := _status(op, ns)) and _loop(s, "reader")["iterations"] > first and s) or None
+            ),
+            timeout=30,
+            what="the reader's iterations to rise",
+        )
+        assert any(q["name"] == "numbers" for q in rising["queues"])
+        assert any(n["loop"] == "reader" and n["name"] == "log" for n in rising["nodes"])
+
+        patch = json.dumps([{"op": "add", "path": "/spec/loops/1/state", "value": "paused"}])
+        op.kubectl("patch", "workflow", "relay", "-n", ns, "--type=json", "-p", patch)
+        paused = wait_until(
+            lambda: (
+                ((s := _status(op, ns)) and _loop(s, "reader")["state"] == "paused" and s) or None
+            ),
+            timeout=30,
+            what="the reader to report paused",
+        )
+        reader = _loop(paused, "reader")
+        assert reader["desiredState"] == "paused"
+        assert reader["stateSince"]
+        depth = wait_until(
+            lambda: ((d := next(q["depth"] for q in _status(op, ns)["queues"])) > 5 and d) or None,
+            timeout=30,
+            what="messages to wait in the queue while the reader is paused",
+        )
+        assert depth > 5
+        events = json.loads(op.kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+        assert any(e["reason"] == "Paused" and "reader" in e["message"] for e in events)
+        wide = op.kubectl("get", "owf", "relay", "-n", ns, "-o", "wide").stdout
+        assert "Running" in wide
+
+        patch = json.dumps([{"op": "replace", "path": "/spec/loops/1/state", "value": "running"}])
+        op.kubectl("patch", "workflow", "relay", "-n", ns, "--type=json", "-p", patch)
+        wait_until(
+            lambda: True if _loop(_status(op, ns), "reader")["state"] == "running" else None,
+            timeout=30,
+            what="the reader to run again",
+        )
