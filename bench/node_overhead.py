@@ -26,11 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import platform
+import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,6 +51,8 @@ from ostinato import (
     WorkflowPlan,
     load_workflow,
 )
+from ostinato._engine import HISTOGRAMS_ENV
+from ostinato._http import ObservabilityServer
 from ostinato._spec import Pool
 
 #: Blocking nodes in the chain; with the producer, node calls per iteration.
@@ -60,6 +66,9 @@ MODULE = "bench.node_overhead"
 RUN_TIMEOUT = 900.0
 #: How often the polled case looks at ``orchestrator.done``, seconds.
 POLL_SECONDS = 0.005
+#: How often a run with metrics on has its /metrics and /status read, seconds: as often as
+#: the observability tests' Prometheus scrapes (Prometheus's own default is 60 s).
+SCRAPE_SECONDS = 1.0
 
 
 # -- the nodes under test --------------------------------------------------------------------------
@@ -138,6 +147,9 @@ class Case:
     #: Iterations per run as a multiple of ``--iterations``, so that each run takes about as
     #: long as the others (the rows differ in speed by 1000x).
     scale: float = 1.0
+    #: Metrics on: duration histograms sampled by the engine and, for the orchestrated rows,
+    #: the HTTP server scraped every SCRAPE_SECONDS. Off: OSTINATO_HISTOGRAMS=off, no server.
+    metrics: bool = True
 
 
 CASES: tuple[Case, ...] = (
@@ -321,9 +333,53 @@ def run_manager(case: Case, iterations: int) -> Run:
     return Run(manager.iterations, seconds, {"iterate_seconds": iterate})
 
 
+@contextlib.contextmanager
+def histograms(on: bool) -> Iterator[None]:
+    """OSTINATO_HISTOGRAMS for the run: the engine reads it, process loops inherit it."""
+    before = os.environ.get(HISTOGRAMS_ENV)
+    os.environ[HISTOGRAMS_ENV] = "on" if on else "off"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[HISTOGRAMS_ENV]
+        else:
+            os.environ[HISTOGRAMS_ENV] = before
+
+
+@contextlib.contextmanager
+def observed(orchestrator: WorkflowOrchestrator, on: bool) -> Iterator[None]:
+    """With metrics on: the workflow's HTTP server, and a thread reading /metrics and
+    /status every SCRAPE_SECONDS (a Prometheus, and someone watching the status)."""
+    if not on:
+        yield
+        return
+    done = threading.Event()
+    with ObservabilityServer(orchestrator, port=0) as server:
+
+        def scrape() -> None:
+            while not done.wait(SCRAPE_SECONDS):
+                for path in ("/metrics", "/status"):
+                    with urllib.request.urlopen(server.url + path, timeout=10) as reply:
+                        reply.read()
+
+        scraper = threading.Thread(target=scrape, name="bench-scraper", daemon=True)
+        scraper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            scraper.join(timeout=15)
+
+
 def run_orchestrator(case: Case, iterations: int) -> Run:
     plan = make_plan(case.pool_spec, case.node_class, iterations)
     orchestrator = WorkflowOrchestrator(plan)
+    with observed(orchestrator, case.metrics):
+        return _run_orchestrator(case, orchestrator, iterations)
+
+
+def _run_orchestrator(case: Case, orchestrator: WorkflowOrchestrator, iterations: int) -> Run:
     if case.pool_spec is Pool.PROCESS:
         return _run_process(orchestrator, iterations)
     start = time.perf_counter()
@@ -343,6 +399,11 @@ def run_orchestrator_polled(case: Case, iterations: int) -> Run:
     the loop (a watcher is notified after every iteration), it polls ``done`` instead."""
     plan = make_plan(case.pool_spec, case.node_class, iterations)
     orchestrator = WorkflowOrchestrator(plan)
+    with observed(orchestrator, case.metrics):
+        return _run_polled(case, orchestrator, iterations)
+
+
+def _run_polled(case: Case, orchestrator: WorkflowOrchestrator, iterations: int) -> Run:
     deadline = time.monotonic() + RUN_TIMEOUT
     start = time.perf_counter()
     orchestrator.start()
@@ -430,6 +491,11 @@ class Row:
     #: µs per iteration of every run, in the order they ran; the row reports the best.
     runs_us_per_iteration: list[float] = field(default_factory=list)
     extra: dict[str, float] = field(default_factory=dict)
+    #: Metrics on (histograms, and the server scraped for orchestrated rows) or off.
+    metrics: bool = True
+    #: ``--metrics both``, rows with metrics on: 1 - iterations/s ÷ the same case's with
+    #: metrics off (the share of throughput the metrics cost; negative: within noise).
+    metrics_cost: float | None = None
 
 
 def summarize(case: Case, runs: list[Run]) -> Row:
@@ -448,6 +514,7 @@ def summarize(case: Case, runs: list[Run]) -> Row:
         us_per_node_call=us / CALLS_PER_ITERATION,
         runs_us_per_iteration=[round(r.seconds / r.iterations * 1e6, 3) for r in runs],
         extra={k: round(v, 6) for k, v in best.extra.items()},
+        metrics=case.metrics,
     )
 
 
@@ -461,6 +528,9 @@ def compare(rows: dict[str, Row]) -> None:
         ) / CALLS_PER_ITERATION
         row.rate_vs_peer = row.iterations_per_second / peer.iterations_per_second
         row.slowdown_vs_peer = row.us_per_iteration / peer.us_per_iteration
+        off = rows.get(row.key + OFF)
+        if row.metrics and off is not None:
+            row.metrics_cost = 1 - row.iterations_per_second / off.iterations_per_second
 
 
 def goal(rows: dict[str, Row]) -> dict[str, Any]:
@@ -487,21 +557,28 @@ def print_table(rows: list[Row], args: argparse.Namespace, verdict: dict[str, An
         f"best of {args.repeat} interleaved runs, --iterations {args.iterations:,}"
     )
     print()
+    both = args.metrics == "both"
     columns = (
-        f"{'pool':<8} {'variant':<26} {'iterations':>10} {'iter/s':>11} {'µs/iter':>9} "
-        f"{'µs/call':>8} {'overhead':>9} {'vs peer':>8}"
+        f"{'pool':<8} {'variant':<26} {'metrics':<7} {'iterations':>10} {'iter/s':>11} "
+        f"{'µs/iter':>9} {'µs/call':>8} {'overhead':>9} {'vs peer':>8}"
+        + (f" {'cost':>7}" if both else "")
     )
     print(columns)
-    print(f"{'':<8} {'':<26} {'':>10} {'':>11} {'':>9} {'':>8} {'µs/call':>9} {'(it/s)':>8}")
+    print(
+        f"{'':<8} {'':<26} {'':<7} {'':>10} {'':>11} {'':>9} {'':>8} {'µs/call':>9} "
+        f"{'(it/s)':>8}" + (f" {'metrics':>7}" if both else "")
+    )
     print("-" * len(columns))
     for row in rows:
         over = row.overhead_us_per_node_call
         overhead = "—" if over is None else f"{over:.2f}"
         ratio = "—" if row.rate_vs_peer is None else f"{row.rate_vs_peer:.3f}"
+        metrics = "—" if row.peer is None else ("on" if row.metrics else "off")
+        cost = "" if row.metrics_cost is None else f" {row.metrics_cost:>7.1%}"
         print(
-            f"{row.pool:<8} {row.variant:<26} {row.iterations:>10,} "
+            f"{row.pool:<8} {row.variant:<26} {metrics:<7} {row.iterations:>10,} "
             f"{row.iterations_per_second:>11,.0f} {row.us_per_iteration:>9.2f} "
-            f"{row.us_per_node_call:>8.3f} {overhead:>9} {ratio:>8}"
+            f"{row.us_per_node_call:>8.3f} {overhead:>9} {ratio:>8}{cost}"
         )
     print()
     print(f"µs/call   µs per iteration / {CALLS_PER_ITERATION} (the producer counts as a call)")
@@ -511,6 +588,12 @@ def print_table(rows: list[Row], args: argparse.Namespace, verdict: dict[str, An
     print("timing    perf_counter around each run, nothing subtracted; process: from the parent")
     print("          seeing the loop running to seeing it stopped, child start-up excluded")
     print("          (--json shows startup_seconds and wall_seconds)")
+    print("metrics   on: duration histograms (sampled), and for orchestrated rows the HTTP")
+    print(
+        f"          server with /metrics and /status read every {SCRAPE_SECONDS:g} s; off: neither"
+    )
+    if both:
+        print("cost      1 - iter/s with metrics on ÷ iter/s of the same case with them off")
     if verdict["met"] is not None:
         word = "met" if verdict["met"] else "MISSED"
         print(
@@ -538,6 +621,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add_common_options(parser, [c.key for c in CASES], "its peer is")
     parser.add_argument(
+        "--metrics",
+        choices=["on", "off", "both"],
+        default="on",
+        help="on (default, as applications run): duration histograms, and the HTTP server "
+        f"scraped every {SCRAPE_SECONDS:g} s for orchestrated rows; off: neither "
+        f"({HISTOGRAMS_ENV}=off); both: every engine row twice, interleaved, with the cost",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help=f"exit with status 1 when the thread pool adds more than {GOAL_US_PER_CALL:g} µs "
@@ -549,13 +640,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def selected(only: list[str] | None) -> list[Case]:
-    return select(CASES, only, lambda c: c.key, lambda c: [c.peer] if c.peer else [])
+#: Key suffix of a case's twin with metrics off (``--metrics both``).
+OFF = "/off"
+
+
+def selected(only: list[str] | None, metrics: str = "on") -> list[Case]:
+    """The cases to run; with ``metrics`` "both", each engine case is followed by its twin
+    with metrics off (the plain peers have no metrics to turn off)."""
+    cases = select(CASES, only, lambda c: c.key, lambda c: [c.peer] if c.peer else [])
+    if metrics == "off":
+        return [dataclasses.replace(c, metrics=False) for c in cases]
+    if metrics == "both":
+        return [
+            twin
+            for c in cases
+            for twin in (
+                [c]
+                if c.peer is None
+                else [
+                    c,
+                    dataclasses.replace(c, key=c.key + OFF, metrics=False),
+                ]
+            )
+        ]
+    return cases
+
+
+def run_case(case: Case, iterations: int) -> Run:
+    with histograms(case.metrics):
+        return RUNNERS[case.runner](case, iterations)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cases = selected(args.only)
+    cases = selected(args.only, args.metrics)
 
     def size(case: Case) -> int:
         return max(round(int(args.iterations) * case.scale), 1)
@@ -564,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         cases,
         args.repeat,
         lambda c: c.key,
-        lambda c: RUNNERS[c.runner](c, size(c)),
+        lambda c: run_case(c, size(c)),
         lambda c: f"{c.pool} {c.variant}, {size(c):,} iterations",
     )
     rows = {c.key: summarize(c, runs[c.key]) for c in cases}
@@ -577,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
             "node_calls_per_iteration": CALLS_PER_ITERATION,
             "iterations": args.iterations,
             "repeat": args.repeat,
+            "metrics": args.metrics,
+            "scrape_seconds": SCRAPE_SECONDS,
             "goal": verdict,
             "rows": [asdict(r) for r in rows.values()],
         }
