@@ -140,6 +140,7 @@ def workflow_changed(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) ->
             kube.event(body, "ReconcileFailed", f"{type(exc).__name__}: {exc}", warning=True)
             raise kopf.TemporaryError(str(exc), delay=5) from exc
     _report(kube, body, outcome, first=previous.observed_generation is None and reason == "create")
+    monitor.reconciled(body)
     kube.patch_status(
         meta["namespace"], meta["name"], {"observedGeneration": meta.get("generation")}
     )

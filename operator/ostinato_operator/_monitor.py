@@ -41,6 +41,8 @@ class Tracked:
     hub_up: bool = False
     status: WorkflowResourceStatus | None = None
     written: dict[str, Any] | None = None
+    #: metadata.generation whose children the reconcile handler finished (observedGeneration).
+    reconciled: int | None = None
 
 
 def _previous(body: Mapping[str, Any]) -> WorkflowResourceStatus:
@@ -77,6 +79,14 @@ class Monitor:
         with self._lock:
             self.tracked.pop((namespace, name), None)
             _metrics.managed_workflows.set(len(self.tracked))
+
+    def reconciled(self, body: Mapping[str, Any]) -> None:
+        """The reconcile handler made the children of this generation."""
+        self.track(body)
+        meta = body["metadata"]
+        entry = self.get(meta["namespace"], meta["name"])
+        if entry is not None:
+            entry.reconciled = meta.get("generation")
 
     def get(self, namespace: str, name: str) -> Tracked | None:
         with self._lock:
@@ -124,8 +134,11 @@ class Monitor:
         self._parsed(entry)
         body = entry.body
         meta = body["metadata"]
-        generation = meta.get("generation")
         previous = entry.status or _previous(body)
+        # Only what the reconcile handler finished counts as observed, not what the watch saw.
+        generation = (
+            entry.reconciled if entry.reconciled is not None else previous.observed_generation
+        )
         now = now_rfc3339()
         if entry.workflow is None:
             self._write(entry, invalid_status(generation, entry.invalid or "", previous, now))
