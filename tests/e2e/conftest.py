@@ -162,7 +162,7 @@ def install(kube: Kube, tmp_path: Path) -> Iterator[Install]:
         local_volume = kube.pod_network_routable and not _has_default_storage_class(kube)
         if local_volume:
             _state_volume(kube, volume, workflow_ns, tmp_path / "hub-state")
-        kube.helm(
+        installing = kube.helm(
             "install", release, str(CHART),
             "--namespace", operator_ns, "--create-namespace",
             "--set", f"image.repository={IMAGE_REPOSITORY}",
@@ -174,6 +174,9 @@ def install(kube: Kube, tmp_path: Path) -> Iterator[Install]:
             timeout=300,
         )  # fmt: skip
         assert kube.get("crd", CRD) is not None, "helm install left no Workflow CRD"
+        # NOTES.txt: the first commands, for the namespace this release watches.
+        assert f"kubectl get owf -n {workflow_ns}" in installing.stdout, installing.stdout
+        assert "--for=condition=Ready" in installing.stdout, installing.stdout
         # The operator registers its admission webhook once it runs; until then an apply may
         # meet no webhook, or one left behind by an operator that is gone.
         poll(
