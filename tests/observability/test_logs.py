@@ -152,3 +152,39 @@ def test_text_logs_of_a_process_loop_come_out_of_the_parent(tmp_path: Path) -> N
     assert any(" INFO    ostinato.node.p.chatty: processing iteration 20" in ln for ln in lines)
     assert any("ostinato.loop.p: stderr: plain stderr line from p" in ln for ln in lines)
     assert not any(ln.startswith("{") for ln in lines)  # the child's JSON was re-formatted
+
+
+def test_a_childs_lines_become_records_whatever_they_hold() -> None:
+    from ostinato._logs import record_from_child
+
+    line = json.dumps(
+        {
+            "ts": "2026-01-02T03:04:05.678Z",
+            "level": "ERROR",
+            "logger": "ostinato.node.p.store",
+            "message": "failed",
+            "workflow": "w",
+            "loop": "p",
+            "replica": 2,
+            "node": "store",
+            "iteration": 7,
+            "exception": "Traceback ...",
+        }
+    )
+    rec = record_from_child(line + "\n", "p", 2)
+    assert (rec.name, rec.levelname, rec.getMessage()) == (
+        "ostinato.node.p.store",
+        "ERROR",
+        "failed",
+    )
+    assert (rec.loop, rec.replica, rec.node, rec.iteration) == ("p", 2, "store", 7)  # type: ignore[attr-defined]
+    assert rec.exc_text == "Traceback ..."
+    assert rec.created == pytest.approx(1767323045.678)
+    for odd in ("not json", "[1, 2]", '{"logger": "x"}', "{broken", ""):
+        rec = record_from_child(odd, "p", 0)
+        assert (rec.name, rec.levelname) == ("ostinato.loop.p", "WARNING"), odd
+        assert rec.getMessage() == f"stderr: {odd}"
+        assert rec.loop == "p"  # type: ignore[attr-defined]
+    # An unknown level is shown, not lost: as a warning.
+    rec = record_from_child('{"logger": "ostinato.x", "level": "LOUD", "message": "m"}', "p", 0)
+    assert (rec.levelname, rec.getMessage(), rec.loop) == ("WARNING", "m", "p")  # type: ignore[attr-defined]
