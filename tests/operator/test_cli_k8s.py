@@ -79,12 +79,7 @@ def test_one_active_replica_metrics_and_liveness(
         )
         metrics = wait_until(
             lambda: (
-                (
-                    (t := _fetch(f"http://127.0.0.1:{m1}/metrics"))
-                    and "ostinato_operator_managed_workflows 1.0" in t
-                    and t
-                )
-                or None
+                ((t := _fetch(f"http://127.0.0.1:{m1}/metrics")) and _managed(t) >= 1 and t) or None
             ),
             timeout=60,
             what="the managed workflows gauge",
