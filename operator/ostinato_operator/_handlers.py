@@ -17,8 +17,7 @@ from ._kube import Kube, now_rfc3339
 from ._monitor import Monitor
 from ._reconcile import InvalidSpecError, Outcome, ensure_pods, parse, reconcile
 from ._settings import OperatorSettings
-from ._status import invalid_status
-from ._status_models import WorkflowResourceStatus
+from ._status import invalid_status, previous_status
 from ._webhook import build_server
 
 __all__: list[str] = []
@@ -123,7 +122,7 @@ def workflow_changed(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) ->
     monitor.track(body)
     config: OperatorSettings = memo.config
     meta = body["metadata"]
-    previous = WorkflowResourceStatus.model_validate(body.get("status") or {})
+    previous = previous_status(body)
     with _metrics.timed(str(reason)):
         try:
             outcome = reconcile(kube, config, body)

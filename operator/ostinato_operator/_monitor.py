@@ -18,7 +18,7 @@ from ._hub_client import HubError, get_status, post_control
 from ._kube import ApiException, Kube, now_rfc3339
 from ._reconcile import InvalidSpecError, ensure_pods, parse
 from ._settings import OperatorSettings
-from ._status import Observation, compute_status, fit, invalid_status
+from ._status import Observation, compute_status, fit, invalid_status, previous_status
 from ._status_models import LoopSummary, WorkflowResourceStatus
 
 __all__ = ["Monitor", "Tracked"]
@@ -43,13 +43,6 @@ class Tracked:
     written: dict[str, Any] | None = None
     #: metadata.generation whose children the reconcile handler finished (observedGeneration).
     reconciled: int | None = None
-
-
-def _previous(body: Mapping[str, Any]) -> WorkflowResourceStatus:
-    try:
-        return WorkflowResourceStatus.model_validate(body.get("status") or {})
-    except ValueError:
-        return WorkflowResourceStatus()
 
 
 class Monitor:
@@ -134,7 +127,7 @@ class Monitor:
         self._parsed(entry)
         body = entry.body
         meta = body["metadata"]
-        previous = entry.status or _previous(body)
+        previous = entry.status or previous_status(body)
         # Only what the reconcile handler finished counts as observed, not what the watch saw.
         generation = (
             entry.reconciled if entry.reconciled is not None else previous.observed_generation

@@ -19,9 +19,17 @@ from ._status_models import (
     WorkflowResourceStatus,
 )
 
-__all__ = ["Observation", "compute_status", "fit", "invalid_status"]
+__all__ = ["Observation", "compute_status", "fit", "invalid_status", "previous_status"]
 
 _HEALTH_ORDER = ["healthy", "retrying", "failing"]
+
+
+def previous_status(body: Mapping[str, Any]) -> WorkflowResourceStatus:
+    """The .status the object carries, or an empty one when it is missing or not ours."""
+    try:
+        return WorkflowResourceStatus.model_validate(body.get("status") or {})
+    except ValueError:
+        return WorkflowResourceStatus()
 
 
 def _cut(text: str | None) -> str | None:
