@@ -16,10 +16,15 @@ from hack.k8s.controlplane import ControlPlane
 # so a cold build (minutes) never counts against a test's timeout.
 FIXTURE_BINARIES: dict[str, tuple[str, ...]] = {
     "control_plane": binaries.CONTROL_PLANE,
+    "k8s_binaries": binaries.CONTROL_PLANE,
     "cluster": binaries.ALL,
 }
 # Tests that use a fixture get its marker, so `-m "not k8s"` deselects them.
-FIXTURE_MARKERS: dict[str, str] = {"control_plane": "k8s", "cluster": "cluster"}
+FIXTURE_MARKERS: dict[str, str] = {
+    "control_plane": "k8s",
+    "k8s_binaries": "k8s",
+    "cluster": "cluster",
+}
 # Why the binaries are unavailable (set during collection), per fixture name.
 _unavailable: dict[str, str] = {}
 
@@ -56,6 +61,13 @@ def require_binaries(fixture: str) -> None:
             reason = str(exc)
     if reason is not None:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def k8s_binaries() -> dict[str, Path]:
+    """The control plane's binaries (for tests that start their own ControlPlane)."""
+    require_binaries("k8s_binaries")
+    return binaries.ensure(FIXTURE_BINARIES["k8s_binaries"], build=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Tests of the Kubernetes test infrastructure itself (hack/k8s)."""

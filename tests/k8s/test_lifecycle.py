@@ -1,0 +1,94 @@
+"""The control plane starts, stops by PID, and is cleaned up after a crash or a Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hack.k8s._util import _alive, stale_pids, wait_until
+from hack.k8s.controlplane import PID_FILE, ControlPlane, cleanup_stale
+
+pytestmark = pytest.mark.usefixtures("k8s_binaries")
+
+
+def _pids(workdir: Path) -> list[int]:
+    pids = stale_pids(workdir / PID_FILE)  # we are not the owner: None while the owner lives
+    return pids or []
+
+
+@pytest.mark.timeout(120)
+def test_stop_ends_every_process_and_removes_the_workdir(tmp_path: Path) -> None:
+    workdir = tmp_path / "plane"
+    plane = ControlPlane(workdir, with_scheduler=True)
+    plane.start()
+    try:
+        pids = {name: proc.pid for name, proc in plane.processes.items()}
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+        assert all(_alive(pid) for pid in pids.values())
+        assert plane.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
+    finally:
+        plane.stop()
+    assert not any(_alive(pid) for pid in pids.values())
+    assert not workdir.exists()
+    plane.stop()  # idempotent
+
+
+def _start_cli(workdir: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hack.k8s", "control-plane", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("control plane ready"):
+            return proc
+    proc.wait()
+    pytest.fail(f"control-plane command exited {proc.returncode} before it was ready")
+
+
+def _child_pids(workdir: Path, owner: int) -> list[int]:
+    import json
+
+    record = json.loads((workdir / PID_FILE).read_text())
+    assert record["owner"] == owner
+    return [int(entry["pid"]) for entry in record["processes"]]
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_the_foreground_command(tmp_path: Path) -> None:
+    workdir = tmp_path / "plane"
+    proc = _start_cli(workdir)
+    pids = _child_pids(workdir, proc.pid)
+    assert len(pids) == 3
+    assert all(_alive(pid) for pid in pids)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    assert not any(_alive(pid) for pid in pids)
+    assert not workdir.exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_crashed_owner_is_cleaned_up_by_the_next_run(tmp_path: Path) -> None:
+    workdir = tmp_path / "plane"
+    proc = _start_cli(workdir)
+    pids = _child_pids(workdir, proc.pid)
+    assert _pids(workdir) == []  # owner alive: nothing is stale yet
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    # The daemons outlive their owner (own sessions) until someone cleans up.
+    assert all(_alive(pid) for pid in pids)
+    assert sorted(_pids(workdir)) == sorted(pids)
+    assert cleanup_stale() >= len(pids)
+    wait_until(
+        lambda: True if not any(_alive(pid) for pid in pids) else None,
+        timeout=15,
+        what="stale control-plane processes to stop",
+    )
