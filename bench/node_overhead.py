@@ -496,6 +496,12 @@ class Row:
     #: ``--metrics both``, rows with metrics on: 1 - iterations/s ÷ the same case's with
     #: metrics off (the share of throughput the metrics cost; negative: within noise).
     metrics_cost: float | None = None
+    #: The same from CPU time (this process's, best run of each): less disturbed by other
+    #: processes on a shared machine than the wall-clock rates. None for process rows, whose
+    #: loop's CPU time is in the child.
+    metrics_cpu_cost: float | None = None
+    #: CPU µs per iteration, of the run with the least.
+    cpu_us_per_iteration: float | None = None
 
 
 def summarize(case: Case, runs: list[Run]) -> Row:
@@ -513,6 +519,10 @@ def summarize(case: Case, runs: list[Run]) -> Row:
         us_per_iteration=us,
         us_per_node_call=us / CALLS_PER_ITERATION,
         runs_us_per_iteration=[round(r.seconds / r.iterations * 1e6, 3) for r in runs],
+        cpu_us_per_iteration=min(
+            (r.extra["cpu_seconds"] / r.iterations * 1e6 for r in runs if "cpu_seconds" in r.extra),
+            default=None,
+        ),
         extra={k: round(v, 6) for k, v in best.extra.items()},
         metrics=case.metrics,
     )
@@ -531,6 +541,8 @@ def compare(rows: dict[str, Row]) -> None:
         off = rows.get(row.key + OFF)
         if row.metrics and off is not None:
             row.metrics_cost = 1 - row.iterations_per_second / off.iterations_per_second
+            if row.pool != "process" and row.cpu_us_per_iteration and off.cpu_us_per_iteration:
+                row.metrics_cpu_cost = 1 - off.cpu_us_per_iteration / row.cpu_us_per_iteration
 
 
 def goal(rows: dict[str, Row]) -> dict[str, Any]:
@@ -561,12 +573,12 @@ def print_table(rows: list[Row], args: argparse.Namespace, verdict: dict[str, An
     columns = (
         f"{'pool':<8} {'variant':<26} {'metrics':<7} {'iterations':>10} {'iter/s':>11} "
         f"{'µs/iter':>9} {'µs/call':>8} {'overhead':>9} {'vs peer':>8}"
-        + (f" {'cost':>7}" if both else "")
+        + (f" {'cost':>7} {'cost':>7}" if both else "")
     )
     print(columns)
     print(
         f"{'':<8} {'':<26} {'':<7} {'':>10} {'':>11} {'':>9} {'':>8} {'µs/call':>9} "
-        f"{'(it/s)':>8}" + (f" {'metrics':>7}" if both else "")
+        f"{'(it/s)':>8}" + (f" {'it/s':>7} {'cpu':>7}" if both else "")
     )
     print("-" * len(columns))
     for row in rows:
@@ -575,6 +587,9 @@ def print_table(rows: list[Row], args: argparse.Namespace, verdict: dict[str, An
         ratio = "—" if row.rate_vs_peer is None else f"{row.rate_vs_peer:.3f}"
         metrics = "—" if row.peer is None else ("on" if row.metrics else "off")
         cost = "" if row.metrics_cost is None else f" {row.metrics_cost:>7.1%}"
+        if row.metrics_cost is not None:
+            cpu = row.metrics_cpu_cost
+            cost += f" {'—':>7}" if cpu is None else f" {cpu:>7.1%}"
         print(
             f"{row.pool:<8} {row.variant:<26} {metrics:<7} {row.iterations:>10,} "
             f"{row.iterations_per_second:>11,.0f} {row.us_per_iteration:>9.2f} "
@@ -593,7 +608,9 @@ def print_table(rows: list[Row], args: argparse.Namespace, verdict: dict[str, An
         f"          server with /metrics and /status read every {SCRAPE_SECONDS:g} s; off: neither"
     )
     if both:
-        print("cost      1 - iter/s with metrics on ÷ iter/s of the same case with them off")
+        print("cost      it/s: 1 - iter/s with metrics on ÷ iter/s of the same case with them off;")
+        print("          cpu: 1 - CPU µs/iter off ÷ on, this process's CPU time (all its threads),")
+        print("          the least of the runs: steadier than wall time on a shared machine")
     if verdict["met"] is not None:
         word = "met" if verdict["met"] else "MISSED"
         print(
@@ -667,8 +684,13 @@ def selected(only: list[str] | None, metrics: str = "on") -> list[Case]:
 
 
 def run_case(case: Case, iterations: int) -> Run:
+    """One run, with the CPU time this process spent on it (every thread: the loop's, the
+    waiting one's, the HTTP server's; not a process loop's child) in ``extra``."""
     with histograms(case.metrics):
-        return RUNNERS[case.runner](case, iterations)
+        cpu = time.process_time()
+        run = RUNNERS[case.runner](case, iterations)
+        run.extra["cpu_seconds"] = time.process_time() - cpu
+        return run
 
 
 def main(argv: list[str] | None = None) -> int:
