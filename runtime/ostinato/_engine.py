@@ -28,7 +28,7 @@ __all__ = ["HISTOGRAMS_ENV", "LoopManager", "histograms_enabled"]
 #: Environment variable that turns the duration histograms off ("off") for a whole process
 #: tree (process loops inherit it); "on" is the default. For A/B benchmarks of their cost.
 HISTOGRAMS_ENV = "OSTINATO_HISTOGRAMS"
-#: What sampling may cost a loop at most, as a share of its time (see ``_next_sample``).
+#: What sampling may cost a loop at most, as a share of its time (see ``LoopManager._sample``).
 SAMPLING_BUDGET = 0.01
 #: What timing one iteration costs, nanoseconds: a fixed part (swapping the calls, the
 #: iteration's own observation) and a part per timed call (two perf_counter_ns reads, one
@@ -51,11 +51,9 @@ def histograms_enabled(environ: Mapping[str, str] | None = None) -> bool:
     raise ValueError(f"{HISTOGRAMS_ENV}={value!r}: expected 'on' or 'off'")
 
 
-_FAILED: Any = object()
+_FAILED: Any = object()  # a node call that failed after retries and aborts the iteration
 #: What a sync side-effect call reports back: its last error, retries, attempt durations (ns).
-_EffectResult = tuple[
-    Exception | None, int, list[int]
-]  # a node call that failed after retries and aborts the iteration
+_EffectResult = tuple[Exception | None, int, list[int]]
 
 
 class _Desired(enum.Enum):
