@@ -25,8 +25,9 @@ FIXTURE_MARKERS: dict[str, str] = {
     "k8s_binaries": "k8s",
     "cluster": "cluster",
 }
-# Why the binaries are unavailable (set during collection), per fixture name.
+# Why the binaries are unavailable (skip) or why getting them failed (error), per fixture.
 _unavailable: dict[str, str] = {}
+_failed: dict[str, str] = {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,10 +50,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             binaries.ensure(FIXTURE_BINARIES[fixture])
         except binaries.Unavailable as exc:
             _unavailable[fixture] = str(exc)
+        except (binaries.BuildError, OSError) as exc:
+            # Not a skip: the machine can build them and the build broke. Tests using the
+            # fixture error with this message; the rest of the suite still runs.
+            _failed[fixture] = f"{type(exc).__name__}: {exc}"
 
 
 def require_binaries(fixture: str) -> None:
     """Skip, with the one-line reason, when the fixture's binaries cannot be had here."""
+    if fixture in _failed:
+        pytest.fail(f"getting the Kubernetes binaries failed: {_failed[fixture]}", pytrace=False)
     reason = _unavailable.get(fixture)
     if reason is None:
         try:

@@ -339,17 +339,23 @@ class ControlPlane:
                 return
             self._started = False
             atexit.unregister(self.stop)
-            # Reverse start order: controllers first, etcd last.
-            order = list(reversed(self.processes.values()))
+            # Controllers first, then the apiserver, etcd last: each stops while what it talks
+            # to is still there, instead of logging retries through its whole shutdown.
+            stages = [
+                [p for n, p in self.processes.items() if n not in ("kube-apiserver", "etcd")],
+                [p for n, p in self.processes.items() if n == "kube-apiserver"],
+                [p for n, p in self.processes.items() if n == "etcd"],
+            ]
             # Ignore Ctrl-C while stopping, so an impatient second one cannot orphan etcd.
             previous = None
             if threading.current_thread() is threading.main_thread():
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
-                stop_pids([p.pid for p in order], self.timeouts.stop_grace)
-                for proc in order:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=1)
+                for stage in stages:
+                    stop_pids([p.pid for p in stage], self.timeouts.stop_grace)
+                    for proc in stage:
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            proc.wait(timeout=1)
                 self.processes.clear()
                 for entry in _stale_registry().glob(f"{os.getpid()}-{id(self)}.pidfile"):
                     entry.unlink()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,42 @@ def test_kubebuilder_assets_without_apiserver_name_the_variable(
 def test_unknown_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="names: unknown binaries \\['kube-dns'\\]"):
         binaries.ensure(["kube-dns"], root=tmp_path, build=False)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hack.k8s", "binaries", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_cli_prints_the_reason_and_exits_1_or_0_with_best_effort(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        binaries.ASSETS_ENV: str(_fake_output(tmp_path / "assets", ("kube-apiserver",))),
+        binaries.CACHE_ENV: str(tmp_path / "cache"),
+    }
+    strict = _cli("etcd", env=env)
+    assert strict.returncode == 1
+    lines = strict.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{binaries.ASSETS_ENV}=")
+    assert "lacks etcd" in lines[0]
+    lenient = _cli("etcd", "--best-effort", env=env)
+    assert lenient.returncode == 0
+    assert lenient.stdout == strict.stdout
+
+
+def test_cli_prints_the_paths(tmp_path: Path) -> None:
+    assets = _fake_output(tmp_path / "assets", ("etcd", "kube-apiserver"))
+    env = {**os.environ, binaries.ASSETS_ENV: str(assets), binaries.CACHE_ENV: str(tmp_path)}
+    result = _cli("etcd", "kube-apiserver", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"etcd\t{assets / 'etcd'}",
+        f"kube-apiserver\t{assets / 'kube-apiserver'}",
+    ]
