@@ -92,7 +92,7 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         out["x-kubernetes-preserve-unknown-fields"] = True
     if "enum" in out and "type" not in out:
         out["type"] = "string"
-    if "default" in node and node["default"] not in (None, [], {}) and "description" in out:
+    if "default" in node and node["default"] not in (None, "", [], {}) and "description" in out:
         out["description"] += f" Default: {_default_text(node['default'])}."
     return _ordered(out)
 

@@ -17,7 +17,7 @@ from ._kube import Kube, now_rfc3339
 from ._monitor import Monitor
 from ._reconcile import InvalidSpecError, Outcome, ensure_pods, parse, reconcile
 from ._settings import OperatorSettings
-from ._status import invalid_status, previous_status
+from ._status import invalid_status, previous_status, to_json
 from ._webhook import build_server
 
 __all__: list[str] = []
@@ -29,6 +29,13 @@ LOOP_PODS = {
     "app.kubernetes.io/managed-by": "ostinato-operator",
     "app.kubernetes.io/component": "loop",
 }
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod the ServiceAccount, elsewhere $KUBECONFIG as it is now (kopf's default login
+    through the kubernetes client reads $KUBECONFIG only once, when that library is imported)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.startup()
@@ -129,9 +136,7 @@ def workflow_changed(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) ->
         except InvalidSpecError as exc:
             kube.event(body, "InvalidSpec", str(exc), warning=True)
             status = invalid_status(meta.get("generation"), str(exc), previous, now_rfc3339())
-            kube.patch_status(
-                meta["namespace"], meta["name"], status.model_dump(mode="json", by_alias=True)
-            )
+            kube.patch_status(meta["namespace"], meta["name"], to_json(status))
             raise kopf.PermanentError(str(exc)) from None
         except kopf.PermanentError:
             raise

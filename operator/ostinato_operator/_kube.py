@@ -47,7 +47,10 @@ class Kube:
         if "KUBERNETES_SERVICE_HOST" in os.environ and "KUBECONFIG" not in os.environ:
             loader.load_incluster_config(client_configuration=config)
         else:
-            loader.load_kube_config(client_configuration=config)
+            # $KUBECONFIG read now: the client reads it only once, when first imported.
+            loader.load_kube_config(
+                config_file=os.environ.get("KUBECONFIG") or None, client_configuration=config
+            )
         return cls(kubernetes.client.ApiClient(config))
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from ._status_models import (
     WorkflowResourceStatus,
 )
 
-__all__ = ["Observation", "compute_status", "fit", "invalid_status", "previous_status"]
+__all__ = ["Observation", "compute_status", "fit", "invalid_status", "previous_status", "to_json"]
 
 _HEALTH_ORDER = ["healthy", "retrying", "failing"]
 
@@ -278,8 +278,20 @@ def invalid_status(
     )
 
 
+def _compact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None and v != ""}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
 def to_json(status: WorkflowResourceStatus) -> dict[str, Any]:
-    return status.model_dump(mode="json", by_alias=True)
+    """The status for a merge patch: top-level None stays (it removes a stale field), nested
+    None and empty strings are left out (the API server turns an empty string into null and
+    then rejects it against the string schema)."""
+    doc = status.model_dump(mode="json", by_alias=True)
+    return {k: _compact(v) for k, v in doc.items()}
 
 
 def fit(status: WorkflowResourceStatus, max_bytes: int) -> dict[str, Any]:
@@ -296,7 +308,7 @@ def fit(status: WorkflowResourceStatus, max_bytes: int) -> dict[str, Any]:
     doc["nodes"] = []
     if size(doc) > max_bytes:
         for lp in doc["loops"]:
-            lp["lastError"] = None
+            lp.pop("lastError", None)
         dropped.append("loops' last errors")
     for key in ("queues", "loops"):
         total = len(doc[key])
