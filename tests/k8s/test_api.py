@@ -11,9 +11,14 @@ from kubernetes.client import (
     CoreV1Api,
     CustomObjectsApi,
     RbacAuthorizationV1Api,
+    RbacV1Subject,
     V1ConfigMap,
     V1ObjectMeta,
     V1OwnerReference,
+    V1PolicyRule,
+    V1Role,
+    V1RoleBinding,
+    V1RoleRef,
     V1ServiceAccount,
 )
 from kubernetes.client.exceptions import ApiException
@@ -98,18 +103,20 @@ def test_status_subresource_keeps_generation(
         api = CustomObjectsApi(client)
         args = (GROUP, VERSION, k8s_namespace, PLURAL, "w")
         body = json.loads(_widget(k8s_namespace, "w", 1))
-        created = api.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, body)
+        created: Any = api.create_namespaced_custom_object(
+            GROUP, VERSION, k8s_namespace, PLURAL, body
+        )
         assert created["metadata"]["generation"] == 1
 
-        changed = api.patch_namespaced_custom_object(*args, {"spec": {"size": 2}})
+        changed: Any = api.patch_namespaced_custom_object(*args, {"spec": {"size": 2}})
         assert changed["metadata"]["generation"] == 2
 
-        status = api.patch_namespaced_custom_object_status(*args, {"status": {"seen": 2}})
+        status: Any = api.patch_namespaced_custom_object_status(*args, {"status": {"seen": 2}})
         assert status["status"] == {"seen": 2}
         assert status["metadata"]["generation"] == 2
 
         # Through the main resource, status is not writable at all.
-        ignored = api.patch_namespaced_custom_object(*args, {"status": {"seen": 99}})
+        ignored: Any = api.patch_namespaced_custom_object(*args, {"status": {"seen": 99}})
         assert ignored["status"] == {"seen": 2}
         assert ignored["metadata"]["generation"] == 2
 
@@ -118,7 +125,7 @@ def test_status_subresource_keeps_generation(
 def test_deleting_owner_collects_children(control_plane: ControlPlane, k8s_namespace: str) -> None:
     with control_plane.api_client() as client:
         core = CoreV1Api(client)
-        owner = core.create_namespaced_config_map(
+        owner: Any = core.create_namespaced_config_map(
             k8s_namespace, V1ConfigMap(metadata=V1ObjectMeta(name="owner"))
         )
         reference = V1OwnerReference(
@@ -136,8 +143,8 @@ def test_deleting_owner_collects_children(control_plane: ControlPlane, k8s_names
         )
 
         def names() -> set[str]:
-            items = core.list_namespaced_config_map(k8s_namespace).items
-            return {item.metadata.name for item in items} - {"kube-root-ca.crt"}
+            items: list[Any] = core.list_namespaced_config_map(k8s_namespace).items
+            return {str(item.metadata.name) for item in items} - {"kube-root-ca.crt"}
 
         assert names() == {"owner", "child-0", "child-1", "child-2", "bystander"}
         core.delete_namespaced_config_map("owner", k8s_namespace)
@@ -176,24 +183,21 @@ def test_service_account_without_role_is_forbidden(
         rbac = RbacAuthorizationV1Api(admin)
         rbac.create_namespaced_role(
             k8s_namespace,
-            {
-                "metadata": {"name": "read-configmaps"},
-                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
-            },
+            V1Role(
+                metadata=V1ObjectMeta(name="read-configmaps"),
+                rules=[V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["list"])],
+            ),
         )
+        subject = RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=k8s_namespace)
         rbac.create_namespaced_role_binding(
             k8s_namespace,
-            {
-                "metadata": {"name": "nobody-reads"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": "read-configmaps",
-                },
-                "subjects": [
-                    {"kind": "ServiceAccount", "name": "nobody", "namespace": k8s_namespace}
-                ],
-            },
+            V1RoleBinding(
+                metadata=V1ObjectMeta(name="nobody-reads"),
+                role_ref=V1RoleRef(
+                    api_group="rbac.authorization.k8s.io", kind="Role", name="read-configmaps"
+                ),
+                subjects=[subject],
+            ),
         )
 
     def allowed() -> bool | None:
