@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench clean k8s-binaries crds e2e e2e-kind prometheus
+.PHONY: install run test lint typecheck pytest bench clean k8s-binaries crds e2e e2e-kind prometheus cluster-up cluster-down image-local
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,19 @@ prometheus:
 # Debian's source into ~/.cache/ostinato; elsewhere it says what to set and the tests skip.
 k8s-binaries: $(STAMP)
 	$(BIN)/python -m hack.k8s binaries --best-effort
+
+# The single-node cluster (containerd, CNI bridge, kubelet, kube-proxy, DNS) left running for
+# the tests to reuse, and its teardown, which leaves the machine as it found it. Root on Debian.
+cluster-up: $(STAMP) k8s-binaries
+	$(BIN)/python -m hack.k8s cluster-up
+
+cluster-down: $(STAMP)
+	$(BIN)/python -m hack.k8s cluster-down
+
+# localhost/ostinato:dev from the Dockerfile (buildah, on a debootstrap base) into containerd's
+# k8s.io namespace; rebuilt only when its inputs changed.
+image-local: $(STAMP)
+	$(BIN)/python -m hack.k8s image-local
 
 test: lint pytest
 

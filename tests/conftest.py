@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from hack.k8s import binaries
+from hack.k8s import cluster as cluster_module
+from hack.k8s.cluster import Cluster
 from hack.k8s.controlplane import ControlPlane
 
 # Which binaries a fixture needs: they are found or built once, before the first test runs,
@@ -104,3 +106,39 @@ def k8s_namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -
             yield name
         finally:
             core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The single-node cluster (hack/k8s/cluster.py) with localhost/ostinato:dev imported.
+
+    One left running by `make cluster-up` is reused and left running; otherwise it is brought
+    up here and torn down at the end, and anything the teardown leaves behind is an error.
+    The machine-wide lock is held throughout, so two sessions never share or race a cluster.
+    """
+    require_binaries("cluster")
+    why = cluster_module.why_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    handle = cluster_module.Cluster()
+    with cluster_module.locked(handle.settings.lock_wait):
+        brought_up = handle.up(reuse=True)
+        try:
+            handle.ensure_image()
+            yield handle
+        finally:
+            if brought_up:
+                handle.down()
+                left = cluster_module.residue(handle.node)
+                assert not left, f"cluster teardown left behind: {left}"
+
+
+@pytest.fixture
+def cluster_namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace in the cluster for one test, deleted afterwards (without waiting)."""
+    name = _namespace_name(request.node.name)
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,1 @@
+"""The single-node cluster itself: pods of the local image run, talk, log, and go away."""
