@@ -41,9 +41,11 @@ def _local_cluster_kube(request: pytest.FixtureRequest, helm_home: Path) -> Kube
         cluster = request.getfixturevalue("cluster")
     except pytest.FixtureLookupError:
         pytest.skip("missing: the `cluster` fixture of tests/conftest.py (hack/k8s/cluster.py)")
-    # The image from the project's own Dockerfile, rebuilt only when its inputs changed, so the
-    # test always runs the code in this checkout.
-    assert cluster.ensure_image() == f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
+    # The `cluster` fixture has built (when its inputs changed) and imported the image from the
+    # project's own Dockerfile, so the test runs the code in this checkout.
+    from hack.k8s import images
+
+    assert f"{IMAGE_REPOSITORY}:{IMAGE_TAG}" == images.IMAGE_REF, images.IMAGE_REF
     tools = binaries.ensure(["kubectl", "helm"], build=False)
     return Kube(
         kubeconfig=cluster.kubeconfig,
