@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,12 +94,14 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
         return json.dumps(_status(kube, ns))[:2000]
 
     # -- apply and wait for Ready ---------------------------------------------------------
+    applied = time.monotonic()
     kube.kubectl("apply", "-n", ns, "-f", str(EXAMPLE))
     wait = kube.kubectl(
         "wait", "-n", ns, "--for=condition=Ready", f"workflow/{WF}", "--timeout=300s",
         check=False, timeout=320,
     )  # fmt: skip
     assert wait.returncode == 0, f"{wait.stderr.strip()}; status: {show()}; {install.diagnose()}"
+    print(f"e2e: apply to Ready in {time.monotonic() - applied:.1f} s")
 
     # Every child the operator owns is there, owned by the Workflow.
     uid = kube.get("workflow", WF, "-n", ns)["metadata"]["uid"]
@@ -186,6 +189,7 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
     old_hub = kube.get("pods", "-n", ns, "-l", hub_selector)["items"]
     assert len(old_hub) == 1, [p["metadata"]["name"] for p in old_hub]
     sent_before_kill = max(_numbers(kube, ns, writer_pod, "sent"))
+    killed = time.monotonic()
     kube.kubectl(
         "delete", "pod", old_hub[0]["metadata"]["name"], "-n", ns, "--grace-period=0", "--force"
     )
@@ -200,6 +204,7 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
         return None
 
     poll(new_hub_ready, timeout=180, what="a new hub pod Ready", show=install.diagnose)
+    print(f"e2e: hub pod killed to a new hub Ready in {time.monotonic() - killed:.1f} s")
     # The writer goes on past the restart, through the new hub.
     poll(
         lambda: max(_numbers(kube, ns, writer_pod, "sent")) > sent_before_kill + 100 or None,
@@ -232,6 +237,7 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
         show=lambda: f"missing {sorted(missing())[:20]} ...; status {show()}",
     )  # fmt: skip
     assert acknowledged[-1] > sent_before_kill + 100
+    print(f"e2e: {len(acknowledged)} numbers acknowledged, every one at the reader")
     restarts = {
         p: [c["restartCount"] for c in kube.get("pod", p, "-n", ns)["status"]["containerStatuses"]]
         for p in (writer_pod, reader_pod)
@@ -239,9 +245,11 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
     assert restarts == {writer_pod: [0], reader_pod: [0]}, f"loop pods restarted: {restarts}"
 
     # -- delete the Workflow: every child goes ------------------------------------------
+    deleting = time.monotonic()
     kube.kubectl("delete", "workflow", WF, "-n", ns, "--wait=true", "--timeout=120s", timeout=150)
     poll(
         lambda: not _children(kube, ns) or None,
         timeout=180, what="every child of the deleted Workflow gone",
         show=lambda: " ".join(_children(kube, ns)),
     )  # fmt: skip
+    print(f"e2e: delete to no children left in {time.monotonic() - deleting:.1f} s")
