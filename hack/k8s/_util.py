@@ -151,6 +151,6 @@ def stale_pids(path: Path) -> list[int] | None:
         entries = [(int(e["pid"]), str(e["argv0"])) for e in record["processes"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    if owner != os.getpid() and _alive(owner):
+    if _alive(owner):  # including this very process: another ControlPlane of ours
         return None
     return [pid for pid, argv0 in entries if cmdline(pid)[:1] == [argv0]]

@@ -478,19 +478,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cli_main(args: argparse.Namespace) -> int:
     plane = ControlPlane(args.workdir, args.bind_address, args.with_scheduler)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Everything after start() is inside the try: a Ctrl-C at any moment still stops cleanly.
     try:
         plane.start()
+        print(f"control plane ready: {plane.server}")
+        print(f"export KUBECONFIG={plane.kubeconfig}")
+        print("Ctrl-C stops it.", flush=True)
+        while not stopped.wait(1.0):
+            plane._check_alive()
     except binaries.Unavailable as exc:
         print(exc)
         return 1
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    print(f"control plane ready: {plane.server}")
-    print(f"export KUBECONFIG={plane.kubeconfig}")
-    print("Ctrl-C stops it.", flush=True)
-    try:
-        while not stopped.wait(1.0):
-            plane._check_alive()
     except KeyboardInterrupt:
         pass
     finally:

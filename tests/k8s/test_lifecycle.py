@@ -22,7 +22,12 @@ def _pids(workdir: Path) -> list[int]:
 
 
 @pytest.mark.timeout(120)
-def test_stop_ends_every_process_and_removes_the_workdir(tmp_path: Path) -> None:
+def test_stop_ends_every_process_and_removes_the_workdir(
+    tmp_path: Path, control_plane: ControlPlane
+) -> None:
+    # A second control plane in the same process as the session one: starting and stopping
+    # it must leave the session one alone (its owner, this process, is alive).
+    session_pids = [proc.pid for proc in control_plane.processes.values()]
     workdir = tmp_path / "plane"
     plane = ControlPlane(workdir, with_scheduler=True)
     plane.start()
@@ -36,6 +41,8 @@ def test_stop_ends_every_process_and_removes_the_workdir(tmp_path: Path) -> None
     assert not any(_alive(pid) for pid in pids.values())
     assert not workdir.exists()
     plane.stop()  # idempotent
+    assert all(_alive(pid) for pid in session_pids)
+    assert control_plane.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
 
 
 def _start_cli(workdir: Path) -> subprocess.Popen[str]:
