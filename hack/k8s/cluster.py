@@ -39,13 +39,17 @@ AGENTS = (
     "kube-controller-manager",
 )
 STORE = ("kube-apiserver", "etcd")
-# Directories the kubelet (logs, device plugins) and the controller-manager (flex volumes) make
-# outside their configured dirs (fixed paths in 1.20): removed at teardown if they were new.
-KUBELET_FIXED_DIRS = (
+# Directories made outside the configured ones at fixed paths: by the kubelet (pod logs, device
+# plugins), the controller-manager (flex volumes), containerd 1.6 (shim sockets), CRI (netns
+# mounts) and libcni (results cache). Removed at teardown when they were not there before.
+FIXED_DIRS = (
     Path("/var/log/pods"),
     Path("/var/log/containers"),
     Path("/var/lib/kubelet"),
     Path("/usr/libexec/kubernetes"),
+    Path("/run/containerd"),
+    Path("/run/netns"),
+    Path("/var/lib/cni"),
 )
 
 
@@ -233,7 +237,7 @@ class Cluster:
                 "phase": "starting",
                 "owner": os.getpid(),
                 "sysctls": node.read_sysctls(),
-                "created": [str(d) for d in KUBELET_FIXED_DIRS if not d.exists()],
+                "created": [str(d) for d in FIXED_DIRS if not d.exists()],
                 "processes": [],
             }
         )
@@ -525,10 +529,10 @@ def up_main(args: argparse.Namespace) -> int:
     if why is not None:
         print(why)
         return 1
-    started = time.monotonic()
     cluster = Cluster()
     try:
         with locked(cluster.settings.lock_wait):
+            started = time.monotonic()
             brought_up = cluster.up(reuse=not args.fresh)
             took = time.monotonic() - started
             print(f"cluster {'up' if brought_up else 'already up'} in {took:.1f} s")
@@ -549,9 +553,9 @@ def add_down_arguments(parser: argparse.ArgumentParser) -> None:
 
 def down_main(args: argparse.Namespace) -> int:
     del args
-    started = time.monotonic()
     cluster = Cluster()
     with locked(cluster.settings.lock_wait):
+        started = time.monotonic()
         removed = cluster.down()
     for item in removed:
         print(f"removed {item}")
