@@ -71,7 +71,8 @@ def tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie child of ours is reaped and counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -107,16 +108,16 @@ def stop_pids(pids: Sequence[int], grace: float) -> None:
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    remaining = [p for p in pids if _alive(p)]
+    remaining = [p for p in pids if is_alive(p)]
     while remaining and time.monotonic() < deadline:
         time.sleep(0.05)
-        remaining = [p for p in remaining if _alive(p)]
+        remaining = [p for p in remaining if is_alive(p)]
     for pid in remaining:
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
     while remaining and time.monotonic() < deadline:
         time.sleep(0.02)
-        remaining = [p for p in remaining if _alive(p)]
+        remaining = [p for p in remaining if is_alive(p)]
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
@@ -151,6 +152,6 @@ def stale_pids(path: Path) -> list[int] | None:
         entries = [(int(e["pid"]), str(e["argv0"])) for e in record["processes"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    if _alive(owner):  # including this very process: another ControlPlane of ours
+    if is_alive(owner):  # including this very process: another ControlPlane of ours
         return None
     return [pid for pid, argv0 in entries if cmdline(pid)[:1] == [argv0]]

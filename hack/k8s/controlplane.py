@@ -332,6 +332,13 @@ class ControlPlane:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         path.chmod(0o600)
 
+    def detach(self) -> None:
+        """Let the processes outlive this Python process (`make cluster-up`): no atexit stop,
+        no crash-registry entry; whoever detaches must record the PIDs and stop them later."""
+        atexit.unregister(self.stop)
+        for entry in _stale_registry().glob(f"{os.getpid()}-{id(self)}.pidfile"):
+            entry.unlink(missing_ok=True)
+
     def stop(self) -> None:
         """Stop every process by PID (SIGTERM, then SIGKILL) and remove the workdir. Idempotent."""
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hack.k8s._util import _alive, stale_pids, wait_until
+from hack.k8s._util import is_alive, stale_pids, stop_pids, wait_until
 from hack.k8s.controlplane import PID_FILE, ControlPlane, cleanup_stale
 
-pytestmark = pytest.mark.usefixtures("k8s_binaries")
+# Each starts a control plane of its own (a few seconds idle, tens on a loaded machine).
+pytestmark = [pytest.mark.usefixtures("k8s_binaries"), pytest.mark.slow]
 
 
 def _pids(workdir: Path) -> list[int]:
@@ -34,14 +36,14 @@ def test_stop_ends_every_process_and_removes_the_workdir(
     try:
         pids = {name: proc.pid for name, proc in plane.processes.items()}
         assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-        assert all(_alive(pid) for pid in pids.values())
+        assert all(is_alive(pid) for pid in pids.values())
         assert plane.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
     finally:
         plane.stop()
-    assert not any(_alive(pid) for pid in pids.values())
+    assert not any(is_alive(pid) for pid in pids.values())
     assert not workdir.exists()
     plane.stop()  # idempotent
-    assert all(_alive(pid) for pid in session_pids)
+    assert all(is_alive(pid) for pid in session_pids)
     assert control_plane.kubectl("get", "--raw", "/readyz").stdout.strip() == "ok"
 
 
@@ -62,8 +64,6 @@ def _start_cli(workdir: Path) -> subprocess.Popen[str]:
 
 
 def _child_pids(workdir: Path, owner: int) -> list[int]:
-    import json
-
     record = json.loads((workdir / PID_FILE).read_text())
     assert record["owner"] == owner
     return [int(entry["pid"]) for entry in record["processes"]]
@@ -75,10 +75,10 @@ def test_ctrl_c_stops_the_foreground_command(tmp_path: Path) -> None:
     proc = _start_cli(workdir)
     pids = _child_pids(workdir, proc.pid)
     assert len(pids) == 3
-    assert all(_alive(pid) for pid in pids)
+    assert all(is_alive(pid) for pid in pids)
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 0
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(is_alive(pid) for pid in pids)
     assert not workdir.exists()
 
 
@@ -91,11 +91,43 @@ def test_a_crashed_owner_is_cleaned_up_by_the_next_run(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     # The daemons outlive their owner (own sessions) until someone cleans up.
-    assert all(_alive(pid) for pid in pids)
+    assert all(is_alive(pid) for pid in pids)
     assert sorted(_pids(workdir)) == sorted(pids)
     assert cleanup_stale() >= len(pids)
     wait_until(
-        lambda: True if not any(_alive(pid) for pid in pids) else None,
+        lambda: True if not any(is_alive(pid) for pid in pids) else None,
         timeout=15,
         what="stale control-plane processes to stop",
     )
+
+
+DETACHED = """
+import json, sys
+from pathlib import Path
+from hack.k8s.controlplane import ControlPlane
+plane = ControlPlane(Path(sys.argv[1]), keep_workdir=True)
+plane.start()
+plane.detach()
+print(json.dumps([proc.pid for proc in plane.processes.values()]))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_detached_control_plane_outlives_its_process(tmp_path: Path) -> None:
+    workdir = tmp_path / "plane"
+    result = subprocess.run(
+        [sys.executable, "-c", DETACHED, str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=True,
+    )
+    pids = json.loads(result.stdout)
+    try:
+        assert len(pids) == 3
+        assert all(is_alive(pid) for pid in pids)  # no atexit stop when its owner exited
+        cleanup_stale()  # not registered as a crash: left alone
+        assert all(is_alive(pid) for pid in pids)
+    finally:
+        stop_pids(pids, grace=10)
+    assert not any(is_alive(pid) for pid in pids)
