@@ -288,8 +288,9 @@ def _build(root: Path | None) -> None:
         _log(f"building {', '.join(BUILT)} (about 5 minutes on 2 cores; log: {work / 'build.log'})")
         downloads = work / "download"
         downloads.mkdir(exist_ok=True)
-        if not list(downloads.glob("kubernetes_*.orig.tar.gz")):
-            _run(["apt-get", "source", "--download-only", "kubernetes"], log, cwd=downloads)
+        # apt checks what is already there against the .dsc hashes and fetches only what is
+        # missing or wrong, so a download cut short last time is repaired here.
+        _run(["apt-get", "source", "--download-only", "kubernetes"], log, cwd=downloads)
         tarball = sorted(downloads.glob("kubernetes_*.orig.tar.gz"))[-1]
         # Unpack afresh every time: a previous failed run may have left a broken _output.
         source = work / "src"
