@@ -28,10 +28,13 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY runtime ./runtime
 COPY operator ./operator
+# kubernetes/aio (68 MB, the client's asyncio twin) is imported by nothing here: the operator
+# uses kopf and the synchronous client.
 RUN python3 -m venv /opt/ostinato \
  && /opt/ostinato/bin/pip install ".[operator]" \
  && /opt/ostinato/bin/pip uninstall --yes pip setuptools \
- && rm -f /opt/ostinato/bin/activate*  /opt/ostinato/bin/Activate.ps1
+ && rm -rf /opt/ostinato/bin/activate* /opt/ostinato/bin/Activate.ps1 \
+        /opt/ostinato/lib/python3*/site-packages/kubernetes/aio
 # The examples' node modules (`demo_nodes:Sensor`, ...) are importable in every pod.
 COPY examples /opt/ostinato/examples
 

@@ -390,6 +390,8 @@ def ensure_project_image(
             "PIP_CERT=/run/host-ca.crt",
         ]
     buildah(*argv, str(repo), timeout=settings.build_timeout, log=log)
+    # The previous build's image is now untagged: drop it (and its ~190 MB layer).
+    buildah("rmi", "--prune")
     _export(IMAGE_REF, archive)
     _record("ostinato-dev", inputs)
     _log(f"{IMAGE_REF} built in {time.monotonic() - started:.1f} s (log: {log})")
