@@ -41,6 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return  # listing tests must not start a build
     used = {
         fixture
         for item in session.items
@@ -113,7 +115,8 @@ def cluster() -> Iterator[Cluster]:
     """The single-node cluster (hack/k8s/cluster.py) with localhost/ostinato:dev imported.
 
     One left running by `make cluster-up` is reused and left running; otherwise it is brought
-    up here and torn down at the end, and anything the teardown leaves behind is an error.
+    up (or adopted from a crashed session) here and torn down at the end, and anything the
+    teardown leaves behind is an error.
     The machine-wide lock is held throughout, so two sessions never share or race a cluster.
     """
     require_binaries("cluster")
@@ -122,12 +125,13 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip(why)
     handle = cluster_module.Cluster()
     with cluster_module.locked(handle.settings.lock_wait):
-        brought_up = handle.up(reuse=True)
+        # Ours to stop: one we start, or one a crashed session started and never stopped.
+        owned = handle.up(reuse=True) or not handle.kept
         try:
             handle.ensure_image()
             yield handle
         finally:
-            if brought_up:
+            if owned:
                 handle.down()
                 left = cluster_module.residue(handle.node)
                 assert not left, f"cluster teardown left behind: {left}"

@@ -185,6 +185,12 @@ class Cluster:
     def exists(self) -> bool:
         return self.state_file.exists()
 
+    @property
+    def kept(self) -> bool:
+        """Started by `make cluster-up` to be reused; False for one a test session started
+        (and, having crashed, never stopped): the next session adopts and stops that one."""
+        return bool(self._state().get("keep", False))
+
     def healthy(self) -> bool:
         """Up (state says so), every daemon running, the apiserver ready, the Node Ready."""
         state = self._state()
@@ -219,12 +225,17 @@ class Cluster:
 
     # -- up ----------------------------------------------------------------------------------
 
-    def up(self, *, reuse: bool = True) -> bool:
-        """Bring the cluster up; with `reuse`, keep a healthy one. True if this call started it."""
+    def up(self, *, reuse: bool = True, keep: bool = False) -> bool:
+        """Bring the cluster up; with `reuse`, keep a healthy one. True if this call started it.
+
+        `keep` marks it as meant to outlive its starter (`make cluster-up`); see `kept`.
+        """
         why = why_unavailable()
         if why is not None:
             raise binaries.Unavailable(why)
         if reuse and self.healthy():
+            if keep:
+                self._update(keep=True)
             return False
         if self.exists():
             self.down()
@@ -235,6 +246,7 @@ class Cluster:
         self._save(
             {
                 "phase": "starting",
+                "keep": keep,
                 "owner": os.getpid(),
                 "sysctls": node.read_sysctls(),
                 "created": [str(d) for d in FIXED_DIRS if not d.exists()],
@@ -533,7 +545,7 @@ def up_main(args: argparse.Namespace) -> int:
     try:
         with locked(cluster.settings.lock_wait):
             started = time.monotonic()
-            brought_up = cluster.up(reuse=not args.fresh)
+            brought_up = cluster.up(reuse=not args.fresh, keep=True)
             took = time.monotonic() - started
             print(f"cluster {'up' if brought_up else 'already up'} in {took:.1f} s")
             if not args.no_image:
