@@ -457,14 +457,17 @@ class Cluster:
         images.import_image(self.containerd_socket, archive, images.IMAGE_REF, inputs)
         return images.IMAGE_REF
 
-    def memory_bytes(self) -> int:
-        """Resident memory of every recorded daemon, plus the shims and pods (cgroup)."""
-        pids = list(self._running().values()) + node.shim_pids(self.node)
-        total = sum(_rss(pid) for pid in pids)
-        usage = Path("/sys/fs/cgroup/memory/kubepods/memory.usage_in_bytes")
+    def memory(self) -> dict[str, int]:
+        """Resident bytes: the daemons (RSS), the shims, and the pods (kubepods total_rss)."""
+        daemons = sum(_rss(pid) for pid in self._running().values())
+        shims = sum(_rss(pid) for pid in node.shim_pids(self.node))
+        pods = 0
+        stat = Path("/sys/fs/cgroup/memory/kubepods/memory.stat")
         with contextlib.suppress(OSError, ValueError):
-            total += int(usage.read_text())
-        return total
+            for line in stat.read_text().splitlines():
+                if line.startswith("total_rss "):
+                    pods = int(line.split()[1])
+        return {"daemons": daemons, "shims": shims, "pods": pods}
 
 
 def _not_zombie(pid: int) -> bool:
@@ -555,7 +558,8 @@ def up_main(args: argparse.Namespace) -> int:
         print(exc)
         return 1
     print(f"export KUBECONFIG={cluster.kubeconfig}")
-    print(f"memory: {cluster.memory_bytes() / 2**20:.0f} MiB; `make cluster-down` stops it")
+    memory = ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in cluster.memory().items())
+    print(f"resident memory: {memory}; `make cluster-down` stops it")
     return 0
 
 
