@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import Iterator
@@ -17,10 +18,13 @@ from hack.k8s.controlplane import ControlPlane
 # Which binaries a fixture needs: they are found or built once, before the first test runs,
 # so a cold build (minutes) never counts against a test's timeout.
 FIXTURE_BINARIES: dict[str, tuple[str, ...]] = {
-    "control_plane": binaries.CONTROL_PLANE,
-    "k8s_binaries": binaries.CONTROL_PLANE,
+    "control_plane": binaries.CONTROL_PLANE_MINIMUM,
+    "k8s_binaries": (*binaries.CONTROL_PLANE, "kube-scheduler"),
     "cluster": binaries.ALL,
 }
+# Got (built) when possible, but their absence is no reason to skip: with only envtest's
+# assets the control plane runs without a controller-manager (tests needing one skip).
+FIXTURE_OPTIONAL: dict[str, tuple[str, ...]] = {"control_plane": ("kube-controller-manager",)}
 # Tests that use a fixture get its marker, so `-m "not k8s"` deselects them.
 FIXTURE_MARKERS: dict[str, str] = {
     "control_plane": "k8s",
@@ -52,6 +56,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for fixture in sorted(used):
         try:
             binaries.ensure(FIXTURE_BINARIES[fixture])
+            with contextlib.suppress(binaries.Unavailable):
+                binaries.ensure(FIXTURE_OPTIONAL.get(fixture, ()))
         except binaries.Unavailable as exc:
             _unavailable[fixture] = str(exc)
         except (binaries.BuildError, OSError) as exc:
@@ -83,10 +89,19 @@ def k8s_binaries() -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver + kube-controller-manager on loopback for the whole session."""
+    """etcd + kube-apiserver + kube-controller-manager on loopback for the whole session.
+
+    Without a controller-manager binary (envtest's assets only) it runs without one;
+    `control_plane.with_controller_manager` says which.
+    """
     require_binaries("control_plane")
+    try:
+        binaries.ensure(["kube-controller-manager"], build=False)
+        with_controller_manager = True
+    except binaries.Unavailable:
+        with_controller_manager = False
     workdir: Path = tmp_path_factory.mktemp("control-plane")
-    with ControlPlane(workdir) as plane:
+    with ControlPlane(workdir, with_controller_manager=with_controller_manager) as plane:
         yield plane
 
 

