@@ -18,7 +18,7 @@ from ._monitor import Monitor
 from ._reconcile import InvalidSpecError, Outcome, ensure_pods, parse, reconcile
 from ._settings import OperatorSettings
 from ._status import invalid_status, previous_status, to_json
-from ._webhook import build_server
+from ._webhook import NoWebhook, build_server
 
 __all__: list[str] = []
 
@@ -59,6 +59,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if config.webhook:
         settings.admission.server = build_server(config)
         settings.admission.managed = config.webhook_config_name
+    else:
+        settings.admission.server = NoWebhook()
     kube = Kube.connect()
     monitor = Monitor(kube, config)
     memo.kube = kube

@@ -3,6 +3,7 @@ Service reference instead of a URL (API servers usually cannot resolve `*.svc` n
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tempfile
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ import kopf
 from ._certs import self_signed
 from ._settings import OperatorSettings
 
-__all__ = ["SERVICE_PORT", "build_server"]
+__all__ = ["SERVICE_PORT", "NoWebhook", "build_server"]
 
 #: The port of the webhook Service (templates/webhook.yaml); it forwards to webhook_port.
 SERVICE_PORT = 443
@@ -39,6 +40,15 @@ class _ServiceWebhookServer(kopf.WebhookServer):
                 "path": "",
             }
             yield out
+
+
+class NoWebhook:
+    """Serves nothing: the validating handler stays registered while the webhook is off (kopf
+    refuses to run admission handlers without a server, and the handler is registered at import)."""
+
+    async def __call__(self, fn: Any) -> AsyncIterator[Any]:
+        await asyncio.Event().wait()
+        yield {}  # pragma: no cover - never reached
 
 
 def build_server(config: OperatorSettings) -> kopf.WebhookServer:

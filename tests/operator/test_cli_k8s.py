@@ -77,13 +77,13 @@ def test_one_active_replica_metrics_and_liveness(
             "-",
             input=yaml.safe_dump(example("k8s-counter.yaml")),
         )
-        metrics = wait_until(
-            lambda: (
-                ((t := _fetch(f"http://127.0.0.1:{m1}/metrics")) and _managed(t) >= 1 and t) or None
-            ),
-            timeout=60,
-            what="the managed workflows gauge",
-        )
+        created = 'ostinato_operator_reconcile_duration_seconds_count{trigger="create"}'
+
+        def scraped() -> str | None:
+            text = _fetch(f"http://127.0.0.1:{m1}/metrics")
+            return text if text and _managed(text) >= 1 and created in text else None
+
+        metrics = wait_until(scraped, timeout=60, what="metrics of the Workflow's creation")
         assert 'ostinato_operator_reconciles_total{trigger="create"}' in metrics
         assert "ostinato_operator_reconcile_duration_seconds_bucket" in metrics
 

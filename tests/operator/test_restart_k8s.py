@@ -80,7 +80,15 @@ def _state(installed: Installed, ns: str) -> dict[str, Any]:
 
 def _pod_count(installed: Installed, ns: str) -> int | None:
     out = installed.plane.kubectl(
-        "get", "pods", "-n", ns, "-l", "ostinato.dev/workflow=big", "-o", "name", check=False
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "ostinato.dev/workflow=big,app.kubernetes.io/component=loop",
+        "-o",
+        "name",
+        check=False,
     )
     n = len(out.stdout.split())
     return n if n > 0 else None
@@ -106,12 +114,16 @@ def test_killed_mid_reconcile_and_restarted_converges(
     before = {k: v for k, v in _state(installed, ns).items() if k != "pods"}
 
     with _operator(installed, log):
-        wait_until(
-            lambda: True if _pod_count(installed, ns) == REPLICAS + 1 else None,
-            timeout=120,
-            what="all pods after the restart",
-            interval=0.5,
-        )
+        seen: list[int | None] = []
+
+        def converged() -> bool | None:
+            seen.append(_pod_count(installed, ns))
+            return True if seen[-1] == REPLICAS + 1 else None
+
+        try:
+            wait_until(converged, timeout=120, what="all pods after the restart", interval=0.5)
+        except TimeoutError:
+            pytest.fail(f"{seen[-1]} pods after the restart, not {REPLICAS + 1}:\n{tail(log)}")
         after = _state(installed, ns)
     expected = sorted(["big-writer-0", *(f"big-reader-{i}" for i in range(REPLICAS))])
     assert after["pods"] == expected, tail(log)
