@@ -102,3 +102,21 @@ class Kube:
         with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=5) as answer:
             body: bytes = answer.read()
         return body.decode()
+
+    def service_http_get(self, namespace: str, service: str, port_name: str, path: str) -> str:
+        """GET through a Service: to its first ready endpoint's address where this host is on
+        the pod network (so the Service's selector and targetPort are what is tested), through
+        the API server's service proxy otherwise."""
+        if not self.pod_network_routable:
+            raw = f"/api/v1/namespaces/{namespace}/services/{service}:{port_name}/proxy{path}"
+            return self.kubectl("get", "--raw", raw).stdout
+        endpoints = self.get("endpoints", service, "-n", namespace) or {}
+        for subset in endpoints.get("subsets") or []:
+            ports = {p.get("name"): p["port"] for p in subset.get("ports", [])}
+            for address in subset.get("addresses") or []:
+                if port_name in ports:
+                    url = f"http://{address['ip']}:{ports[port_name]}{path}"
+                    with urllib.request.urlopen(url, timeout=5) as answer:
+                        body: bytes = answer.read()
+                    return body.decode()
+        raise CommandError(f"service {namespace}/{service} has no ready endpoint for {port_name}")

@@ -124,6 +124,20 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
     assert len(set(ips.values())) == 2, f"the two loops share a pod IP: {ips}"
     reader_uid = pods[reader_pod]["metadata"]["uid"]
 
+    # The operator's own metrics, through the chart's metrics Service.
+    def operator_metric(name: str) -> float:
+        text = kube.service_http_get(
+            install.operator_namespace, f"{install.release}-ostinato-metrics", "metrics", "/metrics"
+        )
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    return float(sample.value)
+        raise AssertionError(f"operator /metrics has no {name}")
+
+    assert operator_metric("ostinato_operator_managed_workflows") == 1
+    assert operator_metric("ostinato_operator_reconciles_total") >= 1
+
     # -- a manifest the runtime rejects is refused at apply, by the in-cluster webhook ------
     bad = EXAMPLE.read_text().replace("write: numbers", "write: nope")
     bad = bad.replace(f"name: {WF}\n", f"name: {WF}-bad\n", 1)
