@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,8 @@ FIXTURE_MARKERS: dict[str, str] = {
 # Why the binaries are unavailable (skip) or why getting them failed (error), per fixture.
 _unavailable: dict[str, str] = {}
 _failed: dict[str, str] = {}
+# The session's control plane once started, or the exception that stopped it starting.
+_control_plane: list[ControlPlane | BaseException] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -64,6 +67,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             # Not a skip: the machine can build them and the build broke. Tests using the
             # fixture error with this message; the rest of the suite still runs.
             _failed[fixture] = f"{type(exc).__name__}: {exc}"
+    if "control_plane" in used and not {"control_plane"} & (_unavailable.keys() | _failed.keys()):
+        _start_control_plane(session.config)
 
 
 def require_binaries(fixture: str) -> None:
@@ -87,22 +92,40 @@ def k8s_binaries() -> dict[str, Path]:
     return binaries.ensure(FIXTURE_BINARIES["k8s_binaries"], build=False)
 
 
-@pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver + kube-controller-manager on loopback for the whole session.
-
-    Without a controller-manager binary (envtest's assets only) it runs without one;
-    `control_plane.with_controller_manager` says which.
-    """
-    require_binaries("control_plane")
+def _start_control_plane(config: pytest.Config) -> ControlPlane | BaseException:
+    """Start the session's control plane (or record why it failed to start)."""
     try:
         binaries.ensure(["kube-controller-manager"], build=False)
         with_controller_manager = True
     except binaries.Unavailable:
         with_controller_manager = False
-    workdir: Path = tmp_path_factory.mktemp("control-plane")
-    with ControlPlane(workdir, with_controller_manager=with_controller_manager) as plane:
-        yield plane
+    workdir = Path(tempfile.mkdtemp(prefix="ostinato-control-plane-"))
+    plane = ControlPlane(workdir, with_controller_manager=with_controller_manager)
+    started: ControlPlane | BaseException
+    try:
+        plane.start()
+        config.add_cleanup(plane.stop)
+        started = plane
+    except Exception as exc:
+        started = exc
+    _control_plane.append(started)
+    return started
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager on loopback for the whole session.
+
+    Started when collection finishes (not inside the first test, whose timeout a start on a
+    loaded machine, tens of seconds, would eat). Without a controller-manager binary
+    (envtest's assets only) it runs without one; `.with_controller_manager` says which.
+    """
+    require_binaries("control_plane")
+    started = _control_plane[0] if _control_plane else _start_control_plane(request.config)
+    if isinstance(started, BaseException):
+        pytest.fail(f"the control plane did not start: {started}", pytrace=False)
+    yield started
+    started.stop()
 
 
 def _namespace_name(test_name: str) -> str:
