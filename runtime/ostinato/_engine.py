@@ -38,6 +38,9 @@ SAMPLE_COST_PER_CALL_NS = 1_000
 #: The longest gap between two sampled iterations, iterations: a loop running at 200,000
 #: iterations/s still gets 200 samples a second.
 MAX_SAMPLE_INTERVAL = 1_000
+#: Weight of the newest measurement in the smoothed time per iteration (an exponential moving
+#: average over about the last ten samples).
+SMOOTHING = 0.1
 _NEVER = 1 << 62
 
 
@@ -124,6 +127,7 @@ class LoopManager:
         self._until_sample = _NEVER
         self._sampled: tuple[NodeRunner, ...] = ()
         self._last_sample_ns = self._last_sample_iteration = 0
+        self._per_iteration_ns = 0.0
 
     # -- control, from any thread --------------------------------------------------------------
 
@@ -481,18 +485,20 @@ class LoopManager:
         producer = self._producer
         assert producer is not None
         self.iteration_durations.observe(end - producer.ended_ns)
-        # The loop's time per iteration: on average since the last sample (one quick
-        # iteration, a producer catching up a late tick, must not thin out the samples of a
-        # slow loop); for the first sample, this iteration's.
+        # The loop's time per iteration: on average since the last sample, smoothed over
+        # the last samples (one quick iteration, a producer catching up a late tick, must not
+        # thin out the samples of a slow loop); for the first sample, this iteration's.
         if self._last_sample_ns:
             span = end - self._last_sample_ns
-            per_iteration = span / max(self.iterations - self._last_sample_iteration, 1)
+            measured = span / max(self.iterations - self._last_sample_iteration, 1)
+            self._per_iteration_ns += SMOOTHING * (measured - self._per_iteration_ns)
         else:
-            per_iteration = end - producer.started_ns
+            self._per_iteration_ns = end - producer.started_ns
         self._last_sample_ns, self._last_sample_iteration = end, self.iterations
         cost = SAMPLE_COST_NS + SAMPLE_COST_PER_CALL_NS * len(self._sampled)
         every = min(
-            math.ceil(cost / (SAMPLING_BUDGET * max(per_iteration, 1))), MAX_SAMPLE_INTERVAL
+            math.ceil(cost / (SAMPLING_BUDGET * max(self._per_iteration_ns, 1))),
+            MAX_SAMPLE_INTERVAL,
         )
         if every > 1:  # else the timed calls stay: the next iteration is sampled too
             for r in self._sampled:
