@@ -15,6 +15,7 @@ from typing import Any
 
 import zmq
 
+from ._channel import DATA_SUFFIX
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
 from ._spec import QueueSpec
@@ -166,9 +167,11 @@ class Hub:
                 self._send(item[1], item[2])
             elif item[0] == "gone":
                 self._lose(item[1], "its process exited", may_return=False)
+                self._lose(item[1] + DATA_SUFFIX, "its process exited", may_return=False)
 
-    def _send(self, identity: bytes, frame: bytes) -> None:
-        sock = self._route.get(identity, self._local)
+    def _send(self, identity: bytes, frame: bytes, *, via: bytes = b"") -> None:
+        """Send ``frame`` to a peer, on the socket it (or peer ``via``) came in on."""
+        sock = self._route.get(via or identity, self._local)
         try:
             sock.send_multipart([identity, frame], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer is gone
@@ -244,6 +247,7 @@ class Hub:
         else:
             if kind in ("ping", "status"):  # heartbeats: the answer says which hub this is
                 self._send(identity, encode("pong", hub=self.id))
+                self._data_alive(identity)
             with self._lock:
                 handler = self._handlers.get(identity)
             if handler is None:
@@ -260,6 +264,16 @@ class Hub:
                 handler(msg)
             except Exception:
                 log.exception("handler for %r failed on %r", identity, kind)
+
+    def _data_alive(self, identity: bytes) -> None:
+        """A connection's heartbeat also keeps its data socket (``_channel``) alive, which is
+        silent while its loop has nothing to read or write, and brings it back if lost."""
+        data = identity + DATA_SUFFIX
+        if data in self._seen:
+            self._seen[data] = time.monotonic()
+        elif data in self._lost:
+            del self._lost[data]
+            self._send(data, encode("resubscribe"), via=identity)
 
     def _lose(self, identity: bytes, why: str, *, may_return: bool = True) -> None:
         self._seen.pop(identity, None)

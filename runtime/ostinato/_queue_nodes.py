@@ -55,6 +55,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             raise QueueError(f"queue node {self.context.node!r} has no connection to a hub")
         self.client = client
         self.inbox: Inbox | None = None
+        self._attached = False
         if self.config.role == "read":
             self.inbox = client.subscribe(self.config.queue, self.config.prefetch)
 
@@ -64,6 +65,8 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         its wait, and then the iteration fails rather than go on without a message."""
         inbox = self.inbox
         assert inbox is not None
+        if not self._attached:
+            self._attach()
         while True:
             item = inbox.take()
             if item is not None:
@@ -101,6 +104,12 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             },
         )
 
+    def _attach(self) -> None:
+        """The loop's event loop takes the data socket over: from now on a put or a delivery
+        does not change threads in this process (called from a coroutine of the loop)."""
+        self.client.attach()
+        self._attached = True
+
     async def produce(self) -> NodeData | None:
         if self.config.role != "read":
             raise QueueError("a queue writer cannot be a producer")
@@ -119,6 +128,8 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             },
             use_bin_type=True,
         )
+        if not self._attached:
+            self._attach()
         acked = self.client.put_async(self.config.queue, payload, meta)
         if not await self.context.wait(acked, stop_only=True):
             # A stop during backpressure: the message is with the hub (parked until there is
@@ -132,15 +143,15 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         return data
 
     def on_pause(self) -> None:
-        if self.inbox is not None:  # messages waiting here go to readers that still run
-            try:
-                self.client.release(self.config.queue).result(RELEASE_TIMEOUT_SECONDS)
-            except TimeoutError:
-                self.context.logger.warning(
-                    "the hub did not confirm the release of %r within %gs",
-                    self.config.queue,
-                    RELEASE_TIMEOUT_SECONDS,
-                )
+        # Messages waiting here go to readers that still run.
+        if self.inbox is not None and not self.client.release_wait(
+            self.config.queue, RELEASE_TIMEOUT_SECONDS
+        ):
+            self.context.logger.warning(
+                "the hub did not confirm the release of %r within %gs",
+                self.config.queue,
+                RELEASE_TIMEOUT_SECONDS,
+            )
 
     def on_resume(self) -> None:
         if self.inbox is not None:
