@@ -1,0 +1,110 @@
+"""The data socket a loop's event loop owns (``_channel``): order, batched acknowledgements that
+are never lost on a clean goodbye, and a silent reader that its connection's heartbeats keep."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ostinato._channel import DATA_SUFFIX
+from ostinato._client import HubClient
+from ostinato._hub import Hub
+from ostinato._spec import QueueSpec
+
+from .conftest import until
+
+WAIT = 20.0
+
+
+@pytest.fixture
+def hub() -> Iterator[Hub]:
+    hub = Hub(
+        [QueueSpec.model_validate({"name": "q", "mode": "work", "capacity": 10_000})],
+        {},
+        lost_after=0.5,
+    )
+    yield hub
+    hub.close()
+
+
+async def write(client: HubClient, n: int) -> None:
+    """Puts from the event loop that owns the data socket; every one acknowledged."""
+    client.attach()
+    assert client.data.event_loop is asyncio.get_running_loop()
+    await asyncio.gather(*(client.put_async("q", b"%d" % i, b"") for i in range(n)))
+
+
+async def read(client: HubClient, n: int, prefetch: int) -> list[bytes]:
+    """Takes ``n`` messages and acknowledges each, as a reading loop does."""
+    client.attach()
+    inbox = client.subscribe("q", prefetch)
+    got: list[bytes] = []
+    while len(got) < n:
+        item = inbox.take()
+        if item is None:
+            await asyncio.wait_for(inbox.arrival(), WAIT)
+            continue
+        got.append(item[1])
+        client.ack("q", item[0])
+    return got
+
+
+def test_puts_from_the_owning_event_loop_arrive_in_order_and_acks_are_not_lost(
+    hub: Hub,
+) -> None:
+    n, prefetch = 500, 64  # acks go in batches of prefetch/4: the last ones only at goodbye
+    writer = HubClient(hub.endpoint, b"w/0/x", loop="w", ctx=hub.ctx, heartbeat=0.1)
+    reader = HubClient(hub.endpoint, b"r/0/x", loop="r", ctx=hub.ctx, heartbeat=0.1)
+    writer.start()
+    reader.start()
+    got: list[bytes] = []
+    failed: list[BaseException] = []
+
+    def reading() -> None:
+        try:
+            got.extend(asyncio.run(read(reader, n, prefetch)))
+        except BaseException as exc:  # reported below, in the test's thread
+            failed.append(exc)
+
+    consumer = threading.Thread(target=reading)
+    consumer.start()
+    try:
+        asyncio.run(write(writer, n))
+        consumer.join(WAIT)
+        assert not consumer.is_alive()
+        assert not failed, failed
+        assert got == [b"%d" % i for i in range(n)]  # FIFO from one writer, one consumer
+    finally:
+        reader.close(timeout=5)
+        writer.close(timeout=5)
+    status = hub.queue_status()["q"]
+    assert until(lambda: hub.queue_status()["q"]["acknowledged"] == n), hub.queue_status()
+    assert status["redelivered"] == 0
+    assert hub.queue_status()["q"]["depth"] == 0
+
+
+def test_a_reader_with_nothing_to_read_is_kept_alive_by_its_heartbeats(hub: Hub) -> None:
+    """The data socket sends nothing while its loop waits: the connection's heartbeats must
+    keep it, or the hub would redeliver and forget a healthy consumer."""
+    reader = HubClient(hub.endpoint, b"r/0/idle", loop="r", ctx=hub.ctx, heartbeat=0.1)
+    writer = HubClient(hub.endpoint, b"w/0/idle", loop="w", ctx=hub.ctx, heartbeat=0.1)
+    reader.start()
+    writer.start()
+    data = b"r/0/idle" + DATA_SUFFIX
+    try:
+        inbox = reader.subscribe("q", 4)
+        assert until(lambda: data in hub._consumers)
+        silent_until = time.monotonic() + 6 * 0.5  # six times lost_after
+        while time.monotonic() < silent_until:
+            assert data in hub._consumers, "an idle reader was declared lost"
+            time.sleep(0.05)
+        writer.put("q", b"late", b"").result(WAIT)
+        assert until(lambda: len(inbox) == 1)
+        assert inbox.take() is not None
+    finally:
+        reader.close(timeout=5)
+        writer.close(timeout=5)
