@@ -59,6 +59,7 @@ test: lint pytest
 bench: $(STAMP)
 	$(BIN)/python bench/node_overhead.py
 	$(BIN)/python bench/queue_throughput.py
+	$(BIN)/python bench/queue_latency.py
 
 # The CRD from the pydantic models; the chart ships a byte-identical copy (a test checks both).
 crds: $(STAMP)

@@ -1,23 +1,26 @@
-"""Cross-loop queues: throughput and round-trip latency (DESIGN.md §9, second and third benchmark).
+"""Cross-loop queues: throughput (DESIGN.md §9, second benchmark; the round trip, the third, is
+``bench/queue_latency.py``, which runs the round-trip cases of this module).
 
-Throughput: a writer loop in the thread pool sends N bytes payloads (100 B, 1 KiB) through a
-broadcast queue of the hub to a reader loop, in the thread pool (``inproc://``) or in the process
-pool (``ipc://``); the writer is a blocking queue node (waits for each acknowledgement) or a
-non-blocking one (``maxInFlight`` 256). The reader loop's counting node notes ``perf_counter`` at
-the first and the last arrival; messages per second = (N - 1) / (last - first). Peers, measured
-in the same run and interleaved with the ostinato runs: raw pyzmq PUSH/PULL over the same
-transport (a thread pushing, this thread pulling; or a child process pulling over ``ipc://``),
-and ``multiprocessing.Queue`` between two processes.
+Throughput: a writer loop sends N bytes payloads (100 B, 1 KiB) through a broadcast queue of the
+hub to a reader loop: both in the thread pool (``inproc://``), both in the process pool
+(``ipc://``), or both in processes of their own started with ``ostinato loop`` against an
+``ostinato hub`` over ``tcp://`` with CURVE (distributed mode). The writer is a blocking queue
+node (waits for each acknowledgement) or a non-blocking one (``maxInFlight`` 256). The reader
+loop's counting node notes ``perf_counter`` at the first and the last arrival; messages per
+second = (N - 1) / (last - first). Peers, measured in the same run and interleaved with the
+ostinato runs: raw pyzmq PUSH/PULL over the same transport (a thread pushing, this thread
+pulling; or a child process pulling over ``ipc://``, or over ``tcp://`` with CURVE), and
+``multiprocessing.Queue`` between two processes.
 
-Round trip: loop ``a`` (thread pool) stamps ``perf_counter_ns`` into its payload, writes it to
-queue ``ping`` (blocking), and its blocking reader of queue ``pong`` takes the echo that loop
-``b`` (thread or process pool: reader of ``ping`` as producer, blocking writer of ``pong``)
-sent back; the node after that reader records the round trip. Peer: a raw pyzmq REQ/REP round
-trip over the same transport with the same payload. Each case keeps the best of ``--repeat``.
+Round trip (``bench/queue_latency.py``): loop ``a`` stamps ``perf_counter_ns`` into its payload,
+writes it to queue ``ping`` (blocking), and its blocking reader of queue ``pong`` takes the echo
+that loop ``b`` (reader of ``ping`` as producer, blocking writer of ``pong``) sent back; the node
+after that reader records the round trip. Peer: a raw pyzmq REQ/REP round trip over the same
+transport with the same payload. Each case keeps the best of ``--repeat``.
 
 Run from the repository root::
 
-    .venv/bin/python bench/queue_throughput.py            # tables (also: make bench)
+    .venv/bin/python bench/queue_throughput.py            # table (also: make bench)
     .venv/bin/python bench/queue_throughput.py --json     # machine-readable
     .venv/bin/python bench/queue_throughput.py --only tp-ipc-nonblocking-100
 
@@ -38,7 +41,9 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -65,6 +70,7 @@ from ostinato import (
 )
 
 MODULE = "bench.queue_throughput"
+ROOT = Path(__file__).resolve().parent.parent
 #: Non-blocking writer: queue puts awaiting the hub's acknowledgement at once.
 MAX_IN_FLIGHT = 256
 #: Reader prefetch: messages the hub may deliver ahead of the reader loop taking them.
@@ -164,6 +170,24 @@ class Count(BlockingNode[CountConfig]):
         )
 
 
+class MarkConfig(NodeConfig):
+    #: A file created once the loop has set up (its readers have subscribed).
+    ready: str
+
+
+class Mark(BlockingNode[MarkConfig]):
+    """Passes data on; its setup tells the benchmark that the loop is up (``ostinato loop``
+    processes, where no orchestrator reports their state)."""
+
+    run_inline = True
+
+    def setup(self) -> None:
+        Path(self.config.ready).touch()
+
+    def process(self, data: NodeData) -> NodeData:
+        return data
+
+
 class LapConfig(NodeConfig):
     #: JSON file written at teardown: every round trip, nanoseconds, in order.
     out: str
@@ -196,9 +220,19 @@ def _document(name: str, queues: list[dict[str, Any]], loops: list[dict[str, Any
 
 
 def throughput_document(
-    reader_pool: str, blocking: bool, n: int, size: int, gate: Path, out: Path
+    pool: str, blocking: bool, n: int, size: int, gate: Path, out: Path, ready: Path | None = None
 ) -> Any:
-    """writer (thread): Payloads → queue writer; reader (``reader_pool``): queue reader → Count."""
+    """writer: Payloads → queue writer; reader: queue reader → [Mark →] Count; both in ``pool``."""
+    reader_nodes: list[dict[str, Any]] = [
+        {
+            "name": "count",
+            "kind": "blocking",
+            "class": f"{MODULE}:Count",
+            "config": {"size": size, "out": str(out)},
+        }
+    ]
+    if ready is not None:
+        reader_nodes.insert(0, _mark(ready))
     writer_node: dict[str, Any] = {"name": "out", "queue": {"write": "q"}}
     if blocking:
         writer_node["kind"] = "blocking"
@@ -210,7 +244,7 @@ def throughput_document(
         [
             {
                 "name": "writer",
-                "pool": "thread",
+                "pool": pool,
                 "producer": {
                     "name": "payloads",
                     "class": f"{MODULE}:Payloads",
@@ -220,28 +254,37 @@ def throughput_document(
             },
             {
                 "name": "reader",
-                "pool": reader_pool,
+                "pool": pool,
                 "maxIterations": n,
                 "producer": {
                     "name": "in",
                     "queue": {"read": "q"},
                     "config": {"prefetch": PREFETCH},
                 },
-                "nodes": [
-                    {
-                        "name": "count",
-                        "kind": "blocking",
-                        "class": f"{MODULE}:Count",
-                        "config": {"size": size, "out": str(out)},
-                    }
-                ],
+                "nodes": reader_nodes,
             },
         ],
     )
 
 
-def round_trip_document(b_pool: str, n: int, size: int, gate: Path, out: Path) -> Any:
-    """a (thread): Payloads(stamp) → write ping → read pong → Lap; b: read ping → write pong."""
+def _mark(ready: Path) -> dict[str, Any]:
+    return {
+        "name": "mark",
+        "kind": "blocking",
+        "class": f"{MODULE}:Mark",
+        "config": {"ready": str(ready)},
+    }
+
+
+def round_trip_document(
+    pool: str, n: int, size: int, gate: Path, out: Path, ready: Path | None = None
+) -> Any:
+    """a: Payloads(stamp) → write ping → read pong → Lap; b: read ping → [Mark →] write pong."""
+    b_nodes: list[dict[str, Any]] = [
+        {"name": "pong", "kind": "blocking", "queue": {"write": "pong"}}
+    ]
+    if ready is not None:
+        b_nodes.insert(0, _mark(ready))
     return _document(
         "queue-round-trip",
         [
@@ -251,7 +294,7 @@ def round_trip_document(b_pool: str, n: int, size: int, gate: Path, out: Path) -
         [
             {
                 "name": "a",
-                "pool": "thread",
+                "pool": pool,
                 "producer": {
                     "name": "stamp",
                     "class": f"{MODULE}:Payloads",
@@ -270,10 +313,10 @@ def round_trip_document(b_pool: str, n: int, size: int, gate: Path, out: Path) -
             },
             {
                 "name": "b",
-                "pool": b_pool,
+                "pool": pool,
                 "maxIterations": n,
                 "producer": {"name": "ping", "queue": {"read": "ping"}},
-                "nodes": [{"name": "pong", "kind": "blocking", "queue": {"write": "pong"}}],
+                "nodes": b_nodes,
             },
         ],
     )
@@ -305,14 +348,30 @@ def _size_key(size: int) -> str:
     return f"{size // 1024}k" if size % 1024 == 0 else str(size)
 
 
+#: Where the loops run, per transport: the table's wording.
+WHERE = {
+    "inproc": "thread loop → thread loop",
+    "ipc": "process loop → process loop",
+    "tcp": "2 ostinato loop processes",
+}
+RTT_WHERE = {
+    "inproc": "a thread ⇄ b thread",
+    "ipc": "a process ⇄ b process",
+    "tcp": "a ⇄ b, ostinato loop",
+}
+TRANSPORTS = ("inproc", "ipc", "tcp")
+WRITERS = ("blocking", "nonblocking")
+
+
 def _cases() -> tuple[Case, ...]:
     cases: list[Case] = []
-    for transport in ("inproc", "ipc"):
+    for transport in TRANSPORTS:
         for size in SIZES:
             s = _size_key(size)
             zmq_key = f"tp-{transport}-zmq-{s}"
-            peers = (zmq_key, f"tp-ipc-mpqueue-{s}") if transport == "ipc" else (zmq_key,)
-            where = "reader thread" if transport == "inproc" else "reader process"
+            peers = (zmq_key, f"tp-mpqueue-{s}") if transport != "inproc" else (zmq_key,)
+            where = WHERE[transport]
+            curve = ", CURVE" if transport == "tcp" else ""
             cases.append(
                 Case(
                     zmq_key,
@@ -320,7 +379,7 @@ def _cases() -> tuple[Case, ...]:
                     transport,
                     size,
                     "zmq",
-                    "PUSH/PULL (peer)",
+                    f"PUSH/PULL{curve} (peer)",
                     f"zmq-push-{transport}",
                     scale=5.0,
                 )
@@ -328,7 +387,7 @@ def _cases() -> tuple[Case, ...]:
             if transport == "ipc":
                 cases.append(
                     Case(
-                        f"tp-ipc-mpqueue-{s}",
+                        f"tp-mpqueue-{s}",
                         "throughput",
                         transport,
                         size,
@@ -363,11 +422,11 @@ def _cases() -> tuple[Case, ...]:
                     peers,
                 )
             )
-    for transport in ("inproc", "ipc"):
+    for transport in TRANSPORTS:
         for size in SIZES:
             s = _size_key(size)
             peer = f"rtt-{transport}-zmq-{s}"
-            where = "b thread" if transport == "inproc" else "b process"
+            curve = ", CURVE" if transport == "tcp" else ""
             cases.append(
                 Case(
                     peer,
@@ -375,9 +434,9 @@ def _cases() -> tuple[Case, ...]:
                     transport,
                     size,
                     "zmq",
-                    "REQ/REP (peer)",
+                    f"REQ/REP{curve} (peer)",
                     f"zmq-reqrep-{transport}",
-                    scale=0.5,
+                    scale=5.0,
                 )
             )
             cases.append(
@@ -387,10 +446,9 @@ def _cases() -> tuple[Case, ...]:
                     transport,
                     size,
                     "ostinato",
-                    f"a thread ⇄ {where}",
+                    RTT_WHERE[transport],
                     f"ostinato-rtt-{transport}",
                     (peer,),
-                    scale=0.1,
                 )
             )
     return tuple(cases)
@@ -470,13 +528,73 @@ def _wait_stopped(handles: list[LoopHandle], deadline: float) -> float | None:
     return None
 
 
+#: ``ostinato hub`` and ``ostinato loop`` log warnings and errors only (stderr).
+QUIET = ("--log-level", "WARNING")
+
+
+def _ostinato(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ostinato", *args]
+
+
+def _distributed(document: Any, tmp: str, gate: Path, ready: Path, first: str, then: str) -> Any:
+    """Distributed mode over ``tcp://`` with CURVE: ``ostinato hub`` on a free loopback port,
+    then ``ostinato loop`` for ``first`` (the reading side) and ``then``; opens the gate once
+    ``first`` has set up (``ready``), waits for both loops to end, stops the hub. Returns the
+    start-up and wall time (seconds)."""
+    wf, keys = Path(tmp, "wf.yaml"), Path(tmp, "wf.keys")
+    wf.write_text(json.dumps(document))  # JSON is YAML
+    subprocess.run(_ostinato("keys", "--out", str(keys)), check=True, timeout=START_TIMEOUT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    quiet = {"stdout": subprocess.DEVNULL, "env": env}
+    start = time.perf_counter()
+    hub = subprocess.Popen(
+        _ostinato("hub", str(wf), "--bind", "tcp://127.0.0.1:0", "--keys", str(keys), *QUIET),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    loops: list[subprocess.Popen[bytes]] = []
+    try:
+        assert hub.stdout is not None
+        line = hub.stdout.readline()
+        if not line.startswith("hub listening on "):
+            raise RuntimeError(f"ostinato hub did not start: {line!r}")
+        address = line.split()[-1]
+        for loop in (first, then):
+            command = ("loop", str(wf), "--loop", loop, "--hub", address, "--keys", str(keys))
+            loops.append(subprocess.Popen(_ostinato(*command, *QUIET), **quiet))  # type: ignore[call-overload]
+        _wait_for(str(ready))
+        opened = time.perf_counter()
+        gate.touch()
+        codes = [p.wait(RUN_TIMEOUT) for p in loops]
+        ended = time.perf_counter()
+        if codes != [0, 0]:
+            raise RuntimeError(f"ostinato loop {first}, {then} exited with {codes}")
+    finally:
+        for proc in loops:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        hub.send_signal(signal.SIGTERM)
+        try:
+            hub.wait(STOP_TIMEOUT * 3)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+            hub.wait()
+    return {"startup_seconds": opened - start, "wall_seconds": ended - opened}
+
+
 def run_ostinato_throughput(case: Case, n: int) -> Run:
     pool = "thread" if case.transport == "inproc" else "process"
     blocking = case.runner.endswith("-blocking")
     with tempfile.TemporaryDirectory(prefix="ostinato-bench-") as tmp:
-        gate, out = Path(tmp, "gate"), Path(tmp, "reader.json")
-        doc = throughput_document(pool, blocking, n, case.size, gate, out)
-        extra = _orchestrate(doc, gate, "reader", n)
+        gate, out, ready = Path(tmp, "gate"), Path(tmp, "reader.json"), Path(tmp, "ready")
+        if case.transport == "tcp":
+            doc = throughput_document("thread", blocking, n, case.size, gate, out, ready)
+            extra = _distributed(doc, tmp, gate, ready, "reader", "writer")
+        else:
+            doc = throughput_document(pool, blocking, n, case.size, gate, out)
+            extra = _orchestrate(doc, gate, "reader", n)
         seen = json.loads(out.read_text())
     if seen["seen"] != n or seen["bad"]:
         raise RuntimeError(f"{case.key}: reader saw {seen['seen']}/{n}, {seen['bad']} malformed")
@@ -487,10 +605,13 @@ def run_ostinato_round_trip(case: Case, n: int) -> Run:
     pool = "thread" if case.transport == "inproc" else "process"
     total = n + WARMUP
     with tempfile.TemporaryDirectory(prefix="ostinato-bench-") as tmp:
-        gate, out = Path(tmp, "gate"), Path(tmp, "laps.json")
-        extra = _orchestrate(
-            round_trip_document(pool, total, case.size, gate, out), gate, "b", total
-        )
+        gate, out, ready = Path(tmp, "gate"), Path(tmp, "laps.json"), Path(tmp, "ready")
+        if case.transport == "tcp":
+            doc = round_trip_document("thread", total, case.size, gate, out, ready)
+            extra = _distributed(doc, tmp, gate, ready, "b", "a")
+        else:
+            doc = round_trip_document(pool, total, case.size, gate, out)
+            extra = _orchestrate(doc, gate, "b", total)
         laps: list[int] = json.loads(out.read_text())
     if len(laps) != total:
         raise RuntimeError(f"{case.key}: {len(laps)}/{total} round trips recorded")
@@ -535,10 +656,46 @@ def run_zmq_push_inproc(case: Case, n: int) -> Run:
     return Run(n, last - first)
 
 
-def _zmq_pull_child(address: str, n: int, conn: Connection) -> None:
+#: A CURVE client's keys for a raw peer's child: (server public, client public, client secret).
+ClientKeys = tuple[bytes, bytes, bytes] | None
+
+
+def _curve_pair() -> tuple[tuple[bytes, bytes], ClientKeys]:
+    """The raw peers' CURVE keys over tcp: (server public, server secret), the client's set."""
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    return (server_public, server_secret), (server_public, client_public, client_secret)
+
+
+def _bind_peer(
+    sock: zmq.Socket[Any], transport: str, tmp: str, name: str
+) -> tuple[str, ClientKeys]:
+    """Bind a raw peer's socket: ``ipc://`` in ``tmp``, or loopback ``tcp://`` with CURVE (as
+    ostinato's own tcp transport); returns the address and the keys a client needs."""
+    if transport != "tcp":
+        sock.bind(f"ipc://{tmp}/{name}.sock")
+        return sock.get_string(zmq.LAST_ENDPOINT), None
+    (public, secret), client = _curve_pair()
+    sock.setsockopt(zmq.CURVE_SERVER, 1)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, secret)
+    sock.bind("tcp://127.0.0.1:0")
+    return sock.get_string(zmq.LAST_ENDPOINT), client
+
+
+def _connect_peer(sock: zmq.Socket[Any], address: str, keys: ClientKeys) -> None:
+    if keys is not None:
+        sock.setsockopt(zmq.CURVE_SERVERKEY, keys[0])
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, keys[1])
+        sock.setsockopt(zmq.CURVE_SECRETKEY, keys[2])
+    sock.connect(address)
+
+
+def _zmq_pull_child(address: str, n: int, conn: Connection, keys: ClientKeys = None) -> None:
     ctx: zmq.Context[Any] = zmq.Context()
     pull = ctx.socket(zmq.PULL)
-    pull.connect(address)
+    pull.setsockopt(zmq.RCVHWM, 0)
+    _connect_peer(pull, address, keys)
     conn.send("ready")
     first, last = _pull_and_time(pull.recv, n)
     conn.send((first, last))
@@ -547,14 +704,14 @@ def _zmq_pull_child(address: str, n: int, conn: Connection) -> None:
 
 
 def run_zmq_push_ipc(case: Case, n: int) -> Run:
-    """This process pushes over ``ipc://``, a child process pulls."""
+    """This process pushes over ``ipc://`` (or ``tcp://`` with CURVE), a child process pulls."""
     with tempfile.TemporaryDirectory(prefix="ostinato-bench-") as tmp:
         ctx: zmq.Context[Any] = zmq.Context.instance()
         push = ctx.socket(zmq.PUSH)
-        address = f"ipc://{tmp}/push.sock"
-        push.bind(address)
+        push.setsockopt(zmq.SNDHWM, 0)
+        address, keys = _bind_peer(push, case.transport, tmp, "push")
         parent, child = _MP.Pipe()
-        proc = _MP.Process(target=_zmq_pull_child, args=(address, n, child), daemon=True)
+        proc = _MP.Process(target=_zmq_pull_child, args=(address, n, child, keys), daemon=True)
         proc.start()
         try:
             _expect(parent, "ready")
@@ -630,10 +787,10 @@ def run_zmq_reqrep_inproc(case: Case, n: int) -> Run:
     return Run(n, sum(laps) / 1e9, laps)
 
 
-def _zmq_rep_child(address: str, n: int, conn: Connection) -> None:
+def _zmq_rep_child(address: str, n: int, conn: Connection, keys: ClientKeys = None) -> None:
     ctx: zmq.Context[Any] = zmq.Context()
     rep = ctx.socket(zmq.REP)
-    rep.connect(address)
+    _connect_peer(rep, address, keys)
     conn.send("ready")
     _echo(rep, n)
     conn.send("done")
@@ -645,10 +802,11 @@ def run_zmq_reqrep_ipc(case: Case, n: int) -> Run:
     with tempfile.TemporaryDirectory(prefix="ostinato-bench-") as tmp:
         ctx: zmq.Context[Any] = zmq.Context.instance()
         req = ctx.socket(zmq.REQ)
-        address = f"ipc://{tmp}/rep.sock"
-        req.bind(address)
+        address, keys = _bind_peer(req, case.transport, tmp, "rep")
         parent, child = _MP.Pipe()
-        proc = _MP.Process(target=_zmq_rep_child, args=(address, n + WARMUP, child), daemon=True)
+        proc = _MP.Process(
+            target=_zmq_rep_child, args=(address, n + WARMUP, child, keys), daemon=True
+        )
         proc.start()
         try:
             _expect(parent, "ready")
@@ -673,17 +831,15 @@ def _result(conn: Connection) -> tuple[float, float]:
 
 
 RUNNERS: dict[str, Callable[[Case, int], Run]] = {
-    "ostinato-inproc-blocking": run_ostinato_throughput,
-    "ostinato-inproc-nonblocking": run_ostinato_throughput,
-    "ostinato-ipc-blocking": run_ostinato_throughput,
-    "ostinato-ipc-nonblocking": run_ostinato_throughput,
+    **{f"ostinato-{t}-{w}": run_ostinato_throughput for t in TRANSPORTS for w in WRITERS},
+    **{f"ostinato-rtt-{t}": run_ostinato_round_trip for t in TRANSPORTS},
     "zmq-push-inproc": run_zmq_push_inproc,
     "zmq-push-ipc": run_zmq_push_ipc,
+    "zmq-push-tcp": run_zmq_push_ipc,
     "mp-queue": run_mp_queue,
-    "ostinato-rtt-inproc": run_ostinato_round_trip,
-    "ostinato-rtt-ipc": run_ostinato_round_trip,
     "zmq-reqrep-inproc": run_zmq_reqrep_inproc,
     "zmq-reqrep-ipc": run_zmq_reqrep_ipc,
+    "zmq-reqrep-tcp": run_zmq_reqrep_ipc,
 }
 
 
@@ -785,13 +941,16 @@ def _ratio(row: Row, system: str, rows: dict[str, Row], p99: bool = False) -> st
 
 
 def print_tables(rows: dict[str, Row], args: argparse.Namespace, unfinished: int) -> None:
-    print("ostinato cross-loop queues: throughput and round-trip latency")
+    throughput = [r for r in rows.values() if r.bench == "throughput"]
+    latency = [r for r in rows.values() if r.bench == "round-trip"]
+    what = "throughput" if throughput else "round-trip latency"
+    count = f"--messages {args.messages:,}" if throughput else f"--trips {args.messages:,}"
+    print(f"ostinato cross-loop queues: {what}")
     print(
         f"Python {platform.python_version()} ({platform.machine()}), {os.cpu_count()} CPU(s), "
         f"pyzmq {zmq.__version__} (libzmq {zmq.zmq_version()}), best of {args.repeat} "
-        f"interleaved runs, --messages {args.messages:,}"
+        f"interleaved runs, {count}"
     )
-    throughput = [r for r in rows.values() if r.bench == "throughput"]
     if throughput:
         print()
         header = (
@@ -807,7 +966,6 @@ def print_tables(rows: dict[str, Row], args: argparse.Namespace, unfinished: int
                 f"{r.count:>8,} {r.per_second:>10,.0f} {r.megabytes_per_second or 0:>7.1f} "
                 f"{_ratio(r, 'zmq', rows):>7} {_ratio(r, 'mp.Queue', rows):>7}"
             )
-    latency = [r for r in rows.values() if r.bench == "round-trip"]
     if latency:
         print()
         header = (
@@ -824,12 +982,15 @@ def print_tables(rows: dict[str, Row], args: argparse.Namespace, unfinished: int
                 f"{_ratio(r, 'zmq', rows):>7} {_ratio(r, 'zmq', rows, p99=True):>7}"
             )
     print()
-    print("msg/s     (messages - 1) / (last arrival - first arrival), timed at the reader")
-    print("vs zmq    ostinato msg/s ÷ raw pyzmq PUSH/PULL msg/s, same transport and payload")
-    print("vs mp.Q   ostinato msg/s ÷ multiprocessing.Queue msg/s between two processes (ipc)")
-    print("p50/p99   round trip in loop a, stamped by its producer, read after the pong reader")
-    print("p50 vs    ostinato p50 ÷ raw pyzmq REQ/REP p50 (x times slower); p99 vs likewise")
-    print("ipc       the reading loop (b) in a child process; the writer always a thread loop")
+    if throughput:
+        print("msg/s     (messages - 1) / (last arrival - first arrival), timed at the reader")
+        print("vs zmq    ostinato msg/s ÷ raw pyzmq PUSH/PULL msg/s, same transport and payload")
+        print("vs mp.Q   ostinato msg/s ÷ multiprocessing.Queue msg/s between two processes")
+    if latency:
+        print("p50/p99   round trip in loop a, stamped by its producer, read after the pong reader")
+        print("p50 vs    ostinato p50 ÷ raw pyzmq REQ/REP p50 (x times slower); p99 vs likewise")
+    print("inproc    both loops threads of the orchestrator; ipc: both in process-pool children")
+    print("tcp       ostinato hub + one ostinato loop process per loop, CURVE; raw peers CURVE too")
     if unfinished:
         print(
             f"\nnote: {unfinished} loop handle(s) stayed unfinished after their loop stopped "
@@ -840,34 +1001,52 @@ def print_tables(rows: dict[str, Row], args: argparse.Namespace, unfinished: int
 # -- main ------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="bench/queue_throughput.py",
-        description="Cross-loop queue throughput and round-trip latency vs raw pyzmq "
-        "(PUSH/PULL, REQ/REP) and multiprocessing.Queue.",
-    )
-    parser.add_argument(
-        "--messages",
-        type=int,
-        default=8_000,
-        help="messages per run of the non-blocking writer rows (default: %(default)s); "
-        "blocking writer rows run 1/4 of it, pyzmq PUSH/PULL 5x, multiprocessing.Queue 3x, "
-        "round trips 1/10 (ostinato) and 1/2 (REQ/REP), so that runs take comparable time",
-    )
-    add_common_options(parser, [c.key for c in CASES], "its peers are")
+def parse_args(argv: list[str] | None, bench: str) -> argparse.Namespace:
+    if bench == "throughput":
+        parser = argparse.ArgumentParser(
+            prog="bench/queue_throughput.py",
+            description="Cross-loop queue throughput vs raw pyzmq PUSH/PULL over the same "
+            "transport and multiprocessing.Queue.",
+        )
+        parser.add_argument(
+            "--messages",
+            type=int,
+            default=8_000,
+            help="messages per run of the non-blocking writer rows (default: %(default)s); "
+            "blocking writer rows run 1/4 of it, pyzmq PUSH/PULL 5x, multiprocessing.Queue 3x, "
+            "so that runs take comparable time",
+        )
+    else:
+        parser = argparse.ArgumentParser(
+            prog="bench/queue_latency.py",
+            description="Cross-loop round trip (two queues) vs raw pyzmq REQ/REP over the same "
+            "transport.",
+        )
+        parser.add_argument(
+            "--trips",
+            dest="messages",
+            type=int,
+            default=800,
+            help="timed round trips per ostinato run (default: %(default)s; REQ/REP: 5x); "
+            f"{WARMUP} more run first, untimed",
+        )
+    keys = [c.key for c in CASES if c.bench == bench]
+    add_common_options(parser, keys, "its peers are")
     args = parser.parse_args(argv)
     if args.messages < 2 or args.repeat < 1:
-        parser.error("--messages must be at least 2 and --repeat at least 1")
+        parser.error("the count must be at least 2 and --repeat at least 1")
     return args
 
 
-def selected(only: list[str] | None) -> list[Case]:
-    return select(CASES, only, lambda c: c.key, lambda c: c.peers)
+def selected(only: list[str] | None, bench: str) -> list[Case]:
+    cases = [c for c in CASES if c.bench == bench]
+    return select(cases, only, lambda c: c.key, lambda c: c.peers)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cases = selected(args.only)
+def main(argv: list[str] | None = None, bench: str = "throughput") -> int:
+    """Run the ``bench`` ("throughput" or "round-trip") cases and print their table."""
+    args = parse_args(argv, bench)
+    cases = selected(args.only, bench)
 
     def size(case: Case) -> int:
         return max(round(int(args.messages) * case.scale), 2)
@@ -888,11 +1067,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         document = {
-            "benchmark": "queue_throughput",
+            "benchmark": "queue_throughput" if bench == "throughput" else "queue_latency",
             **machine(),
             "pyzmq": zmq.__version__,
             "libzmq": zmq.zmq_version(),
-            "messages": args.messages,
+            "messages" if bench == "throughput" else "trips": args.messages,
             "repeat": args.repeat,
             "warmup_round_trips": WARMUP,
             "unfinished_handles": unfinished,
