@@ -277,7 +277,8 @@ class Cluster:
         )
         # A fresh cluster has no containers: anything here is left from a crashed one.
         node.remove_all_containers(settings)
-        images.import_image(settings.containerd_socket, pause, images.PAUSE_REF, _pause_inputs())
+        socket = settings.containerd_socket
+        images.import_image(socket, pause, images.PAUSE_REF, images.pause_inputs())
 
         plane = _NodeControlPlane(
             settings.state_dir / "control-plane", bind_address="0.0.0.0", with_scheduler=True
@@ -484,10 +485,6 @@ def _rss(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def _pause_inputs() -> str:
-    return images.pause_inputs()
 
 
 def _copy_logs(logs: Path) -> None:

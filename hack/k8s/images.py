@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -432,16 +431,6 @@ def import_image(address: Path, archive: Path, ref: str, inputs: str) -> bool:
 
 def pause_inputs() -> str:
     return _stamp("pause").read_text().strip()
-
-
-def describe(archive: Path) -> dict[str, object]:
-    """The docker-archive's manifest (for tests and the CLI)."""
-    with tarfile.open(archive) as tar:
-        member = tar.extractfile("manifest.json")
-        if member is None:
-            raise RuntimeError(f"{archive}: no manifest.json")
-        manifest: list[dict[str, object]] = json.loads(member.read())
-    return manifest[0]
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
