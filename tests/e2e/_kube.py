@@ -40,6 +40,26 @@ def poll(
         time.sleep(every)
 
 
+def workflow_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """The Workflow's .status ({} before the operator writes one); fails if it is gone."""
+    workflow = kube.get("workflow", name, "-n", namespace)
+    assert workflow is not None, f"workflow {namespace}/{name} is gone"
+    status: dict[str, Any] = workflow.get("status") or {}
+    return status
+
+
+def loop_summary(status: dict[str, Any], loop: str) -> dict[str, Any]:
+    """One loop's entry of .status.loops ({} when the status does not list it yet)."""
+    for entry in status.get("loops", []):
+        if entry["name"] == loop:
+            return dict(entry)
+    return {}
+
+
+def loop_iterations(status: dict[str, Any], loop: str) -> int:
+    return int(loop_summary(status, loop).get("iterations") or 0)
+
+
 @dataclass(frozen=True)
 class Kube:
     """One cluster: its kubeconfig, the kubectl and helm binaries, and how to reach a pod."""

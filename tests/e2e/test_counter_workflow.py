@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ._kube import Kube, poll
+from ._kube import Kube, loop_iterations, loop_summary, poll, workflow_status
 from .conftest import Install
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,10 +27,7 @@ pytestmark = pytest.mark.cluster
 
 
 def _status(kube: Kube, ns: str) -> dict[str, Any]:
-    workflow = kube.get("workflow", WF, "-n", ns)
-    assert workflow is not None, f"workflow {ns}/{WF} is gone"
-    status: dict[str, Any] = workflow.get("status") or {}
-    return status
+    return workflow_status(kube, ns, WF)
 
 
 def _status_when(
@@ -42,10 +39,7 @@ def _status_when(
 
 
 def _loop(status: dict[str, Any], name: str) -> dict[str, Any]:
-    for loop in status.get("loops", []):
-        if loop["name"] == name:
-            return dict(loop)
-    return {}
+    return loop_summary(status, name)
 
 
 def _queue_depth(status: dict[str, Any], name: str = "numbers") -> int | None:
@@ -56,7 +50,7 @@ def _queue_depth(status: dict[str, Any], name: str = "numbers") -> int | None:
 
 
 def _iterations(status: dict[str, Any], loop: str) -> int:
-    return int(_loop(status, loop).get("iterations") or 0)
+    return loop_iterations(status, loop)
 
 
 def _metric(kube: Kube, ns: str, pod: str, name: str, loop: str) -> float:
@@ -86,7 +80,7 @@ def _children(kube: Kube, ns: str) -> list[str]:
     return listing.split()
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1500)
 def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
     ns = install.workflow_namespace
 
