@@ -350,9 +350,9 @@ def _size_key(size: int) -> str:
 
 #: Where the loops run, per transport: the table's wording.
 WHERE = {
-    "inproc": "thread loop → thread loop",
-    "ipc": "process loop → process loop",
-    "tcp": "2 ostinato loop processes",
+    "inproc": "thread loops",
+    "ipc": "process loops",
+    "tcp": "ostinato loop ×2",
 }
 RTT_WHERE = {
     "inproc": "a thread ⇄ b thread",
@@ -969,7 +969,7 @@ def print_tables(rows: dict[str, Row], args: argparse.Namespace, unfinished: int
     if latency:
         print()
         header = (
-            f"{'transport':<9} {'size':>6}  {'system':<9} {'variant':<20} {'trips':>6} "
+            f"{'transport':<9} {'size':>6}  {'system':<9} {'variant':<22} {'trips':>6} "
             f"{'p50 µs':>8} {'p99 µs':>8} {'mean µs':>8} {'p50 vs':>7} {'p99 vs':>7}"
         )
         print("Round trip: loop a → queue ping → loop b → queue pong → loop a")
@@ -977,7 +977,7 @@ def print_tables(rows: dict[str, Row], args: argparse.Namespace, unfinished: int
         print("-" * len(header))
         for r in latency:
             print(
-                f"{r.transport:<9} {_size_label(r.size):>6}  {r.system:<9} {r.variant:<20} "
+                f"{r.transport:<9} {_size_label(r.size):>6}  {r.system:<9} {r.variant:<22} "
                 f"{r.count:>6,} {r.p50_us or 0:>8.1f} {r.p99_us or 0:>8.1f} {r.mean_us or 0:>8.1f} "
                 f"{_ratio(r, 'zmq', rows):>7} {_ratio(r, 'zmq', rows, p99=True):>7}"
             )
