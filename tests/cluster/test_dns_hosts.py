@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace as Obj
+from typing import Any
 
 from hack.k8s.dnsloop import hosts_lines, write_if_changed
 
 
-def service(ns: str, name: str, cluster_ip: str | None, kind: str = "ClusterIP") -> Obj:
-    return Obj(metadata=Obj(namespace=ns, name=name), spec=Obj(cluster_ip=cluster_ip, type=kind))
+def service(ns: str, name: str, cluster_ip: str | None, kind: str = "ClusterIP") -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {"clusterIP": cluster_ip, "type": kind},
+    }
 
 
-def endpoints(ns: str, name: str, *addresses: tuple[str, str | None]) -> Obj:
-    subset = Obj(addresses=[Obj(ip=ip, hostname=host) for ip, host in addresses])
-    return Obj(metadata=Obj(namespace=ns, name=name), subsets=[subset])
+def endpoints(ns: str, name: str, *addresses: tuple[str, str | None]) -> dict[str, Any]:
+    listed = [{"ip": ip, **({"hostname": host} if host else {})} for ip, host in addresses]
+    return {"metadata": {"namespace": ns, "name": name}, "subsets": [{"addresses": listed}]}
 
 
 def test_cluster_ip_headless_and_external_name_services() -> None:
