@@ -1,5 +1,6 @@
 """End to end: helm install the operator, run examples/k8s-counter.yaml across pods, pause and
-resume a loop, kill the hub and lose nothing acknowledged, delete it and leave nothing behind."""
+resume a loop, kill the hub while its durable queue holds acknowledged messages and lose none,
+delete the Workflow and leave nothing behind."""
 
 from __future__ import annotations
 
@@ -192,11 +193,24 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
         timeout=90, what="queue 'numbers' draining after the resume", show=show,
     )  # fmt: skip
 
-    # -- kill the hub pod: the durable queue loses nothing acknowledged ---------------------
+    # -- kill the hub pod while it holds acknowledged messages: the durable queue loses none --
+    # Pause the reader again so the queue fills: what the writer has been acknowledged and the
+    # reader has not taken is then only in the hub's durable store (SQLite on its PVC).
+    _patch_loop_state(kube, ns, 1, "paused")
+    poll(
+        lambda: _status_when(
+            kube,
+            ns,
+            lambda s: _loop(s, READER).get("state") == "paused" and (_queue_depth(s) or 0) >= 100,
+        ),
+        timeout=120, what="reader paused again and the queue filling", show=show,
+    )  # fmt: skip
     hub_selector = f"ostinato.dev/workflow={WF},app.kubernetes.io/component=hub"
     old_hub = kube.get("pods", "-n", ns, "-l", hub_selector)["items"]
     assert len(old_hub) == 1, [p["metadata"]["name"] for p in old_hub]
+    got_before_kill = max(_numbers(kube, ns, reader_pod, "got"))
     sent_before_kill = max(_numbers(kube, ns, writer_pod, "sent"))
+    assert sent_before_kill - got_before_kill >= 100, (got_before_kill, sent_before_kill)
     killed = time.monotonic()
     kube.kubectl(
         "delete", "pod", old_hub[0]["metadata"]["name"], "-n", ns, "--grace-period=0", "--force"
@@ -213,6 +227,7 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
 
     poll(new_hub_ready, timeout=180, what="a new hub pod Ready", show=install.diagnose)
     print(f"e2e: hub pod killed to a new hub Ready in {time.monotonic() - killed:.1f} s")
+    _patch_loop_state(kube, ns, 1, "running")
     # The writer goes on past the restart, through the new hub.
     poll(
         lambda: max(_numbers(kube, ns, writer_pod, "sent")) > sent_before_kill + 100 or None,
@@ -245,7 +260,10 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
         show=lambda: f"missing {sorted(missing())[:20]} ...; status {show()}",
     )  # fmt: skip
     assert acknowledged[-1] > sent_before_kill + 100
-    print(f"e2e: {len(acknowledged)} numbers acknowledged, every one at the reader")
+    print(
+        f"e2e: {len(acknowledged)} numbers acknowledged, every one at the reader, "
+        f"{sent_before_kill - got_before_kill} of them in the durable queue when the hub died"
+    )
     restarts = {
         p: [c["restartCount"] for c in kube.get("pod", p, "-n", ns)["status"]["containerStatuses"]]
         for p in (writer_pod, reader_pod)
