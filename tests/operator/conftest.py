@@ -58,6 +58,19 @@ def installed(control_plane: ControlPlane) -> Installed:
     )
 
 
+@pytest.fixture
+def namespace(control_plane: ControlPlane, k8s_namespace: str) -> str:
+    """A fresh namespace whose "default" ServiceAccount exists (pods need it): the
+    controller-manager makes it, but with envtest's assets alone there is none."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": k8s_namespace},
+    }
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    return k8s_namespace
+
+
 def _namespace_yaml(name: str) -> str:
     return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 

@@ -57,7 +57,7 @@ def _start(installed: Installed, log: Path, metrics: int, liveness: int) -> Pope
 
 
 def test_one_active_replica_metrics_and_liveness(
-    installed: Installed, k8s_namespace: str, tmp_path: Path
+    installed: Installed, namespace: str, tmp_path: Path
 ) -> None:
     m1, l1, m2, l2 = free_port(), free_port(), free_port(), free_port()
     first = _start(installed, tmp_path / "first.log", m1, l1)
@@ -72,7 +72,7 @@ def test_one_active_replica_metrics_and_liveness(
         installed.plane.kubectl(
             "apply",
             "-n",
-            k8s_namespace,
+            namespace,
             "-f",
             "-",
             input=yaml.safe_dump(example("k8s-counter.yaml")),

@@ -90,9 +90,9 @@ def _pod_count(installed: Installed, ns: str) -> int | None:
 
 
 def test_killed_mid_reconcile_and_restarted_converges(
-    installed: Installed, k8s_namespace: str, tmp_path: Path
+    installed: Installed, namespace: str, tmp_path: Path
 ) -> None:
-    ns = k8s_namespace
+    ns = namespace
     doc = example("k8s-counter.yaml")
     doc["metadata"]["name"] = "big"
     doc["spec"]["loops"][1]["replicas"] = REPLICAS
@@ -125,3 +125,43 @@ def test_killed_mid_reconcile_and_restarted_converges(
     assert after["secret"] == before["secret"], "the CURVE keys were regenerated"
     assert after["configmap"] == before["configmap"]
     assert after["deployment"] == before["deployment"], "the hub Deployment was changed"
+
+
+def test_without_the_webhook_an_invalid_spec_fails_in_status(
+    installed: Installed, namespace: str, tmp_path: Path
+) -> None:
+    """With the webhook off the API server stores what its schema allows; the operator then
+    reports the runtime's field-named errors in status and an event, and makes no child."""
+    doc = example("k8s-counter.yaml")
+    doc["spec"]["loops"][1]["name"] = "writer"
+    with _operator(installed, tmp_path / "operator.log"):
+        installed.plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+
+        def failed() -> dict[str, Any] | None:
+            out = installed.plane.kubectl(
+                "get", "workflow", "counter", "-n", namespace, "-o", "json"
+            )
+            status: dict[str, Any] = json.loads(out.stdout).get("status") or {}
+            return status if status.get("phase") == "Failed" else None
+
+        status = wait_until(failed, timeout=60, what="phase Failed")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidSpec"
+    assert "spec.loops[1].name: duplicate loop name 'writer'" in ready["message"]
+    events = json.loads(
+        installed.plane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
+    )["items"]
+    assert any(
+        e["reason"] == "InvalidSpec" and "spec.loops[1].name" in e["message"] for e in events
+    )
+    children = installed.plane.kubectl(
+        "get",
+        "configmaps,deployments,pods",
+        "-n",
+        namespace,
+        "-l",
+        "ostinato.dev/workflow=counter",
+        "-o",
+        "name",
+    ).stdout
+    assert children.strip() == ""

@@ -116,9 +116,9 @@ def _loop(status: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_status_and_pause_through_a_real_hub(
-    installed: Installed, k8s_namespace: str, hub: int, tmp_path: Path
+    installed: Installed, namespace: str, hub: int, tmp_path: Path
 ) -> None:
-    ns = k8s_namespace
+    ns = namespace
     template = f"http://127.0.0.1:{hub}"
     with run_operator(installed, OSTINATO_HUB_URL_TEMPLATE=template) as op:
         op.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(DOC))
