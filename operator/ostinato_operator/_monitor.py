@@ -19,7 +19,7 @@ from ._kube import ApiException, Kube, now_rfc3339
 from ._reconcile import InvalidSpecError, ensure_pods, parse
 from ._settings import OperatorSettings
 from ._status import Observation, compute_status, fit, invalid_status, previous_status
-from ._status_models import LoopSummary, WorkflowResourceStatus
+from ._status_models import LoopSummary, Phase, WorkflowResourceStatus
 
 __all__ = ["Monitor", "Tracked"]
 
@@ -219,7 +219,8 @@ class Monitor:
             elif lp.state == "error":
                 msg = f"loop {lp.name} is in error: {lp.last_error or 'see its pods'}"
                 self.kube.event(body, "LoopError", msg, warning=True)
-        if previous.phase != status.phase and status.phase is not None:
+        first_wait = previous.phase is None and status.phase is Phase.PENDING
+        if previous.phase != status.phase and status.phase is not None and not first_wait:
             ready = status.phase.value in ("Running", "Paused")
             self.kube.event(
                 body,
