@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-# The runtime exports no public name for these yet (asked of the coordinator); this module is the
-# one place that reaches into it, so the switch to a public re-export is a one-line change.
-from ostinato._security import ENV_VARS, generate_keys
+from ostinato import CURVE_ENV_VARS as ENV_VARS
+from ostinato import generate_keys
 
 __all__ = ["ENV_VARS", "LOOP_ENV_VARS", "new_secret_data"]
 

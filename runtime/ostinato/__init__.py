@@ -19,6 +19,8 @@ from ._nodes import (
 )
 from ._orchestrator import WorkflowOrchestrator
 from ._plan import FieldError, LoopPlan, WorkflowError, WorkflowPlan, load_workflow
+from ._security import ENV_VARS as CURVE_ENV_VARS
+from ._security import CurveKeys, generate_keys
 from ._spec import DesiredState, LoopSpec, QueueSpec, ResourcesSpec, Workflow, WorkflowSpec
 from ._status import LoopState, LoopStatus, NodeHealth, NodeStatus, WorkflowStatus
 
@@ -28,9 +30,11 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "CURVE_ENV_VARS",
     "BaseNode",
     "BlockingNode",
     "CounterProducer",
+    "CurveKeys",
     "DesiredState",
     "FieldError",
     "IntervalProducer",
@@ -61,6 +65,7 @@ __all__ = [
     "WorkflowStatus",
     "__version__",
     "blocking",
+    "generate_keys",
     "load_workflow",
     "non_blocking",
     "producer",
