@@ -352,7 +352,7 @@ def _size_key(size: int) -> str:
 WHERE = {
     "inproc": "thread loops",
     "ipc": "process loops",
-    "tcp": "ostinato loop ×2",
+    "tcp": "ostinato loop x2",
 }
 RTT_WHERE = {
     "inproc": "a thread ⇄ b thread",
