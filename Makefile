@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench clean k8s-binaries crds e2e e2e-kind prometheus cluster-up cluster-down image-local
+.PHONY: install run test lint typecheck pytest bench bench-operator clean k8s-binaries crds e2e e2e-kind prometheus cluster-up cluster-down image-local
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/node_overhead.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/queue_latency.py
+
+bench-operator: $(STAMP)
+	$(BIN)/python bench/operator_apply.py
 
 # The CRD from the pydantic models; the chart ships a byte-identical copy (a test checks both).
 crds: $(STAMP)

@@ -20,12 +20,8 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, Python puts bench/ first on sys.path, where bench/operator.py would shadow
-# the standard library's operator module (which enum imports, so nearly everything): the
-# standard library's folder goes before it. And the process pool imports the node classes by
-# path (``bench.node_overhead:NoOp``) in a child that gets this process's sys.path, so the
-# repository root must be on it.
-sys.path.insert(0, os.path.dirname(os.__file__))
+# The process pool imports the node classes by path (``bench.node_overhead:NoOp``) in a child
+# that gets this process's sys.path, so the repository root must be on it.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse

@@ -12,19 +12,13 @@ another namespace: the API server's own cost for those objects. The ratio says w
 adds on top (watch latency, kopf's handling, its patches of annotations and status).
 Memory: the operator process's peak resident set (VmHWM) after each case.
 
-    .venv/bin/python bench/operator.py            # table
-    .venv/bin/python bench/operator.py --json     # machine-readable
+    .venv/bin/python bench/operator_apply.py            # table
+    .venv/bin/python bench/operator_apply.py --json     # machine-readable
 """
 
 from __future__ import annotations
 
 import sys
-
-# Run as a script, this file's folder is sys.path[0] and this file would shadow the standard
-# library's `operator` module (imported by enum, by everything): drop the folder first.
-if sys.path and sys.path[0] == __file__.rpartition("/")[0]:
-    del sys.path[0]
-
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -165,7 +159,7 @@ def main() -> int:
     try:
         binaries.ensure(binaries.CONTROL_PLANE)
     except binaries.Unavailable as exc:
-        print(f"bench/operator.py: cannot start a control plane: {exc}", file=sys.stderr)
+        print(f"bench/operator_apply.py: cannot start a control plane: {exc}", file=sys.stderr)
         return 1
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ostinato-bench-op-") as tmp:
