@@ -59,6 +59,12 @@ _FAILED: Any = object()  # a node call that failed after retries and aborts the 
 _EffectResult = tuple[Exception | None, int, list[int]]
 
 
+#: Thread and process pools, with non-blocking calls pending: the loop lets their tasks run
+#: at least every this many iterations, and whenever this long has passed since it last did.
+YIELD_EVERY = 32
+YIELD_AFTER_NS = 200_000
+
+
 class _Desired(enum.Enum):
     RUN = "run"
     PAUSE = "pause"
@@ -369,6 +375,12 @@ class LoopManager:
         assert producer is not None
         chain = self._chain
         yield_each = self.pool is Pool.ASYNCIO
+        # With non-blocking calls pending, their tasks run when this coroutine yields. Yielding
+        # after every iteration costs an event-loop turn (an epoll_wait system call) per
+        # iteration, most of a fast writer's time; so the loop yields every YIELD_EVERY
+        # iterations, or as soon as YIELD_AFTER_NS have passed since it last yielded, so a
+        # slow loop still starts each call at once.
+        clock, last_yield, countdown = time.perf_counter_ns, 0, YIELD_EVERY
         name = self.name
         limit = self.max_iterations
         # The hot loop: constants as locals, because in Python 3.11 an enum member lookup
@@ -403,8 +415,13 @@ class LoopManager:
             if out is None:
                 if self._finishers:
                     self._end_iteration()
-                if yield_each or self._pending:
+                if yield_each:
                     await asyncio.sleep(0)
+                elif self._pending:
+                    countdown -= 1
+                    if countdown <= 0 or clock() - last_yield >= YIELD_AFTER_NS:
+                        await asyncio.sleep(0)
+                        countdown, last_yield = YIELD_EVERY, clock()
                 continue
             if type(out) is node_data:
                 data = out
@@ -442,8 +459,13 @@ class LoopManager:
             self._iteration_done(failed)
             if self._finishers:
                 self._end_iteration()
-            if yield_each or self._pending:
+            if yield_each:
                 await asyncio.sleep(0)
+            elif self._pending:
+                countdown -= 1
+                if countdown <= 0 or clock() - last_yield >= YIELD_AFTER_NS:
+                    await asyncio.sleep(0)
+                    countdown, last_yield = YIELD_EVERY, clock()
 
     def _iteration_done(self, failed: bool) -> None:
         self.iterations += 1
