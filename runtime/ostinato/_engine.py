@@ -125,6 +125,7 @@ class LoopManager:
         self.failed_iterations = 0
         self._consecutive_failures = 0
         self._stop_signal = threading.Event()
+        self._turn_countdown, self._last_turn_ns = YIELD_EVERY, 0  # see _turn_due
         # Duration histograms: one iteration in ``_until_sample`` is timed (see _sample).
         if histograms is None:
             histograms = histograms_enabled()
@@ -375,12 +376,6 @@ class LoopManager:
         assert producer is not None
         chain = self._chain
         yield_each = self.pool is Pool.ASYNCIO
-        # With non-blocking calls pending, their tasks run when this coroutine yields. Yielding
-        # after every iteration costs an event-loop turn (an epoll_wait system call) per
-        # iteration, most of a fast writer's time; so the loop yields every YIELD_EVERY
-        # iterations, or as soon as YIELD_AFTER_NS have passed since it last yielded, so a
-        # slow loop still starts each call at once.
-        clock, last_yield, countdown = time.perf_counter_ns, 0, YIELD_EVERY
         name = self.name
         limit = self.max_iterations
         # The hot loop: constants as locals, because in Python 3.11 an enum member lookup
@@ -415,13 +410,8 @@ class LoopManager:
             if out is None:
                 if self._finishers:
                     self._end_iteration()
-                if yield_each:
+                if yield_each or (self._pending and self._turn_due()):
                     await asyncio.sleep(0)
-                elif self._pending:
-                    countdown -= 1
-                    if countdown <= 0 or clock() - last_yield >= YIELD_AFTER_NS:
-                        await asyncio.sleep(0)
-                        countdown, last_yield = YIELD_EVERY, clock()
                 continue
             if type(out) is node_data:
                 data = out
@@ -459,13 +449,21 @@ class LoopManager:
             self._iteration_done(failed)
             if self._finishers:
                 self._end_iteration()
-            if yield_each:
+            if yield_each or (self._pending and self._turn_due()):
                 await asyncio.sleep(0)
-            elif self._pending:
-                countdown -= 1
-                if countdown <= 0 or clock() - last_yield >= YIELD_AFTER_NS:
-                    await asyncio.sleep(0)
-                    countdown, last_yield = YIELD_EVERY, clock()
+
+    def _turn_due(self) -> bool:
+        """With non-blocking calls pending (thread and process pools), whether the loop should
+        let their tasks run now. Their tasks run when the loop yields; yielding after every
+        iteration costs an event-loop turn (an epoll_wait system call) per iteration, most of a
+        fast writer's time. So: every YIELD_EVERY iterations, or as soon as YIELD_AFTER_NS have
+        passed since the last turn, so that a slow loop still starts each call at once."""
+        self._turn_countdown -= 1
+        now = time.perf_counter_ns()
+        if self._turn_countdown <= 0 or now - self._last_turn_ns >= YIELD_AFTER_NS:
+            self._turn_countdown, self._last_turn_ns = YIELD_EVERY, now
+            return True
+        return False
 
     def _iteration_done(self, failed: bool) -> None:
         self.iterations += 1
