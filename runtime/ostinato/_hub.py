@@ -19,6 +19,7 @@ from ._channel import DATA_SUFFIX
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
 from ._spec import QueueSpec
+from ._status import QueueStatus
 from ._wire import BATCH_BYTES, decode, encode
 
 __all__ = ["Hub"]
@@ -130,6 +131,10 @@ class Hub:
     def queue_status(self) -> dict[str, dict[str, int]]:
         """Depth and counters per queue (read without locking: a snapshot of ints)."""
         return {name: {"depth": q.depth, **vars_of(q.counters)} for name, q in self.queues.items()}
+
+    def queue_statuses(self) -> list[QueueStatus]:
+        """The same as :meth:`queue_status`, as the status models a WorkflowStatus holds."""
+        return [QueueStatus(name=n, **counters) for n, counters in self.queue_status().items()]
 
     # -- the hub thread ------------------------------------------------------------------------
 

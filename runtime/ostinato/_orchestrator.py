@@ -18,7 +18,7 @@ from ._hub import Hub, default_state_dir, lost_after
 from ._plan import LoopPlan, WorkflowPlan, dump_document, load_workflow
 from ._process import ProcessLoop
 from ._spec import DesiredState, Pool
-from ._status import LoopState, LoopStatus, QueueStatus, WorkflowStatus
+from ._status import LoopState, LoopStatus, WorkflowStatus
 
 __all__ = ["WorkflowOrchestrator"]
 
@@ -286,12 +286,7 @@ class WorkflowOrchestrator:
         return all(h.done for h in self.loops.values())
 
     def status(self) -> WorkflowStatus:
-        queues = []
-        if self.hub is not None:
-            queues = [
-                QueueStatus(name=name, **counters)
-                for name, counters in self.hub.queue_status().items()
-            ]
+        queues = self.hub.queue_statuses() if self.hub is not None else []
         held = [
             LoopStatus(
                 name=plan.name,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from ._spec import DesiredState
-from ._status import LoopState, LoopStatus, QueueStatus, WorkflowStatus
+from ._status import LoopState, LoopStatus, WorkflowStatus
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -163,10 +163,9 @@ class RemoteLoops:
                         }
                     )
                 loops.append(status)
-        queues = [
-            QueueStatus(name=name, **counters) for name, counters in self.hub.queue_status().items()
-        ]
-        return WorkflowStatus(workflow=self.plan.name, loops=loops, queues=queues)
+        return WorkflowStatus(
+            workflow=self.plan.name, loops=loops, queues=self.hub.queue_statuses()
+        )
 
     def not_ready(self) -> str | None:
         """A hub is ready when it serves; its loops' readiness is theirs to report."""
