@@ -17,7 +17,7 @@ import zmq
 
 from ._wire import BATCH_BYTES, WireError, decode, encode
 
-__all__ = ["DATA_SUFFIX", "DataChannel", "Inbox", "Pending", "QueueError", "settle"]
+__all__ = ["DATA_SUFFIX", "DataChannel", "Done", "Inbox", "Pending", "QueueError", "settle"]
 
 log = logging.getLogger("ostinato.client")
 
@@ -38,8 +38,10 @@ class QueueError(RuntimeError):
     """The hub refused a message (too large, unknown queue) or a subscription."""
 
 
-#: What a put waits on: a thread future, or an event loop's future (with its loop).
-Pending = Future[None] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+#: Told the outcome of a put, on its event loop: ``done(None)`` or ``done(error)``, once.
+Done = Callable[[QueueError | None], None]
+#: What a put waits on: a thread future, or an event loop's future or callback (with the loop).
+Pending = Future[None] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None] | Done"]
 
 
 def _resolve(fut: asyncio.Future[Any]) -> None:
@@ -47,16 +49,21 @@ def _resolve(fut: asyncio.Future[Any]) -> None:
         fut.set_result(True)
 
 
-def _settle_one(fut: asyncio.Future[None], error: QueueError | None) -> None:
-    if fut.done():
+def _settle_one(fut: asyncio.Future[None] | Done, error: QueueError | None) -> None:
+    if not isinstance(fut, asyncio.Future):
+        try:
+            fut(error)
+        except Exception:
+            log.exception("a put's completion callback failed")
+    elif fut.done():
         return
-    if error is None:
+    elif error is None:
         fut.set_result(None)
     else:
         fut.set_exception(error)
 
 
-def _settle_batch(batch: list[tuple[asyncio.Future[None], QueueError | None]]) -> None:
+def _settle_batch(batch: list[tuple[asyncio.Future[None] | Done, QueueError | None]]) -> None:
     for fut, error in batch:
         _settle_one(fut, error)
 
@@ -65,7 +72,7 @@ def settle(settled: list[tuple[Pending, QueueError | None]]) -> None:
     """Resolve puts' futures: directly when they belong to the running event loop (the data
     socket's owner), otherwise with one ``call_soon_threadsafe`` per event loop."""
     running = events._get_running_loop()
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Any]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None] | Done, Any]]] = {}
     for pending, error in settled:
         if isinstance(pending, tuple):
             if pending[0] is running:

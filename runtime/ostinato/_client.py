@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from ._channel import DATA_SUFFIX, DataChannel, Inbox, Pending, QueueError
+from ._channel import DATA_SUFFIX, DataChannel, Done, Inbox, Pending, QueueError
 from ._mailbox import Mailbox
 from ._wire import WireError, decode, encode
 
@@ -159,6 +159,12 @@ class HubClient:
         pending: Pending = (loop, fut)
         self._data_call(self.data.put, queue, next(self._seq), payload, meta, pending)
         return fut
+
+    def put_callback(self, queue: str, payload: bytes, meta: bytes, done: Done) -> None:
+        """As :meth:`put_async`, with ``done(None)`` or ``done(error)`` called on the running
+        event loop instead of a future (no future, no extra turn of the loop)."""
+        pending: Pending = (asyncio.get_running_loop(), done)
+        self._data_call(self.data.put, queue, next(self._seq), payload, meta, pending)
 
     def subscribe(self, queue: str, prefetch: int) -> Inbox:
         inbox = Inbox(self, queue, prefetch)

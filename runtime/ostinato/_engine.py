@@ -118,6 +118,7 @@ class LoopManager:
         self._producer: NodeRunner | None = None
         self._chain: tuple[NodeRunner, ...] = ()
         self._pending = 0  # non-blocking calls in flight, all nodes
+        self._submit_epoch = 0  # bumped when submitted calls are settled early (a stop)
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain_waiter: asyncio.Future[None] | None = None
         self._drained = self._abandoned = 0
@@ -165,6 +166,8 @@ class LoopManager:
         return token
 
     def _poke(self) -> None:
+        if self._desired is _Desired.STOP:
+            self._settle_submitted()
         for waker in self._wakers:
             if not waker.done():
                 waker.set_result(False)
@@ -627,7 +630,20 @@ class LoopManager:
     def _dispatch(self, r: NodeRunner, data: NodeData) -> None:
         r.in_flight += 1
         self._pending += 1
-        if r.is_async:
+        if r.submit is not None:
+            r.submitted += 1
+            done = partial(
+                self._submitted,
+                r,
+                data,
+                self._submit_epoch,
+                time.perf_counter_ns() if self.histograms else 0,
+            )
+            try:
+                r.submit(data, done)
+            except Exception as exc:
+                done(exc)
+        elif r.is_async:
             task = asyncio.get_running_loop().create_task(self._effect_async(r, data))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -662,10 +678,61 @@ class LoopManager:
                     took.append(clock() - start)
                 return None, attempt - 1, took
 
-    async def _effect_async(self, r: NodeRunner, data: NodeData) -> None:
+    def _submitted(
+        self, r: NodeRunner, data: NodeData, epoch: int, start: int, error: BaseException | None
+    ) -> None:
+        """A submitted call (``NodeRunner.submit``) has finished: its accounting, or its
+        retries as a task of their own (rare: a failure)."""
+        if epoch != self._submit_epoch:  # settled already, when the loop began to stop
+            return
+        r.submitted -= 1
+        if start:
+            r.durations.observe(time.perf_counter_ns() - start)
+        if error is None:
+            self._account(r, None, 0)
+        elif not isinstance(error, Exception):  # cancelled: neither done nor failed
+            self._abandoned += 1
+            self._account(r, None, 0, abandoned=True)
+        elif r.retry.max_attempts > 1 and self._desired is not _Desired.STOP:
+            task = asyncio.get_running_loop().create_task(self._effect_async(r, data, error))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._account(r, error, 0)
+
+    def _settle_submitted(self) -> None:
+        """The loop is asked to stop: submitted calls still running count as done now, as a
+        stop ends any other wait of a node for a reply (a queue put is with the hub by then,
+        just not acknowledged); their completions, when they come, are ignored."""
+        if not any(r.submitted for r in self._chain):
+            return
+        self._submit_epoch += 1
+        for r in self._chain:
+            if r.submitted:
+                r.node.logger.warning(
+                    "stopping before %d call(s) had finished (queue puts: they wait in the hub)",
+                    r.submitted,
+                )
+                for _ in range(r.submitted):
+                    self._account(r, None, 0)
+                r.submitted = 0
+
+    async def _effect_async(
+        self, r: NodeRunner, data: NodeData, failed: Exception | None = None
+    ) -> None:
+        """A non-blocking async call and its retries; ``failed``: the first attempt was a
+        submitted call that failed with it, so this begins with the first retry."""
         attempt = 1
-        error: Exception | None = None
+        error: Exception | None = failed
         observe = r.durations.observe if self.histograms else None
+        if failed is not None:
+            r.log_retry(failed, attempt)
+            if not await self._sleep(
+                backoff(r.retry, attempt), lambda: self._desired is _Desired.STOP
+            ):
+                self._account(r, failed, 0)
+                return
+            attempt += 1
         while True:
             start = time.perf_counter_ns()
             try:
@@ -718,6 +785,8 @@ class LoopManager:
             self._drain_waiter.set_result(None)
 
     async def _drain(self, limit: float) -> None:
+        if self._desired is _Desired.STOP:  # else (the producer is done) wait for them
+            self._settle_submitted()
         if self._pending:
             self.log.info("draining %d non-blocking call(s)", self._pending)
             self._drain_waiter = asyncio.get_running_loop().create_future()
@@ -732,6 +801,7 @@ class LoopManager:
                 )
                 for task in list(self._tasks):
                     task.cancel()
+                self._submit_epoch += 1  # and submitted calls' completions are ignored
 
     async def _teardown(self, runners: list[NodeRunner], offload: bool) -> None:
         for runner in reversed(runners):

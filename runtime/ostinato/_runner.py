@@ -18,6 +18,12 @@ from ._status import Durations, NodeHealth, NodeStatus, truncate
 
 log = logging.getLogger("ostinato.loop")
 
+#: ``submit(data, done)``: start a non-blocking node's side effect for ``data`` and return at
+#: once; call ``done(None)`` or ``done(error)`` exactly once, on the loop's thread, when it has
+#: finished. A node offers one by defining ``_submitter()`` (returning it, or None when this
+#: node cannot): the queue writer does, so a put costs no task and no future of its own.
+Submit = Callable[[Any, Callable[[BaseException | None], None]], None]
+
 
 def backoff(policy: RetrySpec, retry: int) -> float:
     """Seconds to wait before retry number ``retry`` (1-based): exponential, capped, jittered."""
@@ -65,6 +71,8 @@ class NodeRunner:
         "retry",
         "slot_waiters",
         "started_ns",
+        "submit",
+        "submitted",
         "timed",
     )
 
@@ -90,9 +98,16 @@ class NodeRunner:
         self.durations = Durations()
         self.started_ns = self.ended_ns = 0
         self.inline = not self.is_async and not (offload and not node.run_inline)
+        #: A non-blocking node that can start its side effect without a task of its own
+        #: (see ``Submit``): the engine calls this instead of scheduling ``process``.
+        submitter = getattr(node, "_submitter", None)
+        self.submit: Submit | None = (
+            submitter() if submitter is not None and plan.kind is NodeKind.NON_BLOCKING else None
+        )
         self._worker = worker
         self.health = NodeHealth.HEALTHY
         self.calls = self.errors = self.retries = self.in_flight = self.dropped = 0
+        self.submitted = 0  # calls started through ``submit`` and not finished
         self.last_error: str | None = None
         #: The traceback of this failing episode has been logged (until a call succeeds).
         self.reported = False
