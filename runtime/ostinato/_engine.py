@@ -114,6 +114,8 @@ class LoopManager:
         self._token = 0  # bumped by every control request; lets a breaker resume only its pause
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakers: set[asyncio.Future[bool]] = set()
+        #: Owned waits (NodeContext.wait): their future, and whether only a stop ends them.
+        self._owned: dict[asyncio.Future[Any], bool] = {}
         self._runners: list[NodeRunner] = []
         self._producer: NodeRunner | None = None
         self._chain: tuple[NodeRunner, ...] = ()
@@ -166,8 +168,14 @@ class LoopManager:
         return token
 
     def _poke(self) -> None:
-        if self._desired is _Desired.STOP:
+        stop = self._desired is _Desired.STOP
+        if stop:
             self._settle_submitted()
+        if self._owned:
+            pause = self._desired is _Desired.PAUSE
+            for fut, stop_only in list(self._owned.items()):
+                if stop or (pause and not stop_only):
+                    _resolve(fut, False)
         for waker in self._wakers:
             if not waker.done():
                 waker.set_result(False)
@@ -260,15 +268,28 @@ class LoopManager:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def _control_wait(self, fut: asyncio.Future[Any], stop_only: bool) -> bool:
+    async def _control_wait(
+        self, fut: asyncio.Future[Any], stop_only: bool, owned: bool = False
+    ) -> bool:
         """Wait until ``fut`` is done (True) or the loop is asked to stop, or with
-        ``stop_only=False`` to pause too (False). ``fut`` itself is left alone."""
+        ``stop_only=False`` to pause too (False). ``fut`` itself is left alone, unless
+        ``owned``: then an interruption resolves it with False (see ``NodeContext.wait``)."""
 
         def interrupted() -> bool:
             return self._desired is _Desired.STOP or (
                 not stop_only and self._desired is _Desired.PAUSE
             )
 
+        if owned:
+            if fut.done():
+                return True
+            if interrupted():
+                return False
+            self._owned[fut] = stop_only
+            try:
+                return bool(await fut)
+            finally:
+                self._owned.pop(fut, None)
         loop = asyncio.get_running_loop()
         while not fut.done():
             if interrupted():

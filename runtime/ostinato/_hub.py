@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -31,6 +31,9 @@ Handler = Callable[[dict[str, Any]], None]
 
 #: Frames handled before the hub commits, answers and looks at its mailbox again.
 ROUND_FRAMES = 2000
+# ZeroMQ constants as ints: pyzmq's flag enums cost a microsecond an operation.
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+_NOBLOCK, _MORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
 #: Heartbeat timeouts after which a silent peer is forgotten altogether.
 FORGET_LOST = 5
 
@@ -177,13 +180,18 @@ class Hub:
     def _send(self, identity: bytes, frame: bytes, *, via: bytes = b"") -> None:
         """Send ``frame`` to a peer, on the socket it (or peer ``via``) came in on."""
         sock = self._route.get(via or identity, self._local)
-        try:
-            sock.send_multipart([identity, frame], zmq.NOBLOCK)
+        try:  # two sends, not send_multipart: half the cost, with int flags (no enum ops)
+            sock.send(identity, _MORE)
+            sock.send(frame, _NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH: the peer is gone
             log.debug("message to %r not sent: %s", identity, exc)
 
     def _receive(self, sock: zmq.Socket[Any]) -> None:
+        events = sock.getsockopt
         for _ in range(ROUND_FRAMES):
+            # EVENTS first: a recv that finds nothing raises zmq.Again, which costs 10x more.
+            if not cast(int, events(_EVENTS)) & _POLLIN:
+                return
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -212,11 +220,11 @@ class Hub:
             items = msg["items"]
             if not isinstance(items, list) or not all(_is_put(item) for item in items):
                 raise TypeError("puts items must be [seq:int, payload:bytes, meta:bytes]")
-            for seq, payload, meta in items:
-                if queue is None:
-                    out.ack(identity, name, seq, f"no queue {name!r} in this workflow")
-                else:
-                    queue.put(identity, seq, payload, meta, out)
+            if queue is not None:
+                queue.put_many(identity, items, out)
+            else:
+                for item in items:
+                    out.ack(identity, name, item[0], f"no queue {name!r} in this workflow")
         elif kind == "ack":
             ids = msg["ids"]
             if not isinstance(ids, list) or not all(type(i) is int for i in ids):

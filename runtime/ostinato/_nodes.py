@@ -95,7 +95,7 @@ class NodeContext:
         node: str,
         sleeper: Callable[[float], Awaitable[bool]] | None = None,
         paused: Callable[[], float] | None = None,
-        waiter: Callable[[asyncio.Future[Any], bool], Awaitable[bool]] | None = None,
+        waiter: Callable[[asyncio.Future[Any], bool, bool], Awaitable[bool]] | None = None,
         finisher: Callable[[Callable[[], None]], None] | None = None,
         hub: Any = None,
     ) -> None:
@@ -125,13 +125,19 @@ class NodeContext:
         """Add ``amount`` to the node's counter ``name`` (shown in status)."""
         self.counters[name] = self.counters.get(name, 0) + amount
 
-    async def wait(self, fut: asyncio.Future[Any], *, stop_only: bool = False) -> bool:
+    async def wait(
+        self, fut: asyncio.Future[Any], *, stop_only: bool = False, owned: bool = False
+    ) -> bool:
         """Wait until ``fut`` is done (True), or until the loop is asked to stop (or, unless
-        ``stop_only``, to pause): then False at once. Read the outcome with ``fut.result()``."""
+        ``stop_only``, to pause): then False at once. Read the outcome with ``fut.result()``.
+
+        ``owned``: ``fut`` was made for this wait alone and is resolved with a true value; the
+        loop may then resolve it with False itself to interrupt the wait, which saves a turn
+        of the event loop (a hop of some 10-20 µs) on every wait."""
         if self._waiter is None:
             await asyncio.wait([fut])
             return True
-        return await self._waiter(fut, stop_only)
+        return await self._waiter(fut, stop_only, owned)
 
     def at_iteration_end(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the current iteration ends, failed or not (acknowledgements)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from functools import partial
@@ -100,7 +101,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
                 break
             if inbox.error is not None:
                 raise QueueError(inbox.error)
-            if not await self.context.wait(inbox.arrival(), stop_only=not producing):
+            if not await self.context.wait(inbox.arrival(), stop_only=not producing, owned=True):
                 if producing:
                     return None
                 raise QueueError(f"stopped while waiting for a message on {self.config.queue!r}")
@@ -140,8 +141,17 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         meta = self._pack((data.loop, data.iteration, data.trace_id, data.created_at))
         if not self._attached:
             self._attach()
-        acked = self.client.put_async(self.config.queue, payload, meta)
-        if not await self.context.wait(acked, stop_only=True):
+        acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        refusal: list[BaseException] = []
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                refusal.append(error)
+            if not acked.done():
+                acked.set_result(True)
+
+        self.client.put_callback(self.config.queue, payload, meta, done)
+        if not await self.context.wait(acked, stop_only=True, owned=True):
             # A stop during backpressure: the message is with the hub (parked until there is
             # room), just not acknowledged yet. Not a failure of this iteration.
             self.context.logger.warning(
@@ -149,7 +159,8 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
                 self.config.queue,
             )
             return data
-        acked.result()  # raises the hub's refusal (too large, unknown queue)
+        if refusal:  # the hub's refusal (too large, unknown queue)
+            raise refusal[0]
         return data
 
     def _submitter(self) -> Submit | None:

@@ -136,20 +136,31 @@ class QueueState:
     # -- writers -------------------------------------------------------------------------------
 
     def put(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:
-        if len(payload) > self.spec.max_message_bytes:
-            self.counters.refused += 1
-            out.ack(
-                writer,
-                self.name,
-                seq,
-                f"message of {len(payload)} bytes exceeds maxMessageBytes "
-                f"({self.spec.max_message_bytes}) of queue {self.name!r}",
-            )
-            return
-        if self.parked or (self.spec.on_full is QueueOnFull.BLOCK and self._full()):
-            self.parked.append(_Parked(writer, seq, payload, meta))
-            return
-        self._accept(writer, seq, payload, meta, out)
+        self.put_many(writer, ((seq, payload, meta),), out)
+
+    def put_many(self, writer: bytes, items: Iterable[Sequence[Any]], out: Outbox) -> None:
+        """A writer's batch of ``(seq, payload, meta)``, in order. Delivery runs once for the
+        batch, and before any put that finds a buffer full (so that what credit can take
+        leaves first): the outcome is the same as putting and delivering one by one."""
+        limit = self.spec.max_message_bytes
+        block = self.spec.on_full is QueueOnFull.BLOCK
+        for seq, payload, meta in items:
+            if len(payload) > limit:
+                self.counters.refused += 1
+                out.ack(
+                    writer,
+                    self.name,
+                    seq,
+                    f"message of {len(payload)} bytes exceeds maxMessageBytes "
+                    f"({limit}) of queue {self.name!r}",
+                )
+                continue
+            if not self.parked and self._full():
+                self._pump(out)
+            if self.parked or (block and self._full()):
+                self.parked.append(_Parked(writer, seq, payload, meta))
+                continue
+            self._accept(writer, seq, payload, meta, out)
         self._pump(out)
 
     def _full(self) -> bool:
