@@ -11,6 +11,7 @@ from asyncio import events
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from time import perf_counter_ns
 from typing import Any, cast
 
 import zmq
@@ -32,6 +33,9 @@ WINDOW = 1024
 HOLD = 64
 # ZeroMQ constants as ints: pyzmq's flag enums cost a microsecond an operation.
 _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
+#: A loop that puts without giving its event loop a turn reads the socket itself this often
+#: (nanoseconds): acknowledgements free its window and its ``maxInFlight`` slots.
+IO_EVERY_NS = 200_000
 #: Frames read from the socket in one go before the event loop gets a turn.
 READ_BURST = 256
 
@@ -178,6 +182,7 @@ class DataChannel:
         self._dirty = False
         #: Sent since input was last looked for: a send may have taken the FD's edge.
         self._unread = False
+        self._io_ns = 0  # when the socket was last read (perf_counter_ns)
         self.closed = False
 
     # -- the owner's operations ----------------------------------------------------------------
@@ -188,10 +193,17 @@ class DataChannel:
         if waiting is None:
             waiting = self._waiting[queue] = deque()
         waiting.append((seq, payload, meta))
-        if self.event_loop is not None and not self._unacked.get(queue):
-            # Nothing in flight, so no acknowledgement will clock a batch: send it now rather
-            # than at the loop's next turn (a blocking writer's round trip is shorter by one).
-            self._send_puts(queue, waiting)
+        if self.event_loop is not None:
+            if not self._unacked.get(queue) or len(waiting) >= HOLD:
+                # Nothing in flight (no acknowledgement will clock a batch), or a batch is
+                # full: send now rather than at the loop's next turn.
+                self._send_puts(queue, waiting)
+            now = perf_counter_ns()
+            if now - self._io_ns >= IO_EVERY_NS:
+                # A loop busy putting may not give its event loop a turn for a while (the
+                # engine does not yield for submitted calls): read acknowledgements here.
+                self._io_ns = now
+                self._readable()
         self._wake()
 
     def ack(self, queue: str, msg_id: int) -> None:
@@ -309,6 +321,7 @@ class DataChannel:
         sock = self.sock
         recv, events = sock.recv, sock.getsockopt
         self._unread = False
+        self._io_ns = perf_counter_ns()
         n = 0
         # EVENTS first: a recv that finds nothing raises zmq.Again, which costs 10x more.
         while n < limit and cast(int, events(_EVENTS)) & _POLLIN:

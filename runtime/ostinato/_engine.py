@@ -121,6 +121,9 @@ class LoopManager:
         self._chain: tuple[NodeRunner, ...] = ()
         self._pending = 0  # non-blocking calls in flight, all nodes
         self._submit_epoch = 0  # bumped when submitted calls are settled early (a stop)
+        #: Of ``_pending``, the submitted calls: they need no turn of the loop to start (their
+        #: node moves them on by itself), so the loop does not yield for them (_turn_due).
+        self._submits = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain_waiter: asyncio.Future[None] | None = None
         self._drained = self._abandoned = 0
@@ -434,7 +437,7 @@ class LoopManager:
             if out is None:
                 if self._finishers:
                     self._end_iteration()
-                if yield_each or (self._pending and self._turn_due()):
+                if yield_each or (self._pending > self._submits and self._turn_due()):
                     await asyncio.sleep(0)
                 continue
             if type(out) is node_data:
@@ -473,7 +476,7 @@ class LoopManager:
             self._iteration_done(failed)
             if self._finishers:
                 self._end_iteration()
-            if yield_each or (self._pending and self._turn_due()):
+            if yield_each or (self._pending > self._submits and self._turn_due()):
                 await asyncio.sleep(0)
 
     def _turn_due(self) -> bool:
@@ -653,12 +656,14 @@ class LoopManager:
         self._pending += 1
         if r.submit is not None:
             r.submitted += 1
+            self._submits += 1
             done = partial(
                 self._submitted,
                 r,
                 data,
                 self._submit_epoch,
-                time.perf_counter_ns() if self.histograms else 0,
+                # Timed in the iterations the sampler times (_sample), as blocking calls are.
+                time.perf_counter_ns() if self.histograms and self._until_sample <= 0 else 0,
             )
             try:
                 r.submit(data, done)
@@ -707,10 +712,15 @@ class LoopManager:
         if epoch != self._submit_epoch:  # settled already, when the loop began to stop
             return
         r.submitted -= 1
+        self._submits -= 1
         if start:
             r.durations.observe(time.perf_counter_ns() - start)
         if error is None:
-            self._account(r, None, 0)
+            # _account's success path without its calls: this runs once per queue put.
+            r.calls += 1
+            if r.health is not NodeHealth.HEALTHY:
+                r.recovered()
+            self._release(r, drained=True)
         elif not isinstance(error, Exception):  # cancelled: neither done nor failed
             self._abandoned += 1
             self._account(r, None, 0, abandoned=True)
@@ -736,6 +746,7 @@ class LoopManager:
                 )
                 for _ in range(r.submitted):
                     self._account(r, None, 0)
+                self._submits -= r.submitted
                 r.submitted = 0
 
     async def _effect_async(
@@ -798,9 +809,13 @@ class LoopManager:
                 self._request(_Desired.PAUSE, f"node {r.name!r} failed (onError=pauseLoop)")
             elif policy is ErrorPolicy.STOP_LOOP:
                 self._request(_Desired.STOP, None)
+        self._release(r, drained=not abandoned)
+
+    def _release(self, r: NodeRunner, drained: bool) -> None:
+        """A non-blocking call of ``r`` is over: its slot is free; the drain may be done."""
         r.release()
         self._pending -= 1
-        if self._state is LoopState.STOPPING and not abandoned:
+        if drained and self._state is LoopState.STOPPING:
             self._drained += 1
         if self._pending == 0 and self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)

@@ -328,11 +328,13 @@ class Hub:
                     for item in items:
                         if item[0] in durable and len(item) == 2:
                             item.append(out.store_failed)
-        for writer, items in out.acks.items():
-            self._send(writer, encode("acks", items=items))
+        # Deliveries before acknowledgements: the reader is the one a message's latency waits
+        # for, and whoever is woken first runs first (the GIL, or a core on a busy machine).
         for (consumer, queue), items in out.messages.items():
             for batch in batches(items, lambda item: len(item[1]) + len(item[2])):
                 self._send(consumer, encode("msgs", q=queue, items=batch))
+        for writer, items in out.acks.items():
+            self._send(writer, encode("acks", items=items))
         out.clear()
 
     def _drop(self, identity: bytes, why: str) -> None:

@@ -205,7 +205,7 @@ class NodeRunner:
 
     def release(self) -> None:
         self.in_flight -= 1
-        while self.slot_waiters:
+        while self.slot_waiters:  # the loop waits for a free slot (onFull: block)
             waiter = self.slot_waiters.popleft()
             if not waiter.done():
                 waiter.set_result(True)

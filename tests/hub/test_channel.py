@@ -114,3 +114,32 @@ def test_a_reader_with_nothing_to_read_is_kept_alive_by_its_heartbeats(hub: Hub)
     finally:
         reader.close(timeout=5)
         writer.close(timeout=5)
+
+
+def test_a_writer_that_never_yields_still_reads_its_acknowledgements(hub: Hub) -> None:
+    """The engine does not give the event loop a turn for submitted puts, so the channel reads
+    the socket itself while puts go on (every IO_EVERY_NS): acknowledgements arrive, and free
+    the window, before the writing coroutine ever awaits."""
+    writer = HubClient(hub.endpoint, b"w/0/y", loop="w", ctx=hub.ctx, heartbeat=0.1)
+    writer.start()
+    done: list[BaseException | None] = []
+
+    async def write() -> tuple[int, int]:
+        writer.attach()
+        puts = 0
+        deadline = time.monotonic() + WAIT
+        # Synchronous from here to the end of the while loop: no await, no turn of the loop.
+        while not done and time.monotonic() < deadline:
+            writer.put_callback("q", b"%d" % puts, b"", done.append)
+            puts += 1
+            pause = time.perf_counter_ns() + 1_000_000  # 1 ms of work between puts
+            while time.perf_counter_ns() < pause:
+                pass
+        return puts, len(done)  # before any await
+
+    try:
+        puts, acknowledged = asyncio.run(write())
+        assert acknowledged, f"no acknowledgement read during {puts} puts without a turn"
+        assert done[0] is None
+    finally:
+        writer.close(timeout=5)
