@@ -343,16 +343,24 @@ class DataChannel:
             if inbox is not None:
                 inbox._push(msg["items"])
         elif kind == "acks":
-            settled: list[tuple[Pending, QueueError | None]] = []
+            running = events._get_running_loop()
+            others: list[tuple[Pending, QueueError | None]] = []
+            futures, unacked_of = self._futures, self._unacked
             for item in msg["items"]:
                 queue, seq = item[0], item[1]
-                unacked = self._unacked.get(queue)
+                unacked = unacked_of.get(queue)
                 if unacked is not None:
                     unacked.pop(seq, None)
-                pending = self._futures.pop((queue, seq), None)
-                if pending is not None:
-                    settled.append((pending, QueueError(str(item[2])) if len(item) > 2 else None))
-            settle(settled)
+                pending = futures.pop((queue, seq), None)
+                if pending is None:
+                    continue
+                error = QueueError(str(item[2])) if len(item) > 2 else None
+                if type(pending) is tuple and pending[0] is running:
+                    _settle_one(pending[1], error)  # this loop's own: no second pass
+                else:
+                    others.append((pending, error))
+            if others:
+                settle(others)
             self._wake()  # the window has room again
         elif kind == "error":
             inbox = self.inboxes.get(msg.get("q", ""))

@@ -166,6 +166,18 @@ class HubClient:
         pending: Pending = (asyncio.get_running_loop(), done)
         self._data_call(self.data.put, queue, next(self._seq), payload, meta, pending)
 
+    def putter(self) -> Callable[[str, bytes, bytes, Done], None]:
+        """:meth:`put_callback` for the event loop that owns the data socket (``attach``),
+        without its checks: for a writer that puts on every iteration."""
+        loop, chan, seq = asyncio.get_running_loop(), self.data, self._seq
+        if chan.event_loop is not loop:
+            raise RuntimeError("putter() is for the event loop that owns the data socket")
+
+        def put(queue: str, payload: bytes, meta: bytes, done: Done) -> None:
+            chan.put(queue, next(seq), payload, meta, (loop, done))
+
+        return put
+
     def subscribe(self, queue: str, prefetch: int) -> Inbox:
         inbox = Inbox(self, queue, prefetch)
         self._data_call(self.data.subscribe, inbox)

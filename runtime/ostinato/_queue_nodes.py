@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgpack
 from pydantic import Field
 
+from ._channel import Done
 from ._client import HubClient, Inbox, QueueError
 from ._nodes import (
     BlockingNode,
@@ -84,6 +85,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         self.inbox: Inbox | None = None
         self._attached = False
         self._pack = msgpack.Packer(use_bin_type=True).pack  # this loop's thread only
+        self._put: Callable[[str, bytes, bytes, Done], None] | None = None  # (_submit)
         if self.config.role == "read":
             self.inbox = client.subscribe(self.config.queue, self.config.prefetch)
 
@@ -139,8 +141,6 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         payload = encode_payload(self.config.queue, data.payload, self._pack)
         # [loop, iteration, trace_id, created_at]: a map costs twice as much per message.
         meta = self._pack((data.loop, data.iteration, data.trace_id, data.created_at))
-        if not self._attached:
-            self._attach()
         acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         refusal: list[BaseException] = []
 
@@ -150,7 +150,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             if not acked.done():
                 acked.set_result(True)
 
-        self.client.put_callback(self.config.queue, payload, meta, done)
+        (self._put or self._putter())(self.config.queue, payload, meta, done)
         if not await self.context.wait(acked, stop_only=True, owned=True):
             # A stop during backpressure: the message is with the hub (parked until there is
             # room), just not acknowledged yet. Not a failure of this iteration.
@@ -171,9 +171,14 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         payload = encode_payload(self.config.queue, data.payload, self._pack)
         # [loop, iteration, trace_id, created_at]: a map costs twice as much per message.
         meta = self._pack((data.loop, data.iteration, data.trace_id, data.created_at))
+        (self._put or self._putter())(self.config.queue, payload, meta, done)
+
+    def _putter(self) -> Callable[[str, bytes, bytes, Done], None]:
+        """Puts from this loop's event loop, which takes the data socket over first."""
         if not self._attached:
             self._attach()
-        self.client.put_callback(self.config.queue, payload, meta, done)
+        self._put = self.client.putter()
+        return self._put
 
     def on_pause(self) -> None:
         # Messages waiting here go to readers that still run.
