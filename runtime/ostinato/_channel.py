@@ -102,6 +102,9 @@ class Inbox:
         self.client = client
         self.queue = queue
         self.prefetch = prefetch
+        #: Acknowledgements are sent once this many have gathered (or the inbox is empty):
+        #: a quarter of the prefetch, so the hub's credit never runs dry.
+        self.ack_every = max(prefetch // 4, 1)
         self._items: deque[list[Any]] = deque()
         self._lock = threading.Lock()
         self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]] | None = None
@@ -212,7 +215,7 @@ class DataChannel:
             acks = self._acks[queue] = []
         acks.append(msg_id)
         inbox = self.inboxes.get(queue)
-        if inbox is None or len(acks) >= max(inbox.prefetch // 4, 1) or not len(inbox):
+        if inbox is None or len(acks) >= inbox.ack_every or not inbox._items:
             self._send_acks(queue)
         else:
             self._wake()

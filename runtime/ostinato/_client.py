@@ -13,6 +13,7 @@ import time
 from asyncio import events
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 import zmq
@@ -177,6 +178,13 @@ class HubClient:
             chan.put(queue, next(seq), payload, meta, (loop, done))
 
         return put
+
+    def acker(self, queue: str) -> Callable[[int], None]:
+        """:meth:`ack` of ``queue`` for the event loop that owns the data socket, without its
+        checks: for a reader that acknowledges on every iteration."""
+        if self.data.event_loop is not asyncio.get_running_loop():
+            raise RuntimeError("acker() is for the event loop that owns the data socket")
+        return partial(self.data.ack, queue)
 
     def subscribe(self, queue: str, prefetch: int) -> Inbox:
         inbox = Inbox(self, queue, prefetch)

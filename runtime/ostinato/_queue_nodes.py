@@ -86,6 +86,8 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         self._attached = False
         self._pack = msgpack.Packer(use_bin_type=True).pack  # this loop's thread only
         self._put: Callable[[str, bytes, bytes, Done], None] | None = None  # (_submit)
+        #: Acknowledges a message taken (the loop's own once attached: see _attach).
+        self._ack: Callable[[int], None] = partial(client.ack, self.config.queue)
         if self.config.role == "read":
             self.inbox = client.subscribe(self.config.queue, self.config.prefetch)
 
@@ -109,7 +111,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
                 raise QueueError(f"stopped while waiting for a message on {self.config.queue!r}")
         msg_id, payload, meta_bytes, redelivered = item
         queue = self.config.queue
-        self.context.at_iteration_end(partial(self.client.ack, queue, msg_id))
+        self.context.at_iteration_end(partial(self._ack, msg_id))
         loop, iteration, trace_id, created_at = _source(meta_bytes)
         value = msgpack.unpackb(payload, raw=False, strict_map_key=False)
         meta = {
@@ -129,6 +131,8 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         does not change threads in this process (called from a coroutine of the loop)."""
         self.client.attach()
         self._attached = True
+        if self.config.role == "read":
+            self._ack = self.client.acker(self.config.queue)
 
     async def produce(self) -> NodeData | None:
         if self.config.role != "read":
