@@ -155,23 +155,32 @@ class QueueState:
                     f"({limit}) of queue {self.name!r}",
                 )
                 continue
-            if not self.parked and self._full():
-                self._pump(out)
-            if self.parked or (block and self._full()):
-                self.parked.append(_Parked(writer, seq, payload, meta))
-                continue
-            self._accept(writer, seq, payload, meta, out)
+            if not self.parked:
+                full = self._full()
+                if full:  # deliver first: room may appear (parked stays empty: none to let in)
+                    self._pump(out)
+                    full = self._full()
+                if not (block and full):
+                    self._accept(writer, seq, payload, meta, out, full)
+                    continue
+            self.parked.append(_Parked(writer, seq, payload, meta))
         self._pump(out)
 
     def _full(self) -> bool:
         cap = self.spec.capacity
         return any(len(g.buffer) >= cap for g in self.groups.values())
 
-    def _accept(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:
+    def _accept(
+        self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox, full: bool = True
+    ) -> None:
+        """Into every group's buffer, by the full-buffer policy; ``full=False``: the caller
+        knows that no buffer is full (the common case: nothing to drop)."""
         msg = Message(self.next_id, payload, meta)
         cap = self.spec.capacity
-        newest = self.spec.on_full is QueueOnFull.DROP_NEWEST
-        into = [g for g in self.groups.values() if not (newest and len(g.buffer) >= cap)]
+        if full and self.spec.on_full is QueueOnFull.DROP_NEWEST:
+            into = [g for g in self.groups.values() if len(g.buffer) < cap]
+        else:
+            into = list(self.groups.values())
         if self.store is not None and into:  # on disk first: a failed write takes nothing in
             try:
                 self.store.add(self.name, msg.id, payload, meta, [g.name for g in into])
