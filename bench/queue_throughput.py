@@ -56,6 +56,7 @@ from typing import Any
 import zmq
 
 from bench._harness import add_common_options, check_status, interleave, machine, select
+from bench._transport import client_inproc
 from ostinato import (
     BlockingNode,
     LoopHandle,
@@ -410,6 +411,20 @@ def _cases() -> tuple[Case, ...]:
                     scale=0.25,
                 )
             )
+            if transport == "inproc":
+                cases.append(
+                    Case(
+                        f"tp-inproc-client-{s}",
+                        "throughput",
+                        transport,
+                        size,
+                        "ostinato",
+                        "transport alone: hub + 2 clients, no loops",
+                        "ostinato-client-inproc",
+                        peers,
+                        scale=2.5,
+                    )
+                )
             cases.append(
                 Case(
                     f"tp-{transport}-nonblocking-{s}",
@@ -830,7 +845,15 @@ def _result(conn: Connection) -> tuple[float, float]:
     return float(first), float(last)
 
 
+def run_ostinato_client_inproc(case: Case, n: int) -> Run:
+    """The queue transport without the loop engine (``bench/_transport.py``): the ceiling
+    that the transport leaves the loops above it."""
+    first, last = client_inproc(n, case.size)
+    return Run(n, last - first)
+
+
 RUNNERS: dict[str, Callable[[Case, int], Run]] = {
+    "ostinato-client-inproc": run_ostinato_client_inproc,
     **{f"ostinato-{t}-{w}": run_ostinato_throughput for t in TRANSPORTS for w in WRITERS},
     **{f"ostinato-rtt-{t}": run_ostinato_round_trip for t in TRANSPORTS},
     "zmq-push-inproc": run_zmq_push_inproc,
