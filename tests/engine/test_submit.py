@@ -14,24 +14,11 @@ from ostinato import (
     NodeConfig,
     NodeData,
     NonBlockingNode,
-    ProducerExhausted,
-    ProducerNode,
     load_workflow,
 )
 
 N = 200
 Done = Callable[[BaseException | None], None]
-
-
-class Count(ProducerNode[NodeConfig]):
-    def setup(self) -> None:
-        self.n = 0
-
-    def produce(self) -> int:
-        if self.n >= N:
-            raise ProducerExhausted
-        self.n += 1
-        return self.n
 
 
 class Submits(NonBlockingNode[NodeConfig]):
@@ -76,7 +63,11 @@ def run(mode: str, *, attempts: int = 1, stop_after: int | None = None) -> LoopM
                     {
                         "name": "l",
                         "drainTimeoutSeconds": 0.5,
-                        "producer": {"name": "p", "class": f"{__name__}:Count"},
+                        "producer": {
+                            "name": "p",
+                            "class": "CounterProducer",
+                            "config": {"start": 1, "count": N},
+                        },
                         "nodes": [
                             {
                                 "name": "fx",
