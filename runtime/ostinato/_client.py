@@ -169,10 +169,10 @@ class HubClient:
 
     def putter(self) -> Callable[[str, bytes, bytes, Done], None]:
         """:meth:`put_callback` for the event loop that owns the data socket (``attach``),
-        without its checks: for a writer that puts on every iteration."""
+        without its checks: for a writer that puts on every iteration. Call it on that loop."""
         loop, chan, seq = asyncio.get_running_loop(), self.data, self._seq
-        if chan.event_loop is not loop:
-            raise RuntimeError("putter() is for the event loop that owns the data socket")
+        if chan.event_loop is not loop:  # not attached (a closed connection): the long way
+            return self.put_callback
 
         def put(queue: str, payload: bytes, meta: bytes, done: Done) -> None:
             chan.put(queue, next(seq), payload, meta, (loop, done))
@@ -183,7 +183,7 @@ class HubClient:
         """:meth:`ack` of ``queue`` for the event loop that owns the data socket, without its
         checks: for a reader that acknowledges on every iteration."""
         if self.data.event_loop is not asyncio.get_running_loop():
-            raise RuntimeError("acker() is for the event loop that owns the data socket")
+            return partial(self.ack, queue)  # not attached (a closed connection): the long way
         return partial(self.data.ack, queue)
 
     def subscribe(self, queue: str, prefetch: int) -> Inbox:
