@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold a Lease so one replica acts (default: on inside a pod)",
     )
     p.add_argument("--lease-namespace", help="namespace of the Lease (default: the pod's)")
+    p.add_argument(
+        "--lease-name", help="name of the Lease (ostinato-operator; Helm: the release's)"
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return p
 
@@ -91,6 +94,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         webhook_addr=args.webhook_addr,
         leader_election=leader,
         lease_namespace=args.lease_namespace or base.lease_namespace or _pod_namespace(),
+        lease_name=args.lease_name,
     )
 
 

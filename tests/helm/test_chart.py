@@ -142,6 +142,18 @@ def test_args_and_image(render: Render) -> None:
     assert env["OSTINATO_IMAGE"] == "localhost/ostinato:dev"
 
 
+def test_each_release_holds_a_lease_of_its_own(render: Render) -> None:
+    """Two releases in one namespace must not share the operator's Lease: one would wait
+    for the other for good."""
+    names = []
+    for release in ("one", "two"):
+        deployment = _one(render({"fullnameOverride": release}), "Deployment")
+        env = {e["name"]: e.get("value") for e in _container(deployment)["env"]}
+        assert env["OSTINATO_LEASE_NAME"] == deployment["metadata"]["name"]
+        names.append(env["OSTINATO_LEASE_NAME"])
+    assert names == ["one", "two"]
+
+
 def test_metrics_service_selects_the_operator_pod(render: Render) -> None:
     objects = render()
     deployment = _one(objects, "Deployment")
