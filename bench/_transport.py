@@ -20,16 +20,22 @@ PREFETCH = 256
 TIMEOUT = 120.0
 
 
-def client_inproc(n: int, size: int) -> tuple[float, float]:
+def client_inproc(n: int, size: int, batch: int = 1) -> tuple[float, float]:
     """``n`` messages of ``size`` bytes from a writer coroutine (thread 1) through the hub
     (thread 2) to a reader coroutine (thread 3) that acknowledges each; (first, last) arrival,
-    ``perf_counter`` seconds. Payload and meta are packed once, as the writer node packs them."""
+    ``perf_counter`` seconds. Payload and meta are packed once, as the writer node packs them.
+
+    ``batch`` > 1: each queue message carries a list of ``batch`` such payloads (what a node
+    can write today), ``n // batch`` messages, and the reader decodes each list: the rate of
+    payloads when a batch, not a payload, is the unit the transport pays for."""
+    items = b"x" * size if batch == 1 else [b"x" * size] * batch
+    n //= batch
     hub = Hub([QueueSpec.model_validate({"name": "q", "capacity": n})], {"q": ["r"]})
     writer = HubClient(hub.endpoint, b"w/0/bench", loop="w", ctx=hub.ctx, heartbeat=0.5)
     reader = HubClient(hub.endpoint, b"r/0/bench", loop="r", ctx=hub.ctx, heartbeat=0.5)
     writer.start()
     reader.start()
-    payload = msgpack.packb(b"x" * size)
+    payload = msgpack.packb(items)
     meta = msgpack.packb(["w", 1, "0" * 16, time.time()])
     times: dict[str, float] = {}
     subscribed = threading.Event()
@@ -48,6 +54,8 @@ def client_inproc(n: int, size: int) -> tuple[float, float]:
             if not got:
                 times["first"] = time.perf_counter()
             got += 1
+            if batch > 1:
+                msgpack.unpackb(item[1])
             ack(item[0])
         times["last"] = time.perf_counter()
 

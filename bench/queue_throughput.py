@@ -87,6 +87,8 @@ STOP_TIMEOUT = 3.0
 #: Round trips timed but left out of the percentiles (connections, caches, first allocations).
 WARMUP = 100
 SIZES = (100, 1024)
+#: Payloads a message in the batched transport-alone row (``bench/_transport.py``).
+BATCH = 64
 
 _MP = multiprocessing.get_context("spawn")
 
@@ -423,6 +425,19 @@ def _cases() -> tuple[Case, ...]:
                         "ostinato-client-inproc",
                         peers,
                         scale=2.5,
+                    )
+                )
+                cases.append(
+                    Case(
+                        f"tp-inproc-client{BATCH}-{s}",
+                        "throughput",
+                        transport,
+                        size,
+                        "ostinato",
+                        f"transport alone, {BATCH} payloads a message",
+                        f"ostinato-client{BATCH}-inproc",
+                        peers,
+                        scale=25.0,
                     )
                 )
             cases.append(
@@ -848,12 +863,16 @@ def _result(conn: Connection) -> tuple[float, float]:
 def run_ostinato_client_inproc(case: Case, n: int) -> Run:
     """The queue transport without the loop engine (``bench/_transport.py``): the ceiling
     that the transport leaves the loops above it."""
-    first, last = client_inproc(n, case.size)
-    return Run(n, last - first)
+    batch = BATCH if case.runner == f"ostinato-client{BATCH}-inproc" else 1
+    first, last = client_inproc(n, case.size, batch)
+    # Payloads from the first message's arrival to the last's: the first message's are not
+    # timed (the rate is (count - 1) / seconds, as with one payload a message).
+    return Run((n // batch - 1) * batch + 1, last - first)
 
 
 RUNNERS: dict[str, Callable[[Case, int], Run]] = {
     "ostinato-client-inproc": run_ostinato_client_inproc,
+    f"ostinato-client{BATCH}-inproc": run_ostinato_client_inproc,
     **{f"ostinato-{t}-{w}": run_ostinato_throughput for t in TRANSPORTS for w in WRITERS},
     **{f"ostinato-rtt-{t}": run_ostinato_round_trip for t in TRANSPORTS},
     "zmq-push-inproc": run_zmq_push_inproc,
@@ -1009,6 +1028,10 @@ def print_tables(rows: dict[str, Row], args: argparse.Namespace, unfinished: int
         print("msg/s     (messages - 1) / (last arrival - first arrival), timed at the reader")
         print("vs zmq    ostinato msg/s ÷ raw pyzmq PUSH/PULL msg/s, same transport and payload")
         print("vs mp.Q   ostinato msg/s ÷ multiprocessing.Queue msg/s between two processes")
+        print(
+            "alone     the hub and two hub clients without loops (bench/_transport.py); with "
+            f"{BATCH} payloads a message, messages and msg/s count payloads"
+        )
     if latency:
         print("p50/p99   round trip in loop a, stamped by its producer, read after the pong reader")
         print("p50 vs    ostinato p50 ÷ raw pyzmq REQ/REP p50 (x times slower); p99 vs likewise")
