@@ -46,8 +46,8 @@ class QueueError(RuntimeError):
 
 #: Told the outcome of a put, on its event loop: ``done(None)`` or ``done(error)``, once.
 Done = Callable[[QueueError | None], None]
-#: What a put waits on: a thread future, or an event loop's future or callback (with the loop).
-Pending = Future[None] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None] | Done"]
+#: What a put waits on: a thread future, or a callback on an event loop (with the loop).
+Pending = Future[None] | tuple[asyncio.AbstractEventLoop, Done]
 
 
 def _resolve(fut: asyncio.Future[Any]) -> None:
@@ -55,30 +55,24 @@ def _resolve(fut: asyncio.Future[Any]) -> None:
         fut.set_result(True)
 
 
-def _settle_one(fut: asyncio.Future[None] | Done, error: QueueError | None) -> None:
-    if not isinstance(fut, asyncio.Future):
-        try:
-            fut(error)
-        except Exception:
-            log.exception("a put's completion callback failed")
-    elif fut.done():
-        return
-    elif error is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(error)
+def _settle_one(done: Done, error: QueueError | None) -> None:
+    try:
+        done(error)
+    except Exception:
+        log.exception("a put's completion callback failed")
 
 
-def _settle_batch(batch: list[tuple[asyncio.Future[None] | Done, QueueError | None]]) -> None:
-    for fut, error in batch:
-        _settle_one(fut, error)
+def _settle_batch(batch: list[tuple[Done, QueueError | None]]) -> None:
+    for done, error in batch:
+        _settle_one(done, error)
 
 
 def settle(settled: list[tuple[Pending, QueueError | None]]) -> None:
-    """Resolve puts' futures: directly when they belong to the running event loop (the data
-    socket's owner), otherwise with one ``call_soon_threadsafe`` per event loop."""
+    """Tell puts their outcome: thread futures and the running event loop's callbacks (the
+    data socket's owner's) at once, other loops' callbacks with one ``call_soon_threadsafe``
+    per loop."""
     running = events._get_running_loop()
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None] | Done, Any]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Done, QueueError | None]]] = {}
     for pending, error in settled:
         if isinstance(pending, tuple):
             if pending[0] is running:
@@ -346,8 +340,7 @@ class DataChannel:
             if inbox is not None:
                 inbox._push(msg["items"])
         elif kind == "acks":
-            running = events._get_running_loop()
-            others: list[tuple[Pending, QueueError | None]] = []
+            settled: list[tuple[Pending, QueueError | None]] = []
             futures, unacked_of = self._futures, self._unacked
             for item in msg["items"]:
                 queue, seq = item[0], item[1]
@@ -355,15 +348,9 @@ class DataChannel:
                 if unacked is not None:
                     unacked.pop(seq, None)
                 pending = futures.pop((queue, seq), None)
-                if pending is None:
-                    continue
-                error = QueueError(str(item[2])) if len(item) > 2 else None
-                if type(pending) is tuple and pending[0] is running:
-                    _settle_one(pending[1], error)  # this loop's own: no second pass
-                else:
-                    others.append((pending, error))
-            if others:
-                settle(others)
+                if pending is not None:
+                    settled.append((pending, QueueError(str(item[2])) if len(item) > 2 else None))
+            settle(settled)  # this loop's callbacks at once: no second pass
             self._wake()  # the window has room again
         elif kind == "error":
             inbox = self.inboxes.get(msg.get("q", ""))

@@ -152,18 +152,10 @@ class HubClient:
         self._data_call(self.data.put, queue, next(self._seq), payload, meta, fut)
         return fut
 
-    def put_async(self, queue: str, payload: bytes, meta: bytes) -> asyncio.Future[None]:
-        """As :meth:`put`, for a caller on an event loop (the owner's, ideally: then the put
-        is batched with the others of the same turn and acknowledged without a thread hop)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        pending: Pending = (loop, fut)
-        self._data_call(self.data.put, queue, next(self._seq), payload, meta, pending)
-        return fut
-
     def put_callback(self, queue: str, payload: bytes, meta: bytes, done: Done) -> None:
-        """As :meth:`put_async`, with ``done(None)`` or ``done(error)`` called on the running
-        event loop instead of a future (no future, no extra turn of the loop)."""
+        """Send a message from an event loop: ``done(None)``, or ``done(error)`` with the hub's
+        refusal, is called on that loop once the hub has the message (from the loop that owns
+        the data socket, the put is batched with the others of its turn)."""
         pending: Pending = (asyncio.get_running_loop(), done)
         self._data_call(self.data.put, queue, next(self._seq), payload, meta, pending)
 

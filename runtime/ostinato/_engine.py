@@ -716,10 +716,7 @@ class LoopManager:
         if start:
             r.durations.observe(time.perf_counter_ns() - start)
         if error is None:
-            # _account's success path without its calls: this runs once per queue put.
-            r.calls += 1
-            if r.health is not NodeHealth.HEALTHY:
-                r.recovered()
+            r.succeeded()  # _account's success path, minus its branches: once per queue put
             self._release(r, drained=True)
         elif not isinstance(error, Exception):  # cancelled: neither done nor failed
             self._abandoned += 1

@@ -142,9 +142,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
     async def process(self, data: NodeData) -> NodeData | None:
         if self.config.role == "read":
             return await self._next(producing=False, current=data)
-        payload = encode_payload(self.config.queue, data.payload, self._pack)
-        # [loop, iteration, trace_id, created_at]: a map costs twice as much per message.
-        meta = self._pack((data.loop, data.iteration, data.trace_id, data.created_at))
+        payload, meta = self._encode(data)
         acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         refusal: list[BaseException] = []
 
@@ -172,10 +170,14 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         return self._submit if self.config.role == "write" else None
 
     def _submit(self, data: NodeData, done: Callable[[BaseException | None], None]) -> None:
-        payload = encode_payload(self.config.queue, data.payload, self._pack)
-        # [loop, iteration, trace_id, created_at]: a map costs twice as much per message.
-        meta = self._pack((data.loop, data.iteration, data.trace_id, data.created_at))
+        payload, meta = self._encode(data)
         (self._put or self._putter())(self.config.queue, payload, meta, done)
+
+    def _encode(self, data: NodeData) -> tuple[bytes, bytes]:
+        """The payload, and the meta as [loop, iteration, trace_id, created_at] (a map costs
+        twice as much per message)."""
+        payload = encode_payload(self.config.queue, data.payload, self._pack)
+        return payload, self._pack((data.loop, data.iteration, data.trace_id, data.created_at))
 
     def _putter(self) -> Callable[[str, bytes, bytes, Done], None]:
         """Puts from this loop's event loop, which takes the data socket over first."""

@@ -12,7 +12,7 @@ import os
 import secrets
 import shutil
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +99,17 @@ class Install:
         )  # fmt: skip
         parts.append(f"operator log:\n{log.stdout}{log.stderr}")
         return "\n".join(parts)
+
+    def apply_ready(self, example: Path, workflow: str, show: Callable[[], str]) -> None:
+        """``kubectl apply`` an example into the watched namespace and wait for its Workflow's
+        Ready condition (5 minutes); on failure, say why with ``show()`` and ``diagnose()``."""
+        ns, kube = self.workflow_namespace, self.kube
+        kube.kubectl("apply", "-n", ns, "-f", str(example))
+        wait = kube.kubectl(
+            "wait", "-n", ns, "--for=condition=Ready", f"workflow/{workflow}", "--timeout=300s",
+            check=False, timeout=320,
+        )  # fmt: skip
+        assert wait.returncode == 0, f"{wait.stderr.strip()}; status: {show()}; {self.diagnose()}"
 
 
 def _has_default_storage_class(kube: Kube) -> bool:

@@ -90,12 +90,7 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
 
     # -- apply and wait for Ready ---------------------------------------------------------
     applied = time.monotonic()
-    kube.kubectl("apply", "-n", ns, "-f", str(EXAMPLE))
-    wait = kube.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", f"workflow/{WF}", "--timeout=300s",
-        check=False, timeout=320,
-    )  # fmt: skip
-    assert wait.returncode == 0, f"{wait.stderr.strip()}; status: {show()}; {install.diagnose()}"
+    install.apply_ready(EXAMPLE, WF, show)
     print(f"e2e: apply to Ready in {time.monotonic() - applied:.1f} s")
 
     # Every child the operator owns is there, owned by the Workflow.

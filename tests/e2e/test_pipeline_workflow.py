@@ -39,12 +39,7 @@ def test_pipeline_example_runs_as_pods(kube: Kube, install: Install) -> None:
     def show() -> str:
         return str(workflow_status(kube, ns, WF))[:2000]
 
-    kube.kubectl("apply", "-n", ns, "-f", str(EXAMPLE))
-    wait = kube.kubectl(
-        "wait", "-n", ns, "--for=condition=Ready", f"workflow/{WF}", "--timeout=300s",
-        check=False, timeout=320,
-    )  # fmt: skip
-    assert wait.returncode == 0, f"{wait.stderr.strip()}; status: {show()}; {install.diagnose()}"
+    install.apply_ready(EXAMPLE, WF, show)
 
     selector = f"ostinato.dev/workflow={WF},app.kubernetes.io/component=loop"
     pods = kube.get("pods", "-n", ns, "-l", selector)["items"]

@@ -81,6 +81,13 @@ def start(m: LoopManager) -> threading.Thread:
     return thread
 
 
+def stopped(m: LoopManager, thread: threading.Thread) -> bool:
+    """Stop the loop; whether its thread has ended within 10 s."""
+    m.stop()
+    thread.join(10)
+    return not thread.is_alive()
+
+
 def resolve() -> None:
     assert Waits.loop is not None
     assert Waits.fut is not None
@@ -92,13 +99,10 @@ def resolve() -> None:
 def test_a_pause_interrupts_an_owned_wait_unless_stop_only() -> None:
     m = manager(stop_only=False)
     thread = start(m)
-    Waits.waiting.clear()
     m.pause()
     assert m.wait_for_state(LoopState.PAUSED, timeout=10)
     assert Waits.outcomes == [(False, False)]  # interrupted: the future holds False
-    m.stop()
-    thread.join(10)
-    assert not thread.is_alive()
+    assert stopped(m, thread)
 
 
 @pytest.mark.timeout(30)
@@ -112,16 +116,12 @@ def test_a_stop_only_wait_outlasts_a_pause_and_ends_when_resolved() -> None:
     resolve()
     assert m.wait_for_state(LoopState.PAUSED, timeout=10)
     assert Waits.outcomes == [(True, True)]
-    m.stop()
-    thread.join(10)
-    assert not thread.is_alive()
+    assert stopped(m, thread)
 
 
 @pytest.mark.timeout(30)
 def test_a_stop_interrupts_a_stop_only_owned_wait() -> None:
     m = manager(stop_only=True)
     thread = start(m)
-    m.stop()
-    thread.join(10)
-    assert not thread.is_alive()
+    assert stopped(m, thread)
     assert Waits.outcomes == [(False, False)]

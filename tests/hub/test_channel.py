@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
@@ -34,8 +35,19 @@ def hub() -> Iterator[Hub]:
 async def write(client: HubClient, n: int) -> None:
     """Puts from the event loop that owns the data socket; every one acknowledged."""
     client.attach()
-    assert client.data.event_loop is asyncio.get_running_loop()
-    await asyncio.gather(*(client.put_async("q", b"%d" % i, b"") for i in range(n)))
+    loop = asyncio.get_running_loop()
+    assert client.data.event_loop is loop
+    acked = [loop.create_future() for _ in range(n)]
+    for i, fut in enumerate(acked):
+        client.put_callback("q", b"%d" % i, b"", partial(_outcome, fut))
+    await asyncio.gather(*acked)
+
+
+def _outcome(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
 
 
 async def read(client: HubClient, n: int, prefetch: int) -> list[bytes]:
