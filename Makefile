@@ -27,13 +27,12 @@ pytest: $(STAMP) k8s-binaries prometheus
 
 # A real Prometheus server for tests/observability (Debian's package). Installed when missing
 # and root, its system service kept off: the tests start their own on loopback, or skip.
-prometheus:
+prometheus: $(STAMP)
 	@if command -v prometheus >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
-		|| { apt-get update && DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y --no-install-recommends prometheus; }; \
+		$(BIN)/python -m hack.k8s apt-install prometheus || exit 1; \
 		if command -v systemctl >/dev/null; then systemctl disable --now prometheus || true; fi; \
+		if [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi; \
 	else echo "prometheus not installed and not root: tests/observability/test_prometheus.py will skip"; fi
 
 # Kubernetes 1.20.2 binaries for the k8s tests: KUBEBUILDER_ASSETS, or built once (~5 min) from

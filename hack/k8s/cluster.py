@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from hack.k8s import binaries, debian, images, node
+from hack.k8s._lock import LockBusyError, LockReenteredError, machine_lock
 from hack.k8s._util import cmdline, start_process, stop_pids, tail, wait_until
 from hack.k8s.controlplane import ControlPlane, _stale_registry
 from hack.k8s.node import NodeSettings
@@ -73,9 +73,11 @@ class ClusterSettings(BaseModel):
         "in about 1 s, the apiserver may take longer (recipe §2)",
     )
     lock_wait: float = Field(
-        1800.0,
-        gt=0,
-        description="seconds to wait for another process's cluster session (a test run) to end",
+        120.0,
+        ge=0,
+        description="seconds to wait for another process's cluster session to end before "
+        "failing with its PID and command line; a session is a whole test run, so waiting "
+        "longer would only hide two runs competing for one machine",
     )
 
 
@@ -95,28 +97,13 @@ def why_unavailable() -> str | None:
     return None if why is None else f"single-node cluster unavailable: {why}"
 
 
-@contextlib.contextmanager
-def locked(timeout: float = 1800.0) -> Iterator[None]:
-    """Hold the machine-wide cluster lock (one cluster session at a time across processes)."""
-    LOCK_PATH.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_PATH, "w") as handle:
-        deadline = time.monotonic() + timeout
-        told = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not told:
-                    print(f"waiting for {LOCK_PATH} (another cluster session)", file=sys.stderr)
-                    told = True
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{LOCK_PATH}: still held after {timeout:.0f} s") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(timeout: float = 120.0) -> contextlib.AbstractContextManager[None]:
+    """Hold the machine-wide cluster lock (one cluster session at a time across processes).
+
+    LockBusyError (a TimeoutError) names the holder when it is not free within `timeout` seconds;
+    LockReenteredError when this process holds it already.
+    """
+    return machine_lock(LOCK_PATH, timeout=timeout, what="a cluster session")
 
 
 class Cluster:
@@ -551,7 +538,7 @@ def up_main(args: argparse.Namespace) -> int:
             if not args.no_image:
                 ref = cluster.ensure_image()
                 print(f"{ref} in containerd after {time.monotonic() - started:.1f} s")
-    except binaries.Unavailable as exc:
+    except (binaries.Unavailable, LockBusyError, LockReenteredError) as exc:
         print(exc)
         return 1
     print(f"export KUBECONFIG={cluster.kubeconfig}")
@@ -567,12 +554,20 @@ def add_down_arguments(parser: argparse.ArgumentParser) -> None:
 def down_main(args: argparse.Namespace) -> int:
     del args
     cluster = Cluster()
-    with locked(cluster.settings.lock_wait):
-        started = time.monotonic()
-        removed = cluster.down()
+    try:
+        with locked(cluster.settings.lock_wait):
+            started = time.monotonic()
+            existed = cluster.exists()
+            removed = cluster.down()
+    except (LockBusyError, LockReenteredError) as exc:
+        print(exc)
+        return 1
     for item in removed:
         print(f"removed {item}")
-    print(f"cluster down in {time.monotonic() - started:.1f} s")
+    if not existed and not removed:
+        print("no cluster here: nothing to remove")
+    else:
+        print(f"cluster down in {time.monotonic() - started:.1f} s")
     leftovers = residue(cluster.node)
     for item in leftovers:
         print(f"LEFT BEHIND: {item}")
@@ -595,15 +590,8 @@ def residue(settings: NodeSettings) -> list[str]:
                 left.append(f"process {entry.name}: {joined[:120]}")
     left += [f"mount {m}" for m in node.mounts_under([settings.state_dir, settings.run_dir])]
     left += [f"netns {n}" for n in node.list_cni_netns()]
-    if subprocess.run(["ip", "link", "show", settings.bridge], capture_output=True).returncode == 0:
+    if node.bridge_exists(settings):
         left.append(f"bridge {settings.bridge}")
-    for tool in ("iptables", "ip6tables"):
-        for table in ("filter", "nat", "mangle", "raw"):
-            dump = subprocess.run(
-                [f"{tool}-save", "-t", table], capture_output=True, text=True, check=False
-            ).stdout
-            for line in dump.splitlines():
-                if line.startswith(":") and line[1:].startswith(node.CHAIN_PREFIXES):
-                    left.append(f"chain {tool}/{table}/{line[1:].split()[0]}")
+    left += [f"chain {chain}" for chain in node.list_chains()]
     left += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob("*/kubepods")]
     return left

@@ -248,6 +248,9 @@ class ControlPlane:
                     f"--secure-port={free_port(loopback)}",
                     f"--bind-address={loopback}",
                     f"--cert-dir={work / 'kcm-certs'}",
+                    # Its default, /usr/libexec/kubernetes/..., would be created on the machine
+                    # and outlive the control plane.
+                    f"--flex-volume-plugin-dir={work / 'flexvolume'}",
                 ],
             )
         if self.with_scheduler:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
+from hack.k8s import apt
 from hack.k8s.binaries import Unavailable
 
 # Package -> a program it provides (so a machine that has the program another way is fine).
@@ -45,15 +44,5 @@ def ensure_packages(packages: dict[str, str]) -> None:
     why = why_impossible()
     if why is not None:
         raise Unavailable(f"cluster unavailable ({why}): needs apt packages {' '.join(missing)}")
-    if shutil.which("apt-get") is None:
-        raise Unavailable(f"cluster unavailable (no apt-get): install {' '.join(missing)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        # The package lists may be missing on a fresh machine: refresh once and retry.
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join(result.stdout.splitlines()[-5:] + result.stderr.splitlines()[-5:])
-        raise RuntimeError(f"`{' '.join(command)}` exited {result.returncode}:\n{tail}")
+    # A failure here (AptError) is not "unavailable": this machine should manage it.
+    apt.install(missing)

@@ -166,6 +166,8 @@ def _kubernetes_tarball() -> Path:
         found = sorted(download.glob("kubernetes_*.orig.tar.gz"))
         if not found:
             try:
+                # `make image-local` may come first on a new machine: no deb-src entry yet.
+                binaries.add_deb_src()
                 _run(["apt-get", "source", "--download-only", "kubernetes"], cwd=download)
             except RuntimeError as exc:
                 raise binaries.Unavailable(

@@ -92,14 +92,27 @@ def node_ip() -> str:
 
 
 def _out(argv: Sequence[str], check: bool = True) -> str:
-    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    """The command's output. A program that is not installed has nothing to say ("") unless
+    `check`: teardown and residue checks run on machines that never had a cluster."""
+    try:
+        result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        if check:
+            raise RuntimeError(
+                f"`{argv[0]}` is not installed (needed for: {' '.join(argv)})"
+            ) from None
+        return ""
     if check and result.returncode != 0:
         raise RuntimeError(f"`{' '.join(argv)}` exited {result.returncode}: {result.stderr}")
     return result.stdout
 
 
 def _quiet(argv: Sequence[str]) -> bool:
-    return subprocess.run(list(argv), capture_output=True, check=False).returncode == 0
+    """True when the command succeeded; False when it failed or its program is not installed."""
+    try:
+        return subprocess.run(list(argv), capture_output=True, check=False).returncode == 0
+    except FileNotFoundError:
+        return False
 
 
 # -- kernel settings ---------------------------------------------------------------------
@@ -175,6 +188,25 @@ def prepare_network(settings: NodeSettings) -> None:
         _out(["iptables", "-I", *jump])
 
 
+def bridge_exists(settings: NodeSettings) -> bool:
+    return _quiet(["ip", "link", "show", settings.bridge])
+
+
+def list_chains(prefixes: Sequence[str] = CHAIN_PREFIXES) -> list[str]:
+    """'tool/table/chain' for every iptables/ip6tables chain named with `prefixes`.
+
+    Without the iptables package there are none of ours: the node installs it before anything
+    that creates a chain (kube-proxy, the kubelet, the CNI plugins) starts.
+    """
+    found: list[str] = []
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle", "raw"):
+            for line in _out([f"{tool}-save", "-t", table], check=False).splitlines():
+                if line.startswith(":") and line[1:].startswith(tuple(prefixes)):
+                    found.append(f"{tool}/{table}/{line[1:].split()[0]}")
+    return found
+
+
 def remove_chains(prefixes: Sequence[str] = CHAIN_PREFIXES) -> list[str]:
     """Delete every iptables/ip6tables chain named with `prefixes`, and the jumps to them."""
     removed: list[str] = []
@@ -214,7 +246,7 @@ def remove_network(settings: NodeSettings) -> None:
     """Pod network namespaces, the bridge, and (after kube-proxy --cleanup) leftover chains."""
     for name in list_cni_netns():
         _quiet(["ip", "netns", "delete", name])
-    if _quiet(["ip", "link", "show", settings.bridge]):
+    if bridge_exists(settings):
         _quiet(["ip", "link", "delete", settings.bridge])
     remove_chains()
 

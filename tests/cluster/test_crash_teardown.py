@@ -7,6 +7,7 @@ session): that one's teardown is checked by the fixture's finalizer and `make cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,8 @@ import time
 
 import pytest
 
-from hack.k8s import binaries, node
+from hack.k8s import binaries, debian, node
+from hack.k8s._lock import LockBusyError
 from hack.k8s.cluster import Cluster, locked, residue, why_unavailable
 from hack.k8s.images import PAUSE_REF
 
@@ -40,40 +42,46 @@ def test_teardown_after_a_crash_leaves_the_machine_as_found() -> None:
         pytest.skip(str(exc))
     if Cluster().exists():
         pytest.skip("a cluster is running here; this test would stop it")
+    # This test may be the first to need the node's programs (iptables for residue()).
+    debian.ensure_packages(debian.NODE_PACKAGES)
     try:
         lock = locked(timeout=0)
         lock.__enter__()
-    except TimeoutError:
-        pytest.skip("another process holds the cluster lock")
-    try:
-        sysctls_before = node.read_sysctls()
-        assert residue(Cluster().node) == []
-        cluster = Cluster()
-        assert cluster.up(reuse=False)
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(POD))
-        cluster.kubectl("wait", "--for=condition=Ready", "pod/sleeper", "--timeout=120s")
-        # A running pod: a netns, veth on the bridge, mounts, a shim, kubepods cgroups.
-        assert node.list_cni_netns()
-        assert node.shim_pids(cluster.node)
+    except LockBusyError as exc:
+        pytest.skip(f"another process holds the cluster lock: {exc}")
+    # From here the lock is released on every exit, even when a teardown below fails.
+    with contextlib.ExitStack() as stack:
+        stack.push(lock)
+        stack.callback(Cluster().down)
+        _crash_and_tear_down()
 
-        # The crash: every daemon dies at once and the handle is forgotten.
-        for pid in cluster._running().values():
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while cluster._running() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert cluster._running() == {}
-        del cluster
 
-        # The next run knows only the state file on disk.
-        removed = Cluster().down()
-        assert any(item.startswith("netns cni-") for item in removed), removed
-        assert any(item.startswith("shim ") for item in removed), removed
-        assert residue(Cluster().node) == []
-        assert node.read_sysctls() == sysctls_before
-        assert not Cluster().exists()
-        # And again: nothing to do, nothing found.
-        assert Cluster().down() == []
-    finally:
-        Cluster().down()
-        lock.__exit__(None, None, None)
+def _crash_and_tear_down() -> None:
+    sysctls_before = node.read_sysctls()
+    assert residue(Cluster().node) == []
+    cluster = Cluster()
+    assert cluster.up(reuse=False)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(POD))
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/sleeper", "--timeout=120s")
+    # A running pod: a netns, veth on the bridge, mounts, a shim, kubepods cgroups.
+    assert node.list_cni_netns()
+    assert node.shim_pids(cluster.node)
+
+    # The crash: every daemon dies at once and the handle is forgotten.
+    for pid in cluster._running().values():
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while cluster._running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cluster._running() == {}
+    del cluster
+
+    # The next run knows only the state file on disk.
+    removed = Cluster().down()
+    assert any(item.startswith("netns cni-") for item in removed), removed
+    assert any(item.startswith("shim ") for item in removed), removed
+    assert residue(Cluster().node) == []
+    assert node.read_sysctls() == sysctls_before
+    assert not Cluster().exists()
+    # And again: nothing to do, nothing found.
+    assert Cluster().down() == []
