@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from ostinato_operator._settings import ENV_PREFIX, OperatorSettings
+
 from .conftest import CHART, NAMESPACE, RELEASE, Manifest, Render, RenderError
 
 ROOT = CHART.parents[1]
@@ -220,3 +222,44 @@ def test_webhook_switch_reaches_the_operator(render: Render) -> None:
     assert env["OSTINATO_WEBHOOK"] == "false"
     assert "OSTINATO_WEBHOOK_HOST" not in env
     assert "webhook" not in {p["name"] for p in container["ports"]}
+
+
+def _service_link_names(service: str, ports: list[dict[str, Any]]) -> set[str]:
+    """The variables the kubelet gives every pod in the namespace for a Service (docker links)."""
+    prefix = service.upper().replace("-", "_")
+    names = {f"{prefix}_SERVICE_HOST", f"{prefix}_SERVICE_PORT", f"{prefix}_PORT"}
+    for port in ports:
+        proto = port.get("protocol", "TCP")
+        names |= {f"{prefix}_PORT_{port['port']}_{proto}{s}" for s in ("", "_ADDR", "_PORT")}
+        if "name" in port:
+            names.add(f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}")
+    return names
+
+
+def test_the_documented_release_name_gets_no_service_links(helm: Path) -> None:
+    """`helm install ostinato ...` (the docs' name) made Services whose link variables,
+    OSTINATO_METRICS_PORT=tcp://10.0.0.227:9090 among them, read as the operator's settings."""
+    result = subprocess.run(
+        [str(helm), "template", "ostinato", str(CHART), "--namespace", "ostinato-system"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    links = set().union(
+        *(
+            _service_link_names(o["metadata"]["name"], o["spec"]["ports"])
+            for o in objects
+            if o["kind"] == "Service"
+        )
+    )
+    settings = {ENV_PREFIX + name.upper() for name in OperatorSettings.model_fields}
+    # The collision is real: without the switch below the operator would read these.
+    assert links & settings, sorted(links)
+    deployment = _one(objects, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    # And what the pod does get parses: the operator starts with the chart's own variables.
+    env = {e["name"]: e["value"] for e in _container(deployment)["env"] if "value" in e}
+    OperatorSettings.from_env(env)
