@@ -108,58 +108,47 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
     except ValidationError as exc:
         for err in exc.errors():
-            print(
-                f"ostinato-operator: {'.'.join(map(str, err['loc']))}: {err['msg']}",
-                file=sys.stderr,
-            )
+            where = ".".join(map(str, err["loc"]))
+            message = err["msg"].removeprefix("Value error, ")
+            print(f"ostinato-operator: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        return 2
+    if settings.leader_election and not settings.lease_namespace:
+        print("ostinato-operator: --lease-namespace is needed outside a pod", file=sys.stderr)
         return 2
     from . import _handlers, _metrics  # noqa: F401  (registers the handlers with kopf)
+    from ._lifecycle import Signals, run
 
-    if settings.metrics_port:
-        _metrics.serve(settings.metrics_port)
-    stop = threading.Event()
-    lost = threading.Event()
-    holder = None
-    if settings.leader_election:
-        if not settings.lease_namespace:
-            print("ostinato-operator: --lease-namespace is needed outside a pod", file=sys.stderr)
-            return 2
-        from ._kube import Kube
-        from ._leader import LeaseHolder
+    # Signals first: every thread started from here on (metrics, Lease, kopf) inherits the mask.
+    with Signals() as signals:
+        if settings.metrics_port:
+            _metrics.serve(settings.metrics_port)
+        holder = None
+        if settings.leader_election:
+            from ._kube import Kube
+            from ._leader import LeaseHolder
 
-        kube = Kube.connect()
-        holder = LeaseHolder(
-            kube.api,
-            settings.lease_name,
-            settings.lease_namespace,
-            settings.lease_duration_seconds,
-            settings.lease_renew_seconds,
+            assert settings.lease_namespace is not None  # checked above
+            holder = LeaseHolder(
+                Kube.connect().api,
+                settings.lease_name,
+                settings.lease_namespace,
+                settings.lease_duration_seconds,
+                settings.lease_renew_seconds,
+                request_timeout_seconds=settings.lease_request_timeout_seconds,
+            )
+        kopf.configure(verbose=args.verbose)
+        liveness = (
+            f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )
-        if not holder.acquire(stop):
-            return 0
 
-        def on_lost() -> None:
-            lost.set()
-            stop.set()
+        def run_kopf(stop: threading.Event) -> None:
+            kopf.run(
+                clusterwide=not settings.namespaces,
+                namespaces=list(settings.namespaces),
+                liveness_endpoint=liveness,
+                standalone=True,
+                memo=kopf.Memo(config=settings),
+                stop_flag=stop,
+            )
 
-        holder.keep(on_lost)
-    kopf.configure(verbose=args.verbose)
-    liveness = (
-        f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
-    )
-    try:
-        kopf.run(
-            clusterwide=not settings.namespaces,
-            namespaces=list(settings.namespaces),
-            liveness_endpoint=liveness,
-            standalone=True,
-            memo=kopf.Memo(config=settings),
-            stop_flag=stop,
-        )
-    finally:
-        if holder is not None:
-            holder.release()
-    if lost.is_set():
-        log.error("lost the lease: exiting so a new replica can take over cleanly")
-        return 1
-    return 0
+        return run(settings, signals, holder, run_kopf)

@@ -52,6 +52,7 @@ class LeaseHolder:
         duration_seconds: int,
         renew_seconds: float,
         identity: str | None = None,
+        request_timeout_seconds: float = 3.0,
     ) -> None:
         self.leases: Any = kubernetes.client.CoordinationV1Api(api)
         self.name = name
@@ -59,7 +60,14 @@ class LeaseHolder:
         self.duration = duration_seconds
         self.renew = renew_seconds
         self.identity = identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        self.timeout = request_timeout_seconds
+        # What the last read of the Lease showed, for a standby's /healthz.
+        self.last_holder: str | None = None
+        self.last_error: str | None = None
+        self.last_attempt = time.monotonic()
         self._stop = threading.Event()
+        # Held around a renewal and around the release, so no renewal lands after the release.
+        self._write = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def _spec(self, now: datetime.datetime, acquired: str | None = None) -> dict[str, Any]:
@@ -74,13 +82,17 @@ class LeaseHolder:
         """True when this process holds the Lease after the call."""
         now = datetime.datetime.now(datetime.UTC)
         try:
-            lease = self.leases.read_namespaced_lease(self.name, self.namespace)
+            lease = self.leases.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
             body = {"metadata": {"name": self.name}, "spec": self._spec(now)}
             try:
-                self.leases.create_namespaced_lease(self.namespace, body)
+                self.leases.create_namespaced_lease(
+                    self.namespace, body, _request_timeout=self.timeout
+                )
             except ApiException as exc2:
                 if exc2.status == 409:
                     return False
@@ -88,6 +100,7 @@ class LeaseHolder:
             return True
         spec = lease.spec
         holder = spec.holder_identity if spec else None
+        self.last_holder = holder or None
         renewed = _parse(spec.renew_time) if spec else None
         duration = (spec.lease_duration_seconds if spec else None) or self.duration
         expired = renewed is None or renewed + datetime.timedelta(seconds=duration) < now
@@ -99,28 +112,42 @@ class LeaseHolder:
             "spec": self._spec(now, _micro(acquired) if acquired else None),
         }
         try:
-            self.leases.replace_namespaced_lease(self.name, self.namespace, body)
+            self.leases.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             if exc.status == 409:  # someone else wrote it first
                 return False
             raise
         return True
 
-    def acquire(self, stop: threading.Event) -> bool:
-        """Wait until the Lease is ours (True) or ``stop`` is set (False)."""
+    def acquire(self, wait: Callable[[float], bool], poll_seconds: float) -> bool:
+        """Read the Lease every ``poll_seconds`` until it is ours (True) or ``wait`` - which
+        sleeps, and says whether to give up - returns True (False)."""
         announced = False
-        while not stop.is_set():
+        while True:
             try:
                 if self.try_acquire():
+                    self.last_error = None
                     log.info("holding lease %s/%s as %s", self.namespace, self.name, self.identity)
                     return True
-            except ApiException as exc:
-                log.warning("lease %s/%s: %s", self.namespace, self.name, exc.reason)
-            if not announced:
-                log.info("another replica holds lease %s/%s; waiting", self.namespace, self.name)
+                self.last_error = None
+            except Exception as exc:  # the API server may be away: keep waiting
+                self.last_error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+                log.warning("lease %s/%s: %s", self.namespace, self.name, self.last_error)
+            finally:
+                self.last_attempt = time.monotonic()
+            if not announced and self.last_error is None:
+                log.info(
+                    "%s holds lease %s/%s; waiting as %s",
+                    self.last_holder,
+                    self.namespace,
+                    self.name,
+                    self.identity,
+                )
                 announced = True
-            stop.wait(self.renew)
-        return False
+            if wait(poll_seconds):
+                return False
 
     def keep(self, on_lost: Callable[[], None]) -> None:
         """Renew in a daemon thread; call ``on_lost`` once when the Lease cannot be kept."""
@@ -129,7 +156,11 @@ class LeaseHolder:
             last_ok = time.monotonic()
             while not self._stop.wait(self.renew):
                 try:
-                    if self.try_acquire():
+                    with self._write:
+                        if self._stop.is_set():
+                            return
+                        renewed = self.try_acquire()
+                    if renewed:
                         last_ok = time.monotonic()
                         continue
                     log.error("lease %s/%s was taken over", self.namespace, self.name)
@@ -143,21 +174,34 @@ class LeaseHolder:
         self._thread = threading.Thread(target=run, name="ostinato-lease", daemon=True)
         self._thread.start()
 
-    def release(self) -> None:
-        """Stop renewing and hand the Lease back so a standby takes over at once."""
+    def release(self) -> bool:
+        """Stop renewing and hand the Lease back so a standby takes over at once.
+
+        Takes at most about three request timeouts (a renewal in flight, a read, a write);
+        False when the Lease could not be handed back (it then expires after its duration).
+        """
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.renew + 5)
+        if not self._write.acquire(timeout=self.timeout + 1):
+            log.warning("lease %s/%s: a renewal hangs; not released", self.namespace, self.name)
+            return False
         try:
-            lease = self.leases.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec and lease.spec.holder_identity == self.identity:
-                body = {
-                    "metadata": {
-                        "name": self.name,
-                        "resourceVersion": lease.metadata.resource_version,
-                    },
-                    "spec": {"holderIdentity": None, "leaseDurationSeconds": self.duration},
-                }
-                self.leases.replace_namespaced_lease(self.name, self.namespace, body)
-        except ApiException as exc:
-            log.warning("cannot release lease %s/%s: %s", self.namespace, self.name, exc.reason)
+            lease = self.leases.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.timeout
+            )
+            if not (lease.spec and lease.spec.holder_identity == self.identity):
+                return False
+            body = {
+                "metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version},
+                "spec": {"holderIdentity": None, "leaseDurationSeconds": self.duration},
+            }
+            self.leases.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=self.timeout
+            )
+        except Exception as exc:  # ApiException, or a timeout: the Lease will expire instead
+            reason = getattr(exc, "reason", None) or exc
+            log.warning("cannot release lease %s/%s: %s", self.namespace, self.name, reason)
+            return False
+        finally:
+            self._write.release()
+        log.info("released lease %s/%s", self.namespace, self.name)
+        return True

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["ENV_PREFIX", "OperatorSettings"]
 
@@ -109,6 +109,27 @@ class OperatorSettings(BaseModel):
     lease_renew_seconds: float = Field(
         5.0, gt=0, description="How often the holder renews; a third of the duration."
     )
+    lease_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often a standby reads the Lease while it waits: a released Lease is "
+        "taken over at most this many seconds later, for one small GET a second.",
+    )
+    lease_request_timeout_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="Seconds one read or write of the Lease may take. Bounded so that a hung "
+        "renewal cannot outlive the Lease, nor the release at SIGTERM the shutdown timeout.",
+    )
+    shutdown_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds from SIGTERM (or SIGINT) to the process's exit, at most. The Lease "
+        "is released first, so a standby takes over at once; kopf gets the rest to stop its "
+        "handlers, then the process exits regardless. A reconcile cut short is redone by the "
+        "next replica (reconciles are idempotent). The chart's terminationGracePeriodSeconds "
+        "is this plus a margin, so the kubelet never needs SIGKILL.",
+    )
     workers: int = Field(
         8,
         ge=1,
@@ -116,6 +137,21 @@ class OperatorSettings(BaseModel):
         description="Hub /status requests in flight at once; 8 keeps 100 workflows inside one "
         "interval with 2 s timeouts on 2 cores.",
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OperatorSettings:
+        if self.lease_renew_seconds >= self.lease_duration_seconds:
+            raise ValueError(
+                f"lease_renew_seconds ({self.lease_renew_seconds}) must be under "
+                f"lease_duration_seconds ({self.lease_duration_seconds})"
+            )
+        if self.lease_request_timeout_seconds >= self.shutdown_timeout_seconds:
+            raise ValueError(
+                f"lease_request_timeout_seconds ({self.lease_request_timeout_seconds}) must be "
+                f"under shutdown_timeout_seconds ({self.shutdown_timeout_seconds}): releasing "
+                "the Lease is part of the shutdown"
+            )
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> OperatorSettings:
