@@ -105,12 +105,29 @@ def test_probes_hit_kopf_liveness_port(render: Render) -> None:
     for port in (8081, 18081):
         container = _container(_one(render({"liveness": {"port": port}}), "Deployment"))
         assert _port(container, "liveness") == port
-        for probe in ("livenessProbe", "readinessProbe"):
+        for probe, path in (
+            ("livenessProbe", "/healthz"),
+            # A standby (waiting for the Lease) is alive but not ready: it answers 503 here.
+            ("readinessProbe", "/healthz?probe=readiness"),
+        ):
             get = container[probe]["httpGet"]
-            assert get["path"] == "/healthz"
+            assert get["path"] == path
             assert get["port"] in ("liveness", port)
         args = container["args"]
         assert args[args.index("--liveness-port") + 1] == str(port)
+
+
+def test_grace_period_covers_the_shutdown_timeout(render: Render) -> None:
+    """The kubelet's SIGKILL would keep the Lease held: the grace period outlasts the operator's
+    own bound on its shutdown, whatever that is set to."""
+    for values, bound in (({}, 10.0), ({"operator": {"shutdownTimeoutSeconds": 20.5}}, 20.5)):
+        deployment = _one(render(values), "Deployment")
+        env = {e["name"]: e.get("value") for e in _container(deployment)["env"]}
+        settings = OperatorSettings.from_env({k: v for k, v in env.items() if v is not None})
+        assert settings.shutdown_timeout_seconds == bound
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert isinstance(grace, int)
+        assert bound + 3 <= grace <= bound + 10
 
 
 def test_args_and_image(render: Render) -> None:
