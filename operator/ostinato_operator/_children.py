@@ -355,7 +355,9 @@ def loop_pod(
         "volumeMounts": _mounts(),
     }
     spec = {
-        "restartPolicy": "Always",
+        # A loop process exits 0 only when it ended for good (finished, or stopped as asked):
+        # the pod then stays Succeeded instead of running the loop, and sending its data, again.
+        "restartPolicy": "OnFailure",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": _pod_security(),

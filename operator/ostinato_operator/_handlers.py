@@ -164,7 +164,8 @@ def workflow_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: 
 
 @kopf.on.event("", "v1", "pods", labels=LOOP_PODS)
 def loop_pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A loop pod that is deleted or has ended is replaced at once (unless its loop is gone)."""
+    """A loop pod that is deleted or failed is replaced at once (unless its loop is gone); one
+    that Succeeded ended for good and is kept (ensure_pods), but its status changes now."""
     phase = (body.get("status") or {}).get("phase")
     if event.get("type") != "DELETED" and phase not in ("Failed", "Succeeded"):
         return

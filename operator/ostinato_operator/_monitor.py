@@ -216,6 +216,8 @@ class Monitor:
                 self.kube.event(body, "Resumed", f"loop {lp.name} runs again")
             elif lp.state == "stopped":
                 self.kube.event(body, "Stopped", f"loop {lp.name} is stopped")
+            elif lp.state == "finished":
+                self.kube.event(body, "Finished", f"loop {lp.name} ended by itself")
             elif lp.state == "error":
                 msg = f"loop {lp.name} is in error: {lp.last_error or 'see its pods'}"
                 self.kube.event(body, "LoopError", msg, warning=True)

@@ -81,7 +81,8 @@ def ensure_pods(
     """One pod per replica of every loop that is not stopped, each matching its spec hash.
 
     A pod whose hash differs (its loop's spec changed), that failed, or that belongs to a
-    stopped loop is deleted; missing pods are created. A pod still terminating is left alone:
+    stopped loop is deleted; missing pods are created. A Succeeded pod is a replica that ended
+    for good (finished): it is kept, not run again. A pod still terminating is left alone:
     its deletion event brings us back here to create the new one.
     """
     outcome = outcome or Outcome()
@@ -100,7 +101,7 @@ def ensure_pods(
             "annotations"
         ][HASH_ANNOTATION]:
             bucket = outcome.pods_replaced
-        elif phase in ("Failed", "Succeeded"):
+        elif phase == "Failed":
             bucket = outcome.pods_failed
         else:
             continue

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ostinato import DesiredState, LoopStatus, Workflow, WorkflowStatus
+from ostinato import DesiredState, LoopState, LoopStatus, Workflow, WorkflowStatus
 
 from ._children import effective_state
 from ._status_models import (
@@ -62,6 +62,21 @@ class Observation:
             and p.get("status", {}).get("phase") not in ("Failed", "Succeeded")
         )
 
+    def finished_replicas(self, loop: str) -> set[int]:
+        """Replicas of the loop whose pod Succeeded: they ended for good and stay so, also
+        when a restarted hub never heard from them."""
+        found: set[int] = set()
+        for p in self.pods:
+            labels = p["metadata"].get("labels", {})
+            if (
+                labels.get("ostinato.dev/loop") == loop
+                and not p["metadata"].get("deletionTimestamp")
+                and p.get("status", {}).get("phase") == "Succeeded"
+                and str(labels.get("ostinato.dev/replica", "")).isdigit()
+            ):
+                found.add(int(labels["ostinato.dev/replica"]))
+        return found
+
 
 def _aggregate(expected: int, replicas: list[LoopStatus], desired: DesiredState) -> str:
     states = [r.state.value for r in replicas]
@@ -73,11 +88,38 @@ def _aggregate(expected: int, replicas: list[LoopStatus], desired: DesiredState)
         return "pending"
     if "stopping" in states:
         return "stopping"
+    if states and all(s in ("stopped", "finished") for s in states) and "finished" in states:
+        return "finished"
     if states and all(s == "stopped" for s in states):
         return "stopped"
     if states and all(s == "paused" for s in states):
         return "paused"
     return "running"
+
+
+def _with_finished(
+    loop: str, pool: str, replicas: list[LoopStatus], finished: set[int]
+) -> list[LoopStatus]:
+    """The hub's replicas, with those whose pod Succeeded reported as finished (a hub that
+    restarted since, or missed their last word, would show them pending or lost)."""
+    by_index = {r.replica: r for r in replicas}
+    for index in finished:
+        known = by_index.get(index)
+        if known is not None and known.state is LoopState.FINISHED:
+            continue
+        if known is None:
+            by_index[index] = LoopStatus(
+                name=loop,
+                replica=index,
+                pool=pool,
+                state=LoopState.FINISHED,
+                reason="its pod Succeeded: the loop ended by itself",
+            )
+        else:
+            by_index[index] = known.model_copy(
+                update={"state": LoopState.FINISHED, "reason": "its pod Succeeded"}
+            )
+    return [by_index[i] for i in sorted(by_index)]
 
 
 def _loop_summary(
@@ -92,12 +134,16 @@ def _loop_summary(
     expected = 0 if desired is DesiredState.STOPPED else spec.replicas
     replicas = [lp for lp in (obs.hub.loops if obs.hub else []) if lp.name == spec.name]
     replicas = [lp for lp in replicas if lp.replica < spec.replicas]
+    finished = {r for r in obs.finished_replicas(spec.name) if r < spec.replicas}
+    if finished and desired is not DesiredState.STOPPED:
+        replicas = _with_finished(spec.name, spec.pool.value, replicas, finished)
     if obs.hub is None:
-        state = (
-            "stopped"
-            if desired is DesiredState.STOPPED and not obs.pods_of(spec.name)
-            else ("unknown")
-        )
+        if desired is DesiredState.STOPPED and not obs.pods_of(spec.name):
+            state = "stopped"
+        elif expected and len(finished) >= expected:
+            state = "finished"
+        else:
+            state = "unknown"
     else:
         state = _aggregate(expected, replicas, desired)
     before = previous.get(spec.name)
@@ -185,12 +231,20 @@ def compute_status(
         loops.append(summary)
         nodes.extend(node_summaries)
     active = [lp for lp in loops if lp.desired_state != DesiredState.STOPPED.value]
-    ready = [lp for lp in active if lp.replicas_ready >= lp.replicas and lp.state != "error"]
+    # A finished loop waits for nothing: it counts with the ready ones.
+    ready = [
+        lp
+        for lp in active
+        if lp.state == "finished" or (lp.replicas_ready >= lp.replicas and lp.state != "error")
+    ]
     errored = [lp.name for lp in active if lp.state == "error"]
     was_ready = any(c.type == "Ready" and c.status == "True" for c in previous.conditions)
     was_degraded = previous.phase is Phase.DEGRADED
     if not active:
         phase, reason, message = Phase.STOPPED, "AllLoopsStopped", "every loop is stopped"
+    elif all(lp.state == "finished" for lp in active):
+        phase, reason = Phase.FINISHED, "AllLoopsFinished"
+        message = f"every loop ended by itself ({', '.join(lp.name for lp in active)})"
     elif obs.hub is None:
         reason, message = "HubUnreachable", f"the hub does not answer: {obs.hub_error}"
         phase = Phase.DEGRADED if (was_ready or was_degraded) else Phase.PENDING

@@ -26,6 +26,8 @@ class Phase(enum.StrEnum):
     PAUSED = "Paused"
     DEGRADED = "Degraded"
     STOPPED = "Stopped"
+    #: Every loop that is not stopped ended by itself (maxIterations, an exhausted producer).
+    FINISHED = "Finished"
     FAILED = "Failed"
 
 
@@ -67,7 +69,9 @@ class LoopSummary(_Model):
     )
     state: str = Field(
         description="What the replicas report: pending, running, paused, stopping, stopped, "
-        "error (the least advanced replica's), or unknown when the hub cannot be reached."
+        "error (the least advanced replica's), finished when every replica ended by itself "
+        "(maxIterations, an exhausted producer; its pods stay Succeeded and are not restarted), "
+        "or unknown when the hub cannot be reached."
     )
     state_since: str | None = Field(
         None,

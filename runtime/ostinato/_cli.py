@@ -22,6 +22,8 @@ from ._plan import WorkflowError, WorkflowPlan, load_workflow
 from ._status import LoopState, WorkflowStatus
 
 log = logging.getLogger("ostinato.cli")
+# Loop states a run may end in and still exit 0.
+_ENDED_WELL = frozenset({LoopState.STOPPED, LoopState.FINISHED})
 
 
 def _positive(text: str) -> float:
@@ -303,7 +305,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             lp.drained,
             lp.abandoned,
         )
-    code = 0 if all(lp.state is LoopState.STOPPED for lp in final.loops) else 1
+    code = 0 if all(lp.state in _ENDED_WELL for lp in final.loops) else 1
     if any(lp.abandoned for lp in final.loops):
         # Side-effect threads past their drain timeout must not hold the process open.
         logging.shutdown()

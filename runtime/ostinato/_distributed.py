@@ -192,7 +192,9 @@ def run_loop(
         status.drained,
         status.abandoned,
     )
-    return 0 if status.state is LoopState.STOPPED else 1
+    # 0 only for an ending that must not be repeated: on Kubernetes the pod then stays
+    # Succeeded (restartPolicy OnFailure) instead of running the loop again.
+    return 0 if status.state in (LoopState.STOPPED, LoopState.FINISHED) else 1
 
 
 class _LoopSource:

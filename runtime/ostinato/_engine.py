@@ -127,6 +127,8 @@ class LoopManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain_waiter: asyncio.Future[None] | None = None
         self._drained = self._abandoned = 0
+        # Why the loop ended by itself (FINISHED), or None while it runs or when it was stopped.
+        self._finished: str | None = None
         self.iterations = 0
         self.failed_iterations = 0
         self._consecutive_failures = 0
@@ -377,7 +379,10 @@ class LoopManager:
                 self._set_state(LoopState.STOPPING)
                 await self._drain(spec.drain_timeout_seconds)
                 await self._teardown(started, offload)
-                self._set_state(LoopState.STOPPED, self._stop_reason())
+                if self._finished is not None:
+                    self._set_state(LoopState.FINISHED, f"{self._finished}; {self._stop_reason()}")
+                else:
+                    self._set_state(LoopState.STOPPED, self._stop_reason())
             effects.shutdown(wait=False, cancel_futures=True)
             worker.shutdown(wait=False)
 
@@ -417,11 +422,13 @@ class LoopManager:
                 await self._paused()
                 continue
             if limit is not None and self.iterations >= limit:
+                self._finished = f"reached its limit of {limit} iteration(s)"
                 return
             try:
                 out = producer.call() if producer.inline else await producer.acall()
             except ProducerExhausted:
                 self.log.info("producer exhausted after %d iteration(s)", self.iterations)
+                self._finished = f"the producer is exhausted after {self.iterations} iteration(s)"
                 return
             except Exception as exc:
                 out = await self._recover(producer, exc, ())

@@ -49,6 +49,7 @@ LOOP_STATE_VALUES: dict[LoopState, int] = {
     LoopState.STOPPING: 3,
     LoopState.STOPPED: 4,
     LoopState.ERROR: 5,
+    LoopState.FINISHED: 6,
 }
 
 #: A loop with several replicas reports the first state in this list that any replica is in.
@@ -59,6 +60,7 @@ LOOP_STATE_SEVERITY: tuple[LoopState, ...] = (
     LoopState.PAUSED,
     LoopState.RUNNING,
     LoopState.STOPPED,
+    LoopState.FINISHED,
 )
 
 #: ``ostinato_node_health``: the value of each health, worse is higher; replicas: the worst.

@@ -209,7 +209,7 @@ class WorkflowOrchestrator:
                 out[plan.name] = DesiredState.STOPPED.value
                 continue
             states = {h.state for h in self.loops.values() if h.name == plan.name}
-            if states and states <= {LoopState.STOPPING, LoopState.STOPPED}:
+            if states and states <= {LoopState.STOPPING, LoopState.STOPPED, LoopState.FINISHED}:
                 out[plan.name] = DesiredState.STOPPED.value
             elif LoopState.PAUSED in states:
                 out[plan.name] = DesiredState.PAUSED.value

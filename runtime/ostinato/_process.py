@@ -223,7 +223,9 @@ class ProcessLoop(LoopHandle):
             if code == 0:  # the child exits 0 only once its loop has ended: not a crash
                 if not self._final:
                     log.warning("loop %r: its final status did not arrive", self.key)
-                self._update(state=LoopState.STOPPED, pid=None)
+                # The child's own verdict: finished (its limit, its producer) or stopped.
+                ended = LoopState.FINISHED if last.state is LoopState.FINISHED else None
+                self._update(state=ended or LoopState.STOPPED, pid=None)
                 break
             if time.monotonic() - started >= spec.reset_after_seconds:
                 crashes = 0

@@ -107,6 +107,7 @@ class RemoteLoops:
         elif desired is DesiredState.STOPPED and state not in (
             LoopState.STOPPING,
             LoopState.STOPPED,
+            LoopState.FINISHED,
         ):
             self.hub.send(identity, "control", cmd="stop")
 

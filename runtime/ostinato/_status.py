@@ -105,6 +105,8 @@ class LoopState(enum.StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     ERROR = "error"
+    #: Ended by itself (maxIterations reached, or the producer exhausted): not to be restarted.
+    FINISHED = "finished"
 
 
 class NodeHealth(enum.StrEnum):

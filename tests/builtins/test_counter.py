@@ -23,7 +23,7 @@ def test_values_arrive_in_order_and_loop_stops_after_count(pool: str, tmp_path: 
     with running(doc) as orch:
         assert orch.wait(PROMPT), "the loop did not stop by itself after count values"
         status = orch.loop("main").status()
-    assert status.state is LoopState.STOPPED
+    assert status.state is LoopState.FINISHED
     assert status.iterations == 7
     assert status.failed_iterations == 0
     assert status.node("count").calls == 7
@@ -49,7 +49,7 @@ def test_count_zero_runs_no_iteration(tmp_path: Path) -> None:
     with running(doc) as orch:
         assert orch.wait(PROMPT)
         status = orch.loop("main").status()
-    assert status.state is LoopState.STOPPED
+    assert status.state is LoopState.FINISHED
     assert status.iterations == 0
     assert read_records(out) == []
 

@@ -33,7 +33,7 @@ def test_count_gives_exactly_that_many_ticks(pool: str, tmp_path: Path) -> None:
     with running(doc) as orch:
         assert orch.wait(PROMPT), "the loop did not stop by itself after count ticks"
         status = orch.loop("main").status()
-    assert status.state is LoopState.STOPPED
+    assert status.state is LoopState.FINISHED
     assert status.iterations == 6
     assert missed_ticks(status) == 0
     records = read_records(out)

@@ -60,7 +60,7 @@ def test_logs_every_nth_at_level_and_passes_data_through(
     with running(doc) as orch:
         assert orch.wait(PROMPT)
         status = orch.loop("main").status()
-    assert status.state is LoopState.STOPPED
+    assert status.state is LoopState.FINISHED
     assert status.node("log").calls == 10
     records = read_records(out)
     # Passed through unchanged: same payloads, iterations and trace ids reach the next node.

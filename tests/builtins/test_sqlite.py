@@ -52,7 +52,7 @@ def test_non_blocking_one_row_per_iteration(pool: str, tmp_path: Path) -> None:
     with running(doc) as orch:
         assert orch.wait(PROMPT)
         status = orch.loop("sensor").status()
-    assert status.state is LoopState.STOPPED
+    assert status.state is LoopState.FINISHED
     assert status.iterations == 40
     assert status.abandoned == 0
     assert status.node("store").calls == 40
@@ -135,7 +135,7 @@ def test_table_named_like_an_sql_keyword(tmp_path: Path) -> None:
     with running(doc) as orch:
         assert orch.wait(PROMPT)
         status = orch.loop("main").status()
-    assert status.state is LoopState.STOPPED
+    assert status.state is LoopState.FINISHED
     assert len(rows(db, "order")) == 2
 
 

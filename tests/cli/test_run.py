@@ -269,7 +269,7 @@ def test_iterations_stops_every_pool_after_exactly_n(
     summaries = result.summaries()
     for name, pool in POOLS.items():
         assert table[name]["POOL"] == pool
-        assert table[name]["STATE"] == "stopped", table[name]
+        assert table[name]["STATE"] == "finished", table[name]
         assert table[name]["ITERATIONS"] == str(iterations), table[name]
         assert table[name]["FAILED"] == "0"
         assert summaries[name]["iterations"] == iterations
@@ -420,10 +420,12 @@ def test_side_effects_past_the_drain_timeout_are_abandoned_and_the_command_exits
     assert result.returncode == 0, result.stderr
     assert "drain timeout (0.5s)" in result.stderr
     summary = result.summaries()["hangs"]
-    assert summary["state"] == "stopped"
+    assert summary["state"] == "finished"
     assert summary["iterations"] == 3
     assert summary["abandoned"] == 3
-    assert result.table()["hangs"]["REASON"].startswith("drained ")
+    reason = result.table()["hangs"]["REASON"]
+    assert reason.startswith("the producer is exhausted"), reason
+    assert "drained " in reason, reason
     assert stored_iterations(db, "hangs") == [1, 2, 3]  # the other side effect lost nothing
 
 
@@ -487,7 +489,7 @@ def test_json_logs_carry_workflow_loop_node_and_iteration(
     for name in POOLS:  # the process loop's records come through its parent's stderr too
         states = [r["message"] for r in records if r["logger"] == f"ostinato.loop.{name}"]
         assert "running" in states, name
-        assert any(m.startswith("stopped") for m in states), name
+        assert any(m.startswith("finished") for m in states), name
         logged = [r["iteration"] for r in records if r["logger"] == f"ostinato.node.{name}.log"]
         assert logged == [1, 2, 3], name
 

@@ -197,3 +197,36 @@ def test_stop_is_not_held_forever_by_a_full_non_blocking_node(
     assert final.state is LoopState.STOPPED
     assert final.abandoned == 2  # the call waiting for a slot, and the one holding it
     assert "fx teardown peak=1" in read(journal)
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("ending", ["maxIterations", "exhausted"])
+def test_a_loop_that_ends_by_itself_is_finished_not_stopped(
+    run: Any, journal: str, pool: str, ending: str
+) -> None:
+    """Finished (not to be started again) and stopped (as asked) are different endings."""
+    limit = {"maxIterations": 7} if ending == "maxIterations" else {}
+    producer = node("p", "Count", journal=journal, tag="produce")
+    if ending == "exhausted":
+        producer["config"]["count"] = 7
+    orch = run(
+        workflow(
+            loop(
+                "main",
+                pool,
+                producer,
+                node("a", "Step", "blocking", journal=journal, tag="a"),
+                **limit,
+            )
+        )
+    )
+    main = orch.loop("main")
+    assert main.wait_for_state(LoopState.FINISHED, timeout=WAIT)
+    final = main.status()
+    assert final.iterations == 7
+    expected = "limit of 7 iteration" if ending == "maxIterations" else "producer is exhausted"
+    assert final.reason is not None
+    assert expected in final.reason, final.reason
+    assert "drained" in final.reason
+    # The orchestrator does not mistake it for a loop that was stopped.
+    assert orch.stop().loop("main").state is LoopState.FINISHED

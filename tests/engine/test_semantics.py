@@ -35,7 +35,7 @@ def test_blocking_chain_runs_in_order_and_the_producer_waits(
     orch = run(doc)
     assert orch.wait(timeout=30)
     status = orch.status().loop("main")
-    assert status.state is LoopState.STOPPED
+    assert status.state is LoopState.FINISHED
     assert status.iterations == 20
     lines = read(journal)
     at = positions(lines)

@@ -66,7 +66,7 @@ def test_broadcast_every_reader_gets_every_message_once_in_order(
     orch = run(doc)
     for j in journals:
         assert until(partial(complete, j, n)), f"{j}: {len(read(j))} of {n}"
-    assert orch.loop("writer").wait_for(lambda s: s.state is LoopState.STOPPED, WAIT)
+    assert orch.loop("writer").wait_for(lambda s: s.state is LoopState.FINISHED, WAIT)
     for j in journals:
         got = records(j)
         assert [r[0] for r in got] == list(range(n))
@@ -252,7 +252,7 @@ def test_drop_policies_with_a_paused_reader(
     assert r.wait_for_state(LoopState.PAUSED, timeout=WAIT)
     start_writing(go(tmp_path))
     # Every put is answered (a drop is no error), so the writer ends by itself.
-    assert orch.loop("writer").wait_for(lambda s: s.state is LoopState.STOPPED, WAIT)
+    assert orch.loop("writer").wait_for(lambda s: s.state is LoopState.FINISHED, WAIT)
     assert orch.loop("writer").status().node("out").errors == 0
     c = counters(orch)
     assert c["enqueued"] == n
@@ -299,7 +299,7 @@ def test_a_paused_reader_stops_consuming_and_messages_wait_in_the_hub(
     r.pause()
     assert r.wait_for_state(LoopState.PAUSED, timeout=WAIT)
     start_writing(go(tmp_path))
-    assert orch.loop("writer").wait_for(lambda s: s.state is LoopState.STOPPED, WAIT)
+    assert orch.loop("writer").wait_for(lambda s: s.state is LoopState.FINISHED, WAIT)
     assert until(lambda: counters(orch)["depth"] == n)  # a paused reader holds nothing
     # A bounded look: while paused, nothing is consumed and the messages stay in the hub.
     assert not threading.Event().wait(0.3)
@@ -337,7 +337,7 @@ def test_an_oversize_message_fails_its_writer_and_the_hub_keeps_serving(
     )
     orch = run(doc)
     w = orch.loop("writer")
-    assert w.wait_for(lambda s: s.state is LoopState.STOPPED, WAIT)
+    assert w.wait_for(lambda s: s.state is LoopState.FINISHED, WAIT)
     assert until(lambda: len(read(journal)) >= 4)
     assert values(journal) == [0, 1, 3, 4]
     out = w.status().node("out")

@@ -191,6 +191,48 @@ def test_a_deleted_loop_pod_is_recreated(operator: Operator, namespace: str) -> 
     assert after["counter-writer-0"] == before["counter-writer-0"]
 
 
+def test_a_finished_loop_pod_is_kept_and_a_failed_one_replaced(
+    operator: Operator, namespace: str
+) -> None:
+    """A loop that ended by itself (maxIterations) must not run, and send its data, again."""
+    ns, doc = namespace, example("k8s-counter.yaml")
+    _apply(operator, ns, doc)
+    _wait_children(operator, ns, doc)
+    before = _pods(operator, ns, "counter")
+    pod = _get(operator, ns, "pod", "counter-writer-0")
+    assert pod is not None
+    assert pod["spec"]["restartPolicy"] == "OnFailure"
+    # No kubelet here: the phases the kubelet would write, written through the status API.
+    for name, phase in (("counter-writer-0", "Succeeded"), ("counter-reader-0", "Failed")):
+        operator.kubectl(
+            "patch",
+            "pod",
+            "-n",
+            ns,
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"phase": phase}}),
+        )
+    # The failed reader is replaced: a reconcile ran after both phases were visible ...
+    wait_until(
+        lambda: (
+            True
+            if _pods(operator, ns, "counter").get("counter-reader-0")
+            not in (None, before["counter-reader-0"])
+            else None
+        ),
+        timeout=30,
+        what="a new counter-reader-0",
+    )
+    # ... and kept the finished writer as it was.
+    writer = _get(operator, ns, "pod", "counter-writer-0")
+    assert writer is not None
+    assert writer["metadata"]["uid"] == before["counter-writer-0"]
+    assert writer["status"]["phase"] == "Succeeded"
+
+
 def test_patching_one_loop_replaces_only_its_pods(operator: Operator, namespace: str) -> None:
     ns, doc = namespace, example("pipeline.yaml")
     _apply(operator, ns, doc)

@@ -202,3 +202,52 @@ def test_invalid_spec_status_names_the_field() -> None:
     assert st.phase is Phase.FAILED
     assert _conds(st)["Ready"] == ("False", "InvalidSpec")
     assert "spec.loops[1].name" in st.conditions[0].message
+
+
+def _succeeded(loop: str, replica: int = 0) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"counter-{loop}-{replica}",
+            "labels": {"ostinato.dev/loop": loop, "ostinato.dev/replica": str(replica)},
+        },
+        "status": {"phase": "Succeeded"},
+    }
+
+
+def test_loops_that_ended_by_themselves_are_finished_not_waited_for() -> None:
+    obs = Observation(_hub("finished", "running"), {}, None, _pods("reader"))
+    st = compute_status(_wf(), 1, obs, WorkflowResourceStatus(), T0, URL)
+    assert [lp.state for lp in st.loops] == ["finished", "running"]
+    # The finished writer is not a loop the workflow waits for.
+    assert st.phase is Phase.RUNNING
+    assert st.ready == "2/2"
+
+    done = Observation(_hub("finished", "finished"), {}, None, [])
+    st = compute_status(_wf(), 1, done, st, T1, URL)
+    assert st.phase is Phase.FINISHED
+    assert _conds(st) == {
+        "Ready": ("False", "AllLoopsFinished"),
+        "Progressing": ("False", "Finished"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert "writer" in st.conditions[0].message
+
+
+def test_a_succeeded_pod_is_finished_even_when_a_restarted_hub_never_heard_of_it() -> None:
+    # The hub restarted after the writer's pod ended: it reports the writer as not connected.
+    hub = WorkflowStatus.model_validate(
+        {
+            "workflow": "counter",
+            "loops": [
+                LoopStatus(name="writer", pool="thread", state="pending", reason="not connected"),
+                LoopStatus(name="reader", pool="asyncio", state="running", iterations=5),
+            ],
+        }
+    )
+    obs = Observation(hub, {}, None, [_succeeded("writer"), *_pods("reader")])
+    st = compute_status(_wf(), 1, obs, WorkflowResourceStatus(), T0, URL)
+    assert [lp.state for lp in st.loops] == ["finished", "running"]
+    assert st.phase is Phase.RUNNING
+    # And with the hub away, the pods alone still say so.
+    away = Observation(None, {}, "connection refused", [_succeeded("writer"), _succeeded("reader")])
+    assert compute_status(_wf(), 1, away, st, T1, URL).phase is Phase.FINISHED

@@ -48,7 +48,7 @@ def test_os_exit_is_reported_and_restarted_while_others_run(
     status = worker.status()
     assert "exited with code 3" in (status.reason or "")
     before = other.status().iterations
-    assert worker.wait_for(lambda s: s.restarts == 1 and s.state is LoopState.STOPPED, WAIT)
+    assert worker.wait_for(lambda s: s.restarts == 1 and s.state is LoopState.FINISHED, WAIT)
     assert worker.join(WAIT)
     assert worker.status().iterations == 10  # the new process ran its 10 iterations
     assert other.status().iterations > before
