@@ -22,8 +22,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check runtime operator tests bench examples hack
 	$(BIN)/mypy
 
+# --durations=20: where the suite spends its time, in every CI log (the README's budget).
 pytest: $(STAMP) k8s-binaries prometheus
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 # A real Prometheus server for tests/observability (Debian's package). Installed when missing
 # and root, its system service kept off: the tests start their own on loopback, or skip.
