@@ -245,11 +245,12 @@ def hub_deployment(owner: Owner, workflow: Workflow, settings: OperatorSettings)
         "securityContext": _container_security(),
         "volumeMounts": [*_mounts(), {"name": "state", "mountPath": STATE_DIR}],
     }
-    # What the hub reads of the spec: queues, loop names and replica counts. A change to one
-    # loop's nodes, image or resources must not restart the hub (and every loop's connection).
+    # What the hub reads of the spec: queues and loop names. A change to one loop's nodes,
+    # image, resources or replicas must not restart the hub (its queues, every connection):
+    # the hub learns a loop's replicas from those that report to it.
     hub_view = {
         "queues": [q.model_dump(mode="json") for q in workflow.spec.queues],
-        "loops": [(lp.name, lp.replicas) for lp in workflow.spec.loops],
+        "loops": [lp.name for lp in workflow.spec.loops],
         "image": container["image"],
         "durable": durable,
     }
@@ -369,13 +370,14 @@ def loop_pod(
     pod_labels = labels(owner.name, "loop", loop.name, replica)
     annotations = _scrape_annotations()
     # Everything the pod is made of and everything its process reads of the workflow file: its
-    # loop and the queues that loop uses. Not spec.state: a pause or resume replaces nothing.
+    # loop and the queues that loop uses. Not spec.state: a pause or resume replaces nothing;
+    # not replicas: scaling adds or removes pods and leaves the others alone.
     refs = [n.queue for n in (loop.producer, *loop.nodes) if n is not None and n.queue]
     used = {name for ref in refs if ref is not None for name in (ref.read, ref.write) if name}
     view = {
         "labels": pod_labels,
         "spec": spec,
-        "loop": loop.model_dump(mode="json", exclude={"state"}),
+        "loop": loop.model_dump(mode="json", exclude={"state", "replicas"}),
         "queues": [q.model_dump(mode="json") for q in workflow.spec.queues if q.name in used],
     }
     annotations[HASH_ANNOTATION] = _hash(view)

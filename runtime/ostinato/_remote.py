@@ -75,16 +75,28 @@ class RemoteLoops:
             log.warning("status from %r not understood: %s", identity[:64], exc)
             return
         key = (status.name, status.replica)
-        if status.name not in self._counts or not 0 <= status.replica < self._counts[status.name]:
+        count = self._counts.get(status.name)
+        if count is None or status.replica < 0:
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning(
                     "a loop %r replica %d reports to this hub, but the workflow has no such "
-                    "loop replica: ignored",
+                    "loop: ignored",
                     status.name,
                     status.replica,
                 )
             return
+        if status.replica >= count and key not in self._warned:
+            # A loop scaled up after this hub read its spec: replicas are whoever reports (the
+            # hub is not restarted, and its queues not lost, for a change of replicas).
+            self._warned.add(key)
+            log.info(
+                "loop %s replica %d connected beyond the %d replica(s) of the spec this hub "
+                "started with: the loop was scaled up",
+                status.name,
+                status.replica,
+                count,
+            )
         with self._lock:
             known = self._replicas.get(key)
             if known is not None and known.identity != identity:
@@ -141,7 +153,8 @@ class RemoteLoops:
         with self._lock:
             replicas = dict(self._replicas)
         for name, count in self._counts.items():
-            for replica in range(count):
+            reported = [index for (loop, index) in replicas if loop == name]
+            for replica in range(max(count, max(reported, default=-1) + 1)):
                 known = replicas.get((name, replica))
                 if known is None:
                     loops.append(

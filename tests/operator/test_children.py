@@ -204,6 +204,29 @@ def test_pausing_changes_no_pod_and_not_the_hub() -> None:
     assert hub_hash(wf) == hub_hash(wf_paused)
 
 
+def test_scaling_a_loop_adds_or_removes_only_its_pods_and_keeps_the_hub() -> None:
+    """Changing replicas restarted the hub (its queues lost) and every replica of the loop."""
+    doc = example("pipeline.yaml")  # archive: 2 replicas
+    before = _hashes(doc)
+    owner, wf = _build(doc)
+    for replicas in (3, 1):
+        scaled = copy.deepcopy(doc)
+        scaled["spec"]["loops"][2]["replicas"] = replicas
+        after = _hashes(scaled)
+        kept = set(before) & set(after)
+        assert {n for n in kept if before[n] != after[n]} == set()
+        assert set(after) ^ set(before) == (
+            {"pipeline-archive-2"} if replicas == 3 else {"pipeline-archive-1"}
+        )
+        _, wf_scaled = _build(scaled)
+
+        def hub_hash(w: Workflow) -> str:
+            meta = hub_deployment(owner, w, SETTINGS)["spec"]["template"]["metadata"]
+            return str(meta["annotations"][HASH_ANNOTATION])
+
+        assert hub_hash(wf_scaled) == hub_hash(wf)
+
+
 def test_a_loop_image_or_resources_change_replaces_that_loop_only() -> None:
     doc = example("k8s-counter.yaml")
     before = _hashes(doc)

@@ -233,6 +233,31 @@ def test_a_finished_loop_pod_is_kept_and_a_failed_one_replaced(
     assert writer["status"]["phase"] == "Succeeded"
 
 
+def test_scaling_a_loop_touches_only_the_pods_it_adds_or_removes(
+    operator: Operator, namespace: str
+) -> None:
+    """A change of replicas restarted the hub (its queue contents lost) and every replica."""
+    ns, doc = namespace, example("k8s-counter.yaml")
+    _apply(operator, ns, doc)
+    _wait_children(operator, ns, doc)
+    before = _pods(operator, ns, "counter")
+    hub = _get(operator, ns, "deployment", "counter-hub")
+    assert hub is not None
+    for replicas in (3, 1):
+        scaled = copy.deepcopy(doc)
+        scaled["spec"]["loops"][1]["replicas"] = replicas  # the reader
+        _apply(operator, ns, scaled)
+        _wait_children(operator, ns, scaled)
+        pods = _pods(operator, ns, "counter")
+        assert set(pods) == _expected_pods(scaled)
+        for name, uid in before.items():
+            if name in pods:
+                assert pods[name] == uid, f"{name} was replaced"
+        now = _get(operator, ns, "deployment", "counter-hub")
+        assert now is not None
+        assert now["metadata"]["generation"] == hub["metadata"]["generation"]
+
+
 def test_patching_one_loop_replaces_only_its_pods(operator: Operator, namespace: str) -> None:
     ns, doc = namespace, example("pipeline.yaml")
     _apply(operator, ns, doc)
