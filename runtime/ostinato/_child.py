@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     for entry in reversed(config.get("sysPath") or []):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    plan = load_workflow(json.loads(config["document"]))
+    # Only this loop's classes: the parent checked the others, and importing them here would
+    # only cost time (and run their modules' code) in a process that never uses them.
+    plan = load_workflow(json.loads(config["document"]), import_loops=(args.loop,))
     configure_logging("json", int(config.get("logLevel", logging.INFO)), plan.name, loop=args.loop)
     loop_plan = plan.loop(args.loop)
     manager = LoopManager(

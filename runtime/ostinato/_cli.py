@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -143,15 +143,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path) -> WorkflowPlan:
+def _load(path: Path, import_loops: Collection[str] | None = None) -> WorkflowPlan:
     importable_folder(path)
-    return load_workflow(path)
+    return load_workflow(path, import_loops=import_loops)
 
 
-def _load_or_report(path: Path) -> WorkflowPlan | None:
+def _load_or_report(path: Path, import_loops: Collection[str] | None = None) -> WorkflowPlan | None:
     """The checked plan, or None after printing why not (field-named errors) to stderr."""
     try:
-        return _load(path)
+        return _load(path, import_loops)
     except (WorkflowError, OSError) as exc:
         print(str(exc) if isinstance(exc, WorkflowError) else f"{path}: {exc}", file=sys.stderr)
         return None
@@ -349,7 +349,10 @@ def cmd_status(url: str, as_json: bool, timeout: float) -> int:
 def cmd_distributed(args: argparse.Namespace) -> int:
     from ._distributed import run_hub, run_loop
 
-    plan = _load_or_report(args.file)
+    # The hub runs no node and a loop only its own: neither imports the other loops' classes,
+    # so a loop's image may carry nodes only that loop has.
+    own = () if args.command == "hub" else (args.loop_name,)
+    plan = _load_or_report(args.file, own)
     if plan is None:
         return 1
     configure_logging(args.log_format, logging.getLevelName(args.log_level.upper()), plan.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,17 @@ def parse_workflow(doc: Mapping[str, Any], source: str | None = None) -> Workflo
         raise WorkflowError(errors_from_pydantic(exc), source) from None
 
 
+class NotImported(BaseNode[NodeConfig]):
+    """Stands for a user's node class of a loop this process does not run: a hub runs no node
+    and a loop's pod runs one loop, so neither imports (nor needs the packages of) the others."""
+
+    def __init__(self, config: NodeConfig, context: Any = None) -> None:
+        raise RuntimeError("this node's class was not imported in this process (another loop's)")
+
+
+NotImported.kinds = frozenset(NodeKind)
+
+
 def _builtin(name: str) -> type[BaseNode[Any]] | None:
     from . import _builtins
 
@@ -205,8 +216,18 @@ def resolve_class(path: str) -> type[BaseNode[Any]]:
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as exc:  # a module that exits on import is a bad class, not our exit
+        raise ValueError(
+            f"cannot import module {module_name!r}: it called sys.exit({exc.code!r})"
+        ) from None
+    except KeyboardInterrupt:
+        raise ValueError(
+            f"cannot import module {module_name!r}: it raised KeyboardInterrupt"
+        ) from None
     except Exception as exc:  # an import can fail in any way the module's code does
-        raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
+        raise ValueError(
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         obj = getattr(obj, part, None)
@@ -224,7 +245,12 @@ def _builtin_names() -> list[str]:
 
 
 def _plan_node(
-    spec: NodeSpec, path: str, slot: str, queues: Mapping[str, QueueSpec], errors: list[FieldError]
+    spec: NodeSpec,
+    path: str,
+    slot: str,
+    queues: Mapping[str, QueueSpec],
+    errors: list[FieldError],
+    imports: bool = True,
 ) -> NodePlan | None:
     count = len(errors)
     if spec.kind is not None:
@@ -285,6 +311,9 @@ def _plan_node(
     if spec.class_ is None:
         errors.append(FieldError(f"{path}.class", "required field is missing"))
         return None
+    if not imports and ":" in spec.class_:
+        # Another loop's class, not imported here; the built-ins are ours and always checked.
+        return NodePlan(spec.name, kind, NotImported, NodeConfig.model_construct(), spec, path)
     try:
         cls = resolve_class(spec.class_)
     except ValueError as exc:
@@ -317,8 +346,14 @@ def _duplicates(names: Iterable[str]) -> list[tuple[int, str]]:
     return dups
 
 
-def build_plan(workflow: Workflow, source: str | None = None) -> WorkflowPlan:
-    """Cross-field checks, class resolution and config validation; all errors at once."""
+def build_plan(
+    workflow: Workflow, source: str | None = None, *, import_loops: Collection[str] | None = None
+) -> WorkflowPlan:
+    """Cross-field checks, class resolution and config validation; all errors at once.
+
+    ``import_loops``: the loops whose users' classes are imported and their configs checked
+    (None: every loop). The others' nodes get :class:`NotImported`; everything else is checked.
+    """
     errors: list[FieldError] = []
     spec = workflow.spec
     for i, name in _duplicates(q.name for q in spec.queues):
@@ -356,12 +391,15 @@ def build_plan(workflow: Workflow, source: str | None = None) -> WorkflowPlan:
                 )
             )
         producer = None
+        imports = import_loops is None or loop.name in import_loops
         if loop.producer is None:
             errors.append(FieldError(f"{base}.producer", "every loop needs a producer node"))
         else:
-            producer = _plan_node(loop.producer, f"{base}.producer", "producer", queues, errors)
+            producer = _plan_node(
+                loop.producer, f"{base}.producer", "producer", queues, errors, imports
+            )
         chain = [
-            _plan_node(node, f"{base}.nodes[{ni}]", "chain", queues, errors)
+            _plan_node(node, f"{base}.nodes[{ni}]", "chain", queues, errors, imports)
             for ni, node in enumerate(loop.nodes)
         ]
         nodes = [loop.producer, *loop.nodes] if loop.producer else list(loop.nodes)
@@ -406,13 +444,18 @@ def build_plan(workflow: Workflow, source: str | None = None) -> WorkflowPlan:
     return WorkflowPlan(workflow, tuple(loops), queues, edges)
 
 
-def load_workflow(source: str | Path | Mapping[str, Any]) -> WorkflowPlan:
-    """A file path or a mapping -> a checked plan, or :class:`WorkflowError`."""
+def load_workflow(
+    source: str | Path | Mapping[str, Any], *, import_loops: Collection[str] | None = None
+) -> WorkflowPlan:
+    """A file path or a mapping -> a checked plan, or :class:`WorkflowError`.
+
+    ``import_loops`` as in :func:`build_plan`: a hub passes none, a loop's process its own.
+    """
     if isinstance(source, Mapping):
         doc, label = dict(source), None
     else:
         doc, label = load_document(source), str(source)
-    return build_plan(parse_workflow(doc, label), label)
+    return build_plan(parse_workflow(doc, label), label, import_loops=import_loops)
 
 
 def dump_document(workflow: Workflow) -> str:

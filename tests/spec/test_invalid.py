@@ -457,7 +457,7 @@ def test_module_that_fails_on_import(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(ostinato.WorkflowError) as info:
         ostinato.load_workflow(derive(put("spec.loops.0.nodes.0.class", f"{name}:Node")))
     assert [str(e) for e in info.value.errors] == [
-        f"{N0}.class: cannot import module '{name}': boom at import"
+        f"{N0}.class: cannot import module '{name}': RuntimeError: boom at import"
     ]
 
 
