@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import yaml
+from pydantic.alias_generators import to_camel
 
 from ._nodes import BaseNode, NodeConfig, NodeKind
 from ._spec import NAME_PATTERN, LoopSpec, NodeSpec, QueueSpec, Workflow
@@ -138,8 +141,72 @@ def _message(err: Mapping[str, Any]) -> str:
     return str(err["msg"])
 
 
-def errors_from_pydantic(exc: pydantic.ValidationError, prefix: str = "") -> list[FieldError]:
-    return [FieldError(format_loc(e["loc"], prefix), _message(e)) for e in exc.errors()]
+@functools.cache
+def _schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True, mode="validation")
+
+
+def _fields_at(model: type[pydantic.BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The field names (as documents spell them) of the object at ``loc`` inside ``model``."""
+    root = _schema(model)
+    defs = root.get("$defs", {})
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while True:
+            if "$ref" in node:
+                node = defs[node["$ref"].rsplit("/", 1)[-1]]
+            elif "anyOf" in node:
+                shaped = [v for v in node["anyOf"] if v.get("type") != "null"]
+                if len(shaped) != 1:
+                    return {}
+                node = shaped[0]
+            else:
+                return node
+
+    node = resolve(root)
+    for part in loc:
+        if isinstance(part, int):
+            node = resolve(node.get("items") or {})
+        elif part in node.get("properties", {}):
+            node = resolve(node["properties"][part])
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = resolve(node["additionalProperties"])
+        else:
+            return []
+    return list(node.get("properties", {}))
+
+
+def suggest_field(name: str, known: Sequence[str]) -> str | None:
+    """The known field ``name`` was probably meant as: its camelCase spelling, another case, or
+    the closest spelling (``max_iterations`` -> ``maxIterations``, ``replica`` -> ``replicas``)."""
+    for candidate in (to_camel(name), name.lower()):
+        if candidate in known and candidate != name:
+            return candidate
+    folded = {k.lower(): k for k in known}
+    if name.replace("_", "").lower() in folded:
+        return folded[name.replace("_", "").lower()]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def errors_from_pydantic(
+    exc: pydantic.ValidationError,
+    prefix: str = "",
+    model: type[pydantic.BaseModel] | None = None,
+) -> list[FieldError]:
+    """Field-named errors; with ``model`` (the one validated), an unknown field also gets the
+    known field it was probably meant as ("unknown field; did you mean maxIterations?")."""
+    out = []
+    for e in exc.errors():
+        message = _message(e)
+        loc = e["loc"]
+        if e["type"] == "extra_forbidden" and model is not None and loc:
+            known = _fields_at(model, loc[:-1])
+            meant = suggest_field(str(loc[-1]), known)
+            if meant is not None:
+                message += f"; did you mean {meant}?"
+        out.append(FieldError(format_loc(loc, prefix), message))
+    return out
 
 
 def load_document(path: str | Path) -> dict[str, Any]:
@@ -180,7 +247,7 @@ def parse_workflow(doc: Mapping[str, Any], source: str | None = None) -> Workflo
     try:
         return Workflow.model_validate(doc)
     except pydantic.ValidationError as exc:
-        raise WorkflowError(errors_from_pydantic(exc), source) from None
+        raise WorkflowError(errors_from_pydantic(exc, model=Workflow), source) from None
 
 
 class NotImported(BaseNode[NodeConfig]):
@@ -305,7 +372,7 @@ def _plan_node(
         try:
             qconfig = QueueConfig.model_validate({**spec.config, "queue": name, "role": role})
         except pydantic.ValidationError as exc:
-            errors.extend(errors_from_pydantic(exc, f"{path}.config"))
+            errors.extend(errors_from_pydantic(exc, f"{path}.config", QueueConfig))
             return None
         return NodePlan(spec.name, kind, QueueNode, qconfig, spec, path)
     if spec.class_ is None:
@@ -329,7 +396,7 @@ def _plan_node(
     try:
         config = cls.config_class.model_validate(spec.config)
     except pydantic.ValidationError as exc:
-        errors.extend(errors_from_pydantic(exc, f"{path}.config"))
+        errors.extend(errors_from_pydantic(exc, f"{path}.config", cls.config_class))
         return None
     if len(errors) > count:
         return None

@@ -140,7 +140,8 @@ CASES = [
     case("metadata-label-not-a-string", put("metadata.labels", {"team": 7}),
          "metadata.labels.team", "valid string"),
     case("top-level-typo", put("stauts", {}), "stauts", "unknown field"),
-    case("spec-typo", put("spec.queue", []), "spec.queue", "unknown field"),
+    case("spec-typo", put("spec.queue", []), "spec.queue",
+         "unknown field; did you mean queues?"),
     # -- loops ----------------------------------------------------------------------------
     case("no-loops", put("spec.loops", []), "spec.loops", "must have at least 1 item(s), got 0"),
     case("loops-missing", drop("spec.loops"), "spec.loops", "required field is missing"),
@@ -151,7 +152,8 @@ CASES = [
          "duplicate loop name 'first'"),
     case("unknown-pool", put("spec.loops.1.pool", "gpu"), "spec.loops[1].pool",
          "'gpu' is not one of 'thread', 'asyncio' or 'process'"),
-    case("loop-typo", put("spec.loops.0.maxIteration", 3), f"{L0}.maxIteration", "unknown field"),
+    case("loop-typo", put("spec.loops.0.maxIteration", 3), f"{L0}.maxIteration",
+         "unknown field; did you mean maxIterations?"),
     case("max-iterations-zero", put("spec.loops.0.maxIterations", 0), f"{L0}.maxIterations",
          "must be >= 1"),
     case("max-iterations-negative", put("spec.loops.0.maxIterations", -5),
@@ -252,7 +254,7 @@ CASES = [
     case("interval-period-wrong-type", put("spec.loops.0.producer.config.periodSeconds", "fast"),
          f"{P0}.config.periodSeconds", "valid number"),
     case("interval-config-unknown-key", put("spec.loops.0.producer.config.periodSecond", 1),
-         f"{P0}.config.periodSecond", "unknown field"),
+         f"{P0}.config.periodSecond", "unknown field; did you mean periodSeconds?"),
     case("interval-overrun-bad", put("spec.loops.0.producer.config.overrun", "later"),
          f"{P0}.config.overrun", "'later' is not one of 'skip' or 'catchUp'"),
     case("counter-count-negative", put("spec.loops.1.producer.config", {"count": -1}),
@@ -340,9 +342,9 @@ CASES = [
          "spec.queues[1].name", "read by no loop"),
     # snake_case spellings: the API server would drop them silently, so they are refused here
     case("loop-setting-snake-case", put("spec.loops.0.max_iterations", 3),
-         f"{L0}.max_iterations", "unknown field"),
+         f"{L0}.max_iterations", "unknown field; did you mean maxIterations?"),
     case("node-setting-snake-case", put("spec.loops.0.nodes.0.on_error", "continue"),
-         f"{L0}.nodes[0].on_error", "unknown field"),
+         f"{L0}.nodes[0].on_error", "unknown field; did you mean onError?"),
 ]  # fmt: skip
 
 
