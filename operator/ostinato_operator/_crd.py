@@ -1,11 +1,17 @@
 """The CustomResourceDefinition, generated from the runtime's pydantic spec models (`make crds`).
 
 pydantic writes JSON Schema (2020-12); Kubernetes wants a *structural* OpenAPI v3.0 subset that
-1.20 accepts: every $ref inlined, `nullable: true` instead of `anyOf [.., null]`, no
-`additionalProperties: false` beside `properties` (unknown fields are pruned instead), no
-`const`, no `propertyNames`, boolean `exclusiveMinimum`, and free-form maps marked
-`x-kubernetes-preserve-unknown-fields`. Defaults are not copied into the schema (the API server
-would write them into every stored object); they are appended to the descriptions instead.
+1.20 accepts: every $ref inlined, no `additionalProperties: false` beside `properties` (unknown
+fields are pruned instead), no `const`, no `propertyNames`, boolean `exclusiveMinimum`, and
+free-form maps marked `x-kubernetes-preserve-unknown-fields`. Defaults are not copied into the
+schema (the API server would write them into every stored object); they are appended to the
+descriptions instead.
+
+`anyOf [X, null]` becomes plain X, not `nullable: true`: the API server publishes a nullable
+field to OpenAPI v2 without its type and properties, so `kubectl explain` showed nothing under
+spec.loops.producer. Leaving it out changes no meaning: every optional field of the models
+defaults to None, and the API server drops a null it may not store (no default, not nullable)
+before validation, so `producer: null` is still accepted and reads as unset.
 """
 
 from __future__ import annotations
@@ -49,11 +55,12 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
         rest = [v for v in variants if v.get("type") != "null"]
         if len(rest) != 1:
             raise ValueError(f"cannot express anyOf {variants!r} structurally")
+        if len(rest) != len(variants) and node.get("default") is not None:
+            # null would then mean something other than "unset": it needs `nullable`
+            raise ValueError(f"a nullable field with a default: {node!r}")
         inner = structural(rest[0], defs)
         outer = {k: v for k, v in node.items() if k != "anyOf"}
         merged = {**inner, **structural(outer, defs)} if outer else inner
-        if len(rest) != len(variants):
-            merged["nullable"] = True
         if "default" in node and node["default"] is not None and "description" in merged:
             merged["description"] += f" Default: {_default_text(node['default'])}."
         return _ordered(merged)
@@ -67,6 +74,9 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
             out[key] = True
         elif key == "properties":
             out["properties"] = {k: structural(v, defs) for k, v in value.items()}
+            for name in node.get("required", []):
+                if any(v.get("type") == "null" for v in value[name].get("anyOf", [])):
+                    raise ValueError(f"{name!r} is required yet may be null")
         elif key == "items":
             out["items"] = structural(value, defs)
         elif key == "additionalProperties":

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from ostinato_operator._crd import build_crd, crd_yaml, structural
@@ -75,7 +76,47 @@ def test_descriptions_reach_kubectl_explain() -> None:
     # dict[Literal[cpu, memory, ...], Quantity] becomes a fixed set of keys
     requests = loop["resources"]["properties"]["requests"]
     assert set(requests["properties"]) == {"cpu", "memory", "ephemeral-storage"}
-    assert loop["resources"]["nullable"] is True
+
+
+def _opaque_in_openapi_v2(node: dict[str, Any]) -> bool:
+    """What the API server publishes to OpenAPI v2, which `kubectl explain` reads (1.20's
+    ToStructuralOpenAPIV2): a nullable or unknown-field-preserving node loses its type and
+    properties there, so explain shows no fields under it."""
+    return bool(node.get("nullable") or node.get("x-kubernetes-preserve-unknown-fields"))
+
+
+def test_every_spec_object_with_fields_reaches_kubectl_explain() -> None:
+    """`kubectl explain workflow.spec.loops.producer` showed no fields: producer (like
+    resources, circuitBreaker, queue) was `nullable`, which OpenAPI v2 cannot express."""
+    spec = _schema()["properties"]["spec"]
+    hidden = [path for path, node in _walk(spec, "spec") if _opaque_in_openapi_v2(node)]
+    # Node configs are free-form on purpose: each node class validates its own.
+    assert hidden == [
+        "spec.loops[].producer.config",
+        "spec.loops[].nodes[].config",
+    ]
+    loop = spec["properties"]["loops"]["items"]["properties"]
+    producer = loop["producer"]
+    assert producer["type"] == "object"
+    assert {"name", "class", "kind", "config", "queue", "retry", "onError"} <= set(
+        producer["properties"]
+    )
+    assert producer["description"] == "The node that starts each iteration."
+    for name in ("resources", "circuitBreaker"):
+        assert loop[name]["properties"], name
+
+
+def test_no_field_is_required_yet_nullable() -> None:
+    """Without `nullable`, a null is pruned before validation: harmless only for optional
+    fields whose unset value is None, which `structural` checks."""
+    with pytest.raises(ValueError, match="required yet may be null"):
+        structural(
+            {
+                "type": "object",
+                "properties": {"a": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+                "required": ["a"],
+            }
+        )
 
 
 def test_names_columns_and_status_subresource() -> None:
@@ -123,10 +164,9 @@ def test_structural_rewrites_json_schema_constructs() -> None:
     }
     out = structural(raw)
     m = out["properties"]["m"]
-    assert m == {
+    assert m == {  # no `nullable`: a null is pruned, and unset is what None means here
         "description": "an M",
         "type": "object",
-        "nullable": True,
         "properties": {"a": {"type": "integer"}},
     }
     assert out["properties"]["k"]["enum"] == ["x"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,40 @@ def test_kubectl_explain_uses_the_descriptions(operator: Operator) -> None:
     out = operator.kubectl("explain", "workflow.spec.loops").stdout
     assert "Unique within the workflow" in out
     assert "replicas" in out
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("workflow.spec.loops.producer", ["class", "config", "kind", "name", "onError", "queue"]),
+        ("workflow.spec.loops.nodes.queue", ["read", "write"]),
+        ("workflow.spec.loops.resources", ["limits", "requests"]),
+        ("workflow.spec.loops.circuitBreaker", ["consecutiveFailures", "cooldownSeconds"]),
+    ],
+)
+def test_kubectl_explain_documents_optional_objects(
+    operator: Operator, path: str, fields: list[str]
+) -> None:
+    """Optional objects were published without their fields (`nullable` has no OpenAPI v2
+    form), so explain listed nothing under them."""
+    out = operator.kubectl("explain", path).stdout
+    assert "FIELDS:" in out, out
+    for name in fields:
+        assert re.search(rf"^   {name}\t", out, re.MULTILINE), f"{name} not in:\n{out}"
+
+
+def test_a_null_optional_object_is_still_accepted_as_unset(
+    operator: Operator, namespace: str
+) -> None:
+    """Without `nullable` the API server drops the null instead of refusing it."""
+    doc = example("k8s-counter.yaml")
+    doc["spec"]["loops"][1]["resources"] = None
+    doc["spec"]["loops"][1]["maxIterations"] = None
+    _apply(operator, namespace, doc)
+    wf = _get(operator, namespace, "workflow", "counter")
+    assert wf is not None
+    assert "resources" not in wf["spec"]["loops"][1]
+    assert "maxIterations" not in wf["spec"]["loops"][1]
 
 
 def test_a_deleted_loop_pod_is_recreated(operator: Operator, namespace: str) -> None:
