@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-interval", type=float, help="seconds between hub polls (5)")
     p.add_argument("--hub-url-template", help="hub HTTP address; {name}, {namespace}")
     p.add_argument(
+        "--max-pods-per-workflow",
+        type=int,
+        help="most loop pods one Workflow may have; more is refused (50)",
+    )
+    p.add_argument(
         "--webhook",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -88,6 +93,7 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         liveness_port=args.liveness_port,
         status_interval_seconds=args.status_interval,
         hub_url_template=args.hub_url_template,
+        max_pods_per_workflow=args.max_pods_per_workflow,
         webhook=args.webhook,
         webhook_host=args.webhook_host,
         webhook_port=args.webhook_port,

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from . import _metrics
-from ._admission import check
+from ._admission import check, sent_document
 from ._children import Owner
 from ._crd import GROUP, PLURAL, VERSION
 from ._kube import Kube, now_rfc3339
@@ -86,8 +86,12 @@ def probe(memo: kopf.Memo, **_: Any) -> int:
 
 
 @kopf.on.validate(*WORKFLOWS, id="workflow", operations=["CREATE", "UPDATE"])
-def validate(body: kopf.Body, warnings: list[str], **_: Any) -> None:
-    verdict = check(body)
+def validate(body: kopf.Body, warnings: list[str], memo: kopf.Memo, **kwargs: Any) -> None:
+    """The runtime's check, the pod budget, and the fields a `kubectl apply` sent that the API
+    server pruned before this webhook saw the object (`old`: kopf passes it on UPDATE)."""
+    config: OperatorSettings = memo.config
+    sent = sent_document(body, kwargs.get("old"))
+    verdict = check(body, config.max_pods_per_workflow, sent=sent)
     warnings.extend(verdict.warnings)
     if verdict.errors:
         raise kopf.AdmissionError(verdict.message, code=422)
@@ -181,7 +185,7 @@ def loop_pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: 
     if wf is None or wf["metadata"].get("deletionTimestamp"):
         return
     try:
-        workflow, _warnings = parse(wf)
+        workflow, _warnings = parse(wf, memo.config)
     except InvalidSpecError:
         return
     with _metrics.timed("pod"):

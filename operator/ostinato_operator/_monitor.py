@@ -113,7 +113,7 @@ class Monitor:
         if entry.parsed_version == version and version is not None:
             return
         try:
-            entry.workflow, _ = parse(entry.body)
+            entry.workflow, _ = parse(entry.body, self.settings)
             entry.invalid = None
         except InvalidSpecError as exc:
             entry.workflow, entry.invalid = None, str(exc)

@@ -44,9 +44,10 @@ class Outcome:
     pods_removed: list[str] = field(default_factory=list)
 
 
-def parse(body: Mapping[str, Any]) -> tuple[Workflow, list[str]]:
-    """The Workflow model and admission warnings, or InvalidSpecError."""
-    verdict = check(body)
+def parse(body: Mapping[str, Any], settings: OperatorSettings) -> tuple[Workflow, list[str]]:
+    """The Workflow model and admission warnings, or InvalidSpecError: the webhook's check,
+    pod budget included, since the webhook may be off."""
+    verdict = check(body, settings.max_pods_per_workflow)
     if verdict.workflow is None:
         raise InvalidSpecError(verdict.message)
     return verdict.workflow, verdict.warnings
@@ -54,7 +55,7 @@ def parse(body: Mapping[str, Any]) -> tuple[Workflow, list[str]]:
 
 def reconcile(kube: Kube, settings: OperatorSettings, body: Mapping[str, Any]) -> Outcome:
     """Every child of the Workflow as its spec says; safe to repeat and to interrupt anywhere."""
-    workflow, _ = parse(body)
+    workflow, _ = parse(body, settings)
     owner = Owner.of(body)
     outcome = Outcome()
     kube.apply(config_map(owner, workflow))

@@ -130,6 +130,16 @@ class OperatorSettings(BaseModel):
         "next replica (reconciles are idempotent). The chart's terminationGracePeriodSeconds "
         "is this plus a margin, so the kubelet never needs SIGKILL.",
     )
+    max_pods_per_workflow: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        description="Most loop pods one Workflow may have (the replicas of its loops that are "
+        "not stopped; the hub's pod is not counted). A Workflow over it is refused at admission "
+        "and, with the webhook off, gets a Failed status instead of pods. 50 fits a small "
+        "cluster: a typo like replicas: 1000 cannot flood the scheduler or the operator's "
+        "memory (one pod is ~10 KiB in its cache).",
+    )
     workers: int = Field(
         8,
         ge=1,

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ostinato_operator._cli import build_parser, settings_from_args
 from ostinato_operator._settings import ENV_PREFIX, OperatorSettings
 
 from .conftest import CHART, NAMESPACE, RELEASE, Manifest, Render, RenderError
@@ -159,6 +160,18 @@ def test_args_and_image(render: Render) -> None:
     assert container["imagePullPolicy"] == "Never"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["OSTINATO_IMAGE"] == "localhost/ostinato:dev"
+
+
+def test_the_pod_budget_reaches_the_operator_under_one_name(render: Render) -> None:
+    """operator.maxPodsPerWorkflow is the operator's max_pods_per_workflow: same default, and
+    a value given to the chart is the one the operator parses."""
+    default = yaml.safe_load((CHART / "values.yaml").read_text())["operator"]["maxPodsPerWorkflow"]
+    assert default == OperatorSettings().max_pods_per_workflow
+    for values, want in (({}, default), ({"operator": {"maxPodsPerWorkflow": 200}}, 200)):
+        args = _container(_one(render(values), "Deployment"))["args"]
+        assert args[args.index("--max-pods-per-workflow") + 1] == str(want)
+        parsed = settings_from_args(build_parser().parse_args(args[1:]))
+        assert parsed.max_pods_per_workflow == want
 
 
 def test_each_release_holds_a_lease_of_its_own(render: Render) -> None:

@@ -28,6 +28,9 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"resources": {"requests": {"gpu": "1"}}}, "gpu"),
     ({"resources": {"limit": {"cpu": "1"}}}, "limit"),
     ({"operator": {"statusIntervalSeconds": 0}}, "operator.statusIntervalSeconds"),
+    ({"operator": {"maxPodsPerWorkflow": 0}}, "operator.maxPodsPerWorkflow"),
+    ({"operator": {"maxPodsPerWorkflow": 2.5}}, "operator.maxPodsPerWorkflow"),
+    ({"operator": {"maxPodsPerWorkflow": 1001}}, "operator.maxPodsPerWorkflow"),
     ({"tolerations": [{"key": "k", "effect": "Sometimes"}]}, "tolerations.0.effect"),
     ({"nodeSelector": {"disk": 1}}, "nodeSelector.disk"),
 ]
@@ -53,7 +56,7 @@ def test_defaults_and_documented_overrides_are_accepted(render: Render) -> None:
             "nodeSelector": {"kubernetes.io/os": "linux"},
             "affinity": {"nodeAffinity": {}},
             "serviceMonitor": {"enabled": False, "interval": "1m30s", "labels": {"r": "p"}},
-            "operator": {"statusIntervalSeconds": 2.5},
+            "operator": {"statusIntervalSeconds": 2.5, "maxPodsPerWorkflow": 200},
         }
     )
 

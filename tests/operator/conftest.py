@@ -105,16 +105,24 @@ def _webhook_ready(plane: ControlPlane, port: int) -> bool | None:
     return True if any(f"127.0.0.1:{port}/" in u for u in urls) else None
 
 
+def _no_webhook(plane: ControlPlane) -> bool | None:
+    out = plane.kubectl(
+        "get", "validatingwebhookconfiguration", "validate.ostinato.dev", "-o", "json", check=False
+    )
+    return True if out.returncode != 0 or not json.loads(out.stdout).get("webhooks") else None
+
+
 @contextlib.contextmanager
-def run_operator(installed: Installed, **env: str) -> Iterator[Operator]:
-    """kopf run with our handlers, as the chart's ServiceAccount, the webhook on loopback."""
+def run_operator(installed: Installed, webhook: bool = True, **env: str) -> Iterator[Operator]:
+    """kopf run with our handlers, as the chart's ServiceAccount, the webhook on loopback
+    (or off: then the operator alone stands between a Workflow and its pods)."""
     from kopf.testing import KopfRunner
 
     webhook_port, liveness_port = free_port(), free_port()
     settings = {
         "KUBECONFIG": str(installed.kubeconfig),
         "OSTINATO_IMAGE": "localhost/ostinato:test",
-        "OSTINATO_WEBHOOK": "true",
+        "OSTINATO_WEBHOOK": "true" if webhook else "false",
         "OSTINATO_WEBHOOK_ADDR": "127.0.0.1",
         "OSTINATO_WEBHOOK_HOST": "127.0.0.1",
         "OSTINATO_WEBHOOK_PORT": str(webhook_port),
@@ -130,10 +138,17 @@ def run_operator(installed: Installed, **env: str) -> Iterator[Operator]:
         runner = KopfRunner([*args, "-m", "ostinato_operator._handlers"], timeout=60)
         with runner:
             wait_until(lambda: _get(liveness), timeout=30, what="the operator's liveness")
-            wait_until(
-                lambda: _webhook_ready(installed.plane, webhook_port),
-                timeout=30,
-                what="the operator's admission webhook registration",
-            )
+            if webhook:
+                wait_until(
+                    lambda: _webhook_ready(installed.plane, webhook_port),
+                    timeout=30,
+                    what="the operator's admission webhook registration",
+                )
+            else:
+                wait_until(
+                    lambda: _no_webhook(installed.plane),
+                    timeout=30,
+                    what="no admission webhook left registered",
+                )
             yield Operator(installed.plane, liveness, runner)
     assert runner.exception is None, runner.output[-3000:]

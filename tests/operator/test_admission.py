@@ -1,16 +1,20 @@
-"""Admission runs the runtime's own validation: same field-named messages as `ostinato validate`."""
+"""Admission runs the runtime's own validation (same field-named messages as `ostinato validate`),
+the operator's pod budget, and refuses the unknown fields a `kubectl apply` sent."""
 
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from ostinato_operator._admission import check
+from ostinato_operator._admission import LAST_APPLIED, check, sent_document
+from ostinato_operator._settings import OperatorSettings
 
 from .support import EXAMPLES, example
 
@@ -84,3 +88,75 @@ def test_a_name_the_hub_service_cannot_take_is_rejected() -> None:
     verdict = check(doc)
     assert [e.path for e in verdict.errors] == ["metadata.name"]
     assert "start with a letter" in verdict.message
+
+
+# -- the pod budget (maxPodsPerWorkflow) ---------------------------------------------------------
+
+
+def test_every_example_fits_the_default_pod_budget() -> None:
+    budget = OperatorSettings().max_pods_per_workflow
+    for path in EXAMPLES:
+        assert check(yaml.safe_load(path.read_text()), budget).errors == [], path.name
+
+
+def test_a_workflow_over_the_pod_budget_is_refused_naming_the_limit() -> None:
+    """The issue's `replicas: 1000`: inside the CRD's bounds, but 1000 pods for one Workflow."""
+    doc = example("k8s-counter.yaml")
+    doc["spec"]["loops"][1]["replicas"] = 1000
+    verdict = check(doc, 50)
+    assert verdict.workflow is None
+    assert [str(e) for e in verdict.errors] == [
+        "spec.loops: 1001 loop pods (writer 1, reader 1000) exceed maxPodsPerWorkflow, the "
+        "operator's limit of 50 loop pods per Workflow: lower replicas, stop loops, or raise "
+        "maxPodsPerWorkflow (chart value operator.maxPodsPerWorkflow)"
+    ]
+    assert check(doc).errors == []  # no budget given: the runtime's check alone
+
+
+def test_the_pod_budget_counts_only_loops_that_get_pods() -> None:
+    doc = example("k8s-counter.yaml")
+    doc["spec"]["loops"][1]["replicas"] = 49
+    assert check(doc, 50).errors == []  # 1 + 49: exactly the budget
+    doc["spec"]["loops"][1]["replicas"] = 50
+    assert [e.path for e in check(doc, 50).errors] == ["spec.loops"]
+    doc["spec"]["loops"][1]["state"] = "stopped"  # a stopped loop has no pods
+    assert check(doc, 50).errors == []
+    doc["spec"]["loops"][1]["state"] = "running"
+    doc["spec"]["state"] = "stopped"
+    assert check(doc, 50).errors == []
+
+
+# -- fields the API server prunes: what `kubectl apply` sent --------------------------------------
+
+
+def _applied(doc: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
+    obj = copy.deepcopy(doc)
+    obj["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(sent)}
+    return obj
+
+
+def test_unknown_fields_in_what_kubectl_sent_are_refused_with_the_field_named() -> None:
+    sent = example("k8s-counter.yaml")
+    sent["spec"]["loops"][0]["max_iterations"] = 5
+    sent["spec"]["loops"][1]["replica"] = 2
+    stored = example("k8s-counter.yaml")  # what the API server keeps after pruning
+    body = _applied(stored, sent)
+    verdict = check(body, sent=sent_document(body, None))
+    assert [str(e) for e in verdict.errors] == [
+        "spec.loops[0].max_iterations: unknown field; did you mean maxIterations?",
+        "spec.loops[1].replica: unknown field; did you mean replicas?",
+    ]
+    assert verdict.workflow is None
+
+
+def test_only_the_copy_this_request_wrote_counts() -> None:
+    sent = example("k8s-counter.yaml")
+    sent["spec"]["loops"][0]["max_iterations"] = 5
+    body = _applied(example("k8s-counter.yaml"), sent)
+    # e.g. a `kubectl patch` of an object applied long ago: the annotation is unchanged
+    assert sent_document(body, old=body) is None
+    assert sent_document(example("k8s-counter.yaml"), None) is None  # not from kubectl apply
+    assert sent_document(_applied(example("k8s-counter.yaml"), sent), None) == sent
+    broken = example("k8s-counter.yaml")
+    broken["metadata"]["annotations"] = {LAST_APPLIED: "{not json"}
+    assert sent_document(broken, None) is None

@@ -379,11 +379,20 @@ INVALID = [
     # webhook, naming the field its own way (no list index on 1.20).
     (lambda d: d["spec"]["loops"][0].update(replicas=0), "spec.loops.replicas"),
     (lambda d: d["spec"]["loops"][0].update(pool="fiber"), "spec.loops.pool"),
+    # Within the CRD's bounds (replicas <= 1000) but over the operator's pod budget: this one
+    # made 1000 pods and took the operator down. The default budget, 50, applies here.
+    (
+        lambda d: d["spec"]["loops"][1].update(replicas=1000),
+        "spec.loops: 1001 loop pods (writer 1, reader 1000) exceed maxPodsPerWorkflow, the "
+        "operator's limit of 50 loop pods per Workflow",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("mutate", "named"), INVALID, ids=["duplicate", "unknown-queue", "config", "range", "enum"]
+    ("mutate", "named"),
+    INVALID,
+    ids=["duplicate", "unknown-queue", "config", "range", "enum", "pod-budget"],
 )
 def test_invalid_manifests_are_rejected_at_apply_with_the_field_named(
     operator: Operator, namespace: str, mutate: Any, named: str
@@ -394,6 +403,36 @@ def test_invalid_manifests_are_rejected_at_apply_with_the_field_named(
     assert out.returncode != 0
     assert named in out.stderr, out.stderr
     assert _get(operator, namespace, "workflow", "counter") is None
+
+
+def test_unknown_fields_kubectl_did_not_check_are_refused(
+    operator: Operator, namespace: str
+) -> None:
+    """`kubectl apply --validate=false` sent a snake_case field: the API server pruned it and
+    the webhook, seeing the pruned object, admitted it. The copy kubectl keeps of what it sent
+    names it."""
+    ns, doc = namespace, example("k8s-counter.yaml")
+    typo = copy.deepcopy(doc)
+    typo["spec"]["loops"][0]["max_iterations"] = 5
+    args = ("apply", "--validate=false", "-n", ns, "-f", "-")
+    out = operator.kubectl(*args, input=yaml.safe_dump(typo), check=False)
+    assert out.returncode != 0
+    assert (
+        "spec.loops[0].max_iterations: unknown field; did you mean maxIterations?" in out.stderr
+    ), out.stderr
+    assert _get(operator, ns, "workflow", "counter") is None
+    # the same on an update of an existing Workflow, which keeps its generation
+    _apply(operator, ns, doc)
+    typo["spec"]["loops"][1]["replica"] = 2
+    out = operator.kubectl(*args, input=yaml.safe_dump(typo), check=False)
+    assert out.returncode != 0
+    assert "spec.loops[1].replica: unknown field; did you mean replicas?" in out.stderr
+    wf = _get(operator, ns, "workflow", "counter")
+    assert wf is not None
+    assert wf["metadata"]["generation"] == 1
+    # a later patch is not blamed for anything: kubectl's copy is the valid one
+    patch = json.dumps([{"op": "replace", "path": "/spec/loops/1/replicas", "value": 2}])
+    operator.kubectl("patch", "workflow", "counter", "-n", ns, "--type=json", "-p", patch)
 
 
 def test_an_invalid_update_is_rejected_and_the_object_kept(
