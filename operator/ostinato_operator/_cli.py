@@ -106,10 +106,9 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # kopf's handler on the root logger is the only one: logging.basicConfig besides it (as
+    # before) wrote every record twice. Set up first, so the Lease's messages go through it too.
+    kopf.configure(verbose=args.verbose)
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
@@ -142,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
                 settings.lease_renew_seconds,
                 request_timeout_seconds=settings.lease_request_timeout_seconds,
             )
-        kopf.configure(verbose=args.verbose)
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
         )
