@@ -85,7 +85,10 @@ def probe(memo: kopf.Memo, **_: Any) -> int:
     return len(monitor.tracked)
 
 
-@kopf.on.validate(*WORKFLOWS, id="workflow", operations=["CREATE", "UPDATE"])
+# failurePolicy Ignore (ignore_failures): an operator that is down (crash-looping, upgrading)
+# must not block every write of every Workflow in the cluster. What the webhook would refuse,
+# the operator refuses again before making children (parse): a Failed status instead.
+@kopf.on.validate(*WORKFLOWS, id="workflow", operations=["CREATE", "UPDATE"], ignore_failures=True)
 def validate(body: kopf.Body, warnings: list[str], memo: kopf.Memo, **kwargs: Any) -> None:
     """The runtime's check, the pod budget, and the fields a `kubectl apply` sent that the API
     server pruned before this webhook saw the object (`old`: kopf passes it on UPDATE)."""

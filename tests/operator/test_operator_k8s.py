@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hack.k8s._util import wait_until
+from hack.k8s._util import free_port, wait_until
 
 from .conftest import Installed, Operator, run_operator
 from .support import EXAMPLES, example
@@ -433,6 +433,46 @@ def test_unknown_fields_kubectl_did_not_check_are_refused(
     # a later patch is not blamed for anything: kubectl's copy is the valid one
     patch = json.dumps([{"op": "replace", "path": "/spec/loops/1/replicas", "value": 2}])
     operator.kubectl("patch", "workflow", "counter", "-n", ns, "--type=json", "-p", patch)
+
+
+def test_an_operator_that_is_down_blocks_no_writes(operator: Operator, namespace: str) -> None:
+    """While the operator crash-looped, every apply and patch of any Workflow failed with
+    `failed calling webhook ... connection refused`. Its registration, pointed at a port
+    nobody serves (for this one namespace only), must let writes through."""
+    plane = operator.plane
+    registered = json.loads(
+        operator.kubectl(
+            "get", "validatingwebhookconfiguration", "validate.ostinato.dev", "-o", "json"
+        ).stdout
+    )
+    (hook,) = registered["webhooks"]
+    assert hook["failurePolicy"] == "Ignore"
+    operator.kubectl("label", "namespace", namespace, f"ostinato-test-dead-webhook={namespace}")
+    dead = copy.deepcopy(hook)
+    dead["clientConfig"] = {
+        "url": f"https://127.0.0.1:{free_port()}/",
+        "caBundle": hook["clientConfig"]["caBundle"],
+    }
+    dead["namespaceSelector"] = {"matchLabels": {"ostinato-test-dead-webhook": namespace}}
+    dead["timeoutSeconds"] = 5
+    copy_name = f"dead-{namespace}"
+    config = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": copy_name},
+        "webhooks": [{**dead, "name": f"dead.{namespace}.ostinato.dev"}],
+    }
+    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(config))
+    try:
+        doc = example("k8s-counter.yaml")
+        out = _apply(operator, namespace, doc, check=False)
+        assert out.returncode == 0, out.stderr
+        patch = json.dumps([{"op": "replace", "path": "/spec/loops/1/replicas", "value": 2}])
+        operator.kubectl(
+            "patch", "workflow", "counter", "-n", namespace, "--type=json", "-p", patch
+        )
+    finally:
+        plane.kubectl("delete", "validatingwebhookconfiguration", copy_name, check=False)
 
 
 def test_an_invalid_update_is_rejected_and_the_object_kept(
