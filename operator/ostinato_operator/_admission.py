@@ -96,9 +96,8 @@ def sent_document(
 
 
 def _unknown_fields(sent: Mapping[str, Any]) -> list[FieldError]:
-    doc = {k: sent[k] for k in _DOCUMENT_KEYS if k in sent}
     try:
-        Workflow.model_validate(doc)
+        Workflow.model_validate(dict(sent))  # top-level typos too ("specs")
     except pydantic.ValidationError as exc:
         return [
             err

@@ -139,12 +139,14 @@ def test_unknown_fields_in_what_kubectl_sent_are_refused_with_the_field_named() 
     sent = example("k8s-counter.yaml")
     sent["spec"]["loops"][0]["max_iterations"] = 5
     sent["spec"]["loops"][1]["replica"] = 2
+    sent["specs"] = {}
     stored = example("k8s-counter.yaml")  # what the API server keeps after pruning
     body = _applied(stored, sent)
     verdict = check(body, sent=sent_document(body, None))
     assert [str(e) for e in verdict.errors] == [
         "spec.loops[0].max_iterations: unknown field; did you mean maxIterations?",
         "spec.loops[1].replica: unknown field; did you mean replicas?",
+        "specs: unknown field; did you mean spec?",
     ]
     assert verdict.workflow is None
 
