@@ -33,6 +33,8 @@ def _operator(installed: Installed, log: Path) -> Iterator[Popen[bytes]]:
         "OSTINATO_IMAGE": "localhost/ostinato:test",
         "OSTINATO_STATUS_INTERVAL_SECONDS": "1",
         "OSTINATO_HUB_TIMEOUT_SECONDS": "0.2",
+        # REPLICAS loop pods are more than the default pod budget allows
+        "OSTINATO_MAX_PODS_PER_WORKFLOW": str(REPLICAS + 1),
     }
     argv = [
         sys.executable,
