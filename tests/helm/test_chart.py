@@ -293,3 +293,24 @@ def test_the_documented_release_name_gets_no_service_links(helm: Path) -> None:
     # And what the pod does get parses: the operator starts with the chart's own variables.
     env = {e["name"]: e["value"] for e in _container(deployment)["env"] if "value" in e}
     OperatorSettings.from_env(env)
+
+
+def test_the_hub_volume_values_reach_the_operators_settings(render: Render) -> None:
+    def settings(values: dict[str, Any] | None) -> OperatorSettings:
+        env = {
+            e["name"]: e["value"]
+            for e in _container(_one(render(values), "Deployment"))["env"]
+            if "value" in e
+        }
+        return OperatorSettings.from_env(env)
+
+    default = settings(None)
+    assert default.state_volume_size == "1Gi"
+    assert default.state_storage_class is None  # the cluster's default StorageClass
+    chosen = settings({"operator": {"stateVolumeSize": "5Gi", "stateStorageClass": "fast-ssd"}})
+    assert chosen.state_volume_size == "5Gi"
+    assert chosen.state_storage_class == "fast-ssd"
+
+
+def test_a_hub_volume_size_that_is_no_quantity_is_refused(render_error: RenderError) -> None:
+    assert "stateVolumeSize" in render_error({"operator": {"stateVolumeSize": "lots"}})
