@@ -65,6 +65,8 @@ class LeaseHolder:
         self.last_holder: str | None = None
         self.last_error: str | None = None
         self.last_attempt = time.monotonic()
+        #: Reads of the Lease done so far (or failed), by acquire(): 0 means nothing known yet.
+        self.reads = 0
         self._stop = threading.Event()
         # Held around a renewal and around the release, so no renewal lands after the release.
         self._write = threading.Lock()
@@ -137,6 +139,7 @@ class LeaseHolder:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, self.last_error)
             finally:
                 self.last_attempt = time.monotonic()
+                self.reads += 1
             if not announced and self.last_error is None:
                 log.info(
                     "%s holds lease %s/%s; waiting as %s",

@@ -124,6 +124,7 @@ def _wait_for_lease(settings: OperatorSettings, signals: Signals, holder: LeaseH
             holder=lambda: holder.last_holder,
             error=lambda: holder.last_error,
             last_attempt=lambda: holder.last_attempt,
+            reads=lambda: holder.reads,
             lease=lease,
             # A wait loop alive reads the Lease every poll, each read bounded by the timeout.
             stale_seconds=3

@@ -77,6 +77,7 @@ def lease_report(
     last_attempt: Callable[[], float],
     lease: str,
     stale_seconds: float,
+    reads: Callable[[], int] = lambda: 1,
 ) -> Callable[[], tuple[bool, str]]:
     """The standby's answer: alive while its wait loop read (or tried to read) the Lease within
     ``stale_seconds``; the API server being away is no reason for a restart, a stuck loop is."""
@@ -85,6 +86,8 @@ def lease_report(
         age = time.monotonic() - last_attempt()
         if age > stale_seconds:
             return False, f"standby: lease {lease} not read for {age:.0f} s; the wait is stuck"
+        if reads() == 0:  # the health server answers before the first read: say so, not "free"
+            return True, f"standby: waiting for lease {lease}, not read yet"
         problem = error()
         if problem:
             return True, f"standby: waiting for lease {lease}; last read failed: {problem}"

@@ -30,16 +30,24 @@ class _Wait:
 
 def test_alive_not_ready_and_the_port_freed() -> None:
     state = _Wait("pod-a_1234", None, time.monotonic())
+    reads = [0]
     report = lease_report(
         holder=lambda: state.holder,
         error=lambda: state.error,
         last_attempt=lambda: state.at,
         lease="ostinato-system/ostinato",
         stale_seconds=12,
+        reads=lambda: reads[0],
     )
     port = free_port()
     health = StandbyHealth("127.0.0.1", port, report)
     try:
+        # Up before the first read of the Lease: alive, and not claiming the Lease is free.
+        assert _get(port, "/healthz") == (
+            200,
+            "standby: waiting for lease ostinato-system/ostinato, not read yet\n",
+        )
+        reads[0] = 1
         assert _get(port, "/healthz") == (
             200,
             "standby: waiting for lease ostinato-system/ostinato, held by pod-a_1234\n",

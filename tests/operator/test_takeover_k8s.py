@@ -160,9 +160,9 @@ def test_sigterm_hands_the_lease_to_a_live_standby(
         b = _start(installed, logs["b"], lease, ports["b"])
         procs.append(b)
         body = wait_until(
-            lambda: _standby(ports["b"]),
+            lambda: ((got := _standby(ports["b"])) and "held by" in got and got) or None,
             timeout=90,
-            what="B's /healthz while it waits for the Lease",
+            what="B's /healthz naming the holder while it waits for the Lease",
             check=lambda: _alive(b, logs["b"]),
         )
         assert holder_a in body, body
