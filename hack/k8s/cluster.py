@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from hack.k8s import binaries, debian, images, node
+from hack.k8s import binaries, debian, images, node, volumes
 from hack.k8s._lock import LockBusyError, LockReenteredError, machine_lock
 from hack.k8s._util import cmdline, start_process, stop_pids, tail, wait_until
 from hack.k8s.controlplane import ControlPlane, _stale_registry
@@ -34,6 +34,7 @@ AGENTS = (
     "kubelet",
     "kube-proxy",
     "dns-loop",
+    "volume-loop",
     "dnsmasq",
     "kube-scheduler",
     "kube-controller-manager",
@@ -306,6 +307,9 @@ class Cluster:
         ip = node.node_ip()
         self._update(node_ip=ip)
         node.start_dns(settings, kubeconfig, self._spawn)
+        # A default StorageClass, so durable Workflows get their hub's volume as on any cluster.
+        plane.kubectl("apply", "-f", "-", input=json.dumps(volumes.storage_class()))
+        node.start_volumes(settings, kubeconfig, self._spawn)
         node.start_kube_proxy(settings, kubeconfig, paths["kube-proxy"], self._spawn)
         node.start_kubelet(settings, kubeconfig, paths["kubelet"], ip, self._spawn)
         wait_until(
@@ -579,7 +583,7 @@ def residue(settings: NodeSettings) -> list[str]:
     left: list[str] = []
     programs = (
         *("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"),
-        *("kube-proxy", "containerd", "dnsmasq", "etcd", "hack.k8s.dnsloop"),
+        *("kube-proxy", "containerd", "dnsmasq", "etcd", "hack.k8s.dnsloop", "hack.k8s.volumes"),
     )
     needles = (str(settings.containerd_socket), str(settings.state_dir), str(settings.run_dir))
     for entry in Path("/proc").iterdir():

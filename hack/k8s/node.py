@@ -457,6 +457,22 @@ def start_dns(
     return dnsmasq, loop
 
 
+def start_volumes(settings: NodeSettings, kubeconfig: Path, spawn: Spawn) -> None:
+    """The host-path provisioner of the cluster's default StorageClass (hack/k8s/volumes.py)."""
+    spawn(
+        "volume-loop",
+        [
+            sys.executable,
+            "-m",
+            "hack.k8s.volumes",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--root",
+            str(settings.state_dir / "volumes"),
+        ],
+    )
+
+
 def dns_objects(settings: NodeSettings) -> str:
     """The selectorless kube-dns Service and its manual Endpoints (dnsmasq on the gateway)."""
     ports = [

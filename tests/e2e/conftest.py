@@ -120,7 +120,8 @@ def _has_default_storage_class(kube: Kube) -> bool:
 
 def _state_volume(kube: Kube, name: str, namespace: str, directory: Path) -> None:
     """A hostPath PersistentVolume bound in advance to the workflow's state claim, for a
-    cluster without a default StorageClass (the project's single-node cluster has none)."""
+    cluster without a default StorageClass (the project's single-node cluster has one:
+    hack/k8s/volumes.py; `make e2e-kind` clusters have kind's)."""
     directory.mkdir(parents=True)
     os.chown(directory, IMAGE_UID, IMAGE_UID)
     directory.chmod(0o770)
