@@ -274,7 +274,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"--metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
             return 1
-    orchestrator.start()
+    from ._store import DurableStoreError
+
+    try:
+        orchestrator.start()
+    except DurableStoreError as exc:  # before any loop started: nothing else to stop
+        if server is not None:
+            server.close()
+        print(f"ostinato run: {exc}", file=sys.stderr)
+        return 1
     started = time.monotonic()
     live = LiveView(orchestrator.status).start() if wants_live_view(args.live, sys.stdout) else None
     next_table = started + args.status_every if args.status_every > 0 else float("inf")

@@ -57,7 +57,13 @@ class NodeConfig(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        # inf and nan pass a float field but not JSON: a process loop's child and the API
+        # server would get null and refuse the document the parent accepted.
+        allow_inf_nan=False,
     )
 
 

@@ -48,6 +48,8 @@ class _Model(BaseModel):
         extra="forbid",
         alias_generator=to_camel,
         frozen=True,
+        # inf and nan: JSON (a process loop's document, the API server) cannot carry them.
+        allow_inf_nan=False,
     )
 
 

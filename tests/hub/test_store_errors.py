@@ -10,6 +10,8 @@ timeout): it rolls the whole open batch back, then raises DurableStoreError.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -167,3 +169,29 @@ def test_a_failed_store_write_on_an_ack_does_not_starve_the_consumer(rig: Rig) -
     assert answers(writer, "acks", until=2)  # the second put was taken in
     second = answers(reader, "msgs", timeout=2.0)
     assert [m["items"][0][1] for m in second] in ([b"b"], [b"a"])  # b, or a again: not nothing
+
+
+def test_ostinato_run_refuses_an_unusable_store_in_one_line(tmp_path: Path) -> None:
+    """A queues.db that is not SQLite gave a traceback; it is one line, and nothing runs."""
+    workflow = tmp_path / "durable.yaml"
+    workflow.write_text(
+        "apiVersion: ostinato.dev/v1alpha1\nkind: Workflow\nmetadata: {name: durable}\n"
+        "spec:\n  queues: [{name: q, durable: true}]\n  loops:\n"
+        "    - {name: a, producer: {name: c, class: CounterProducer, config: {count: 3}},"
+        " nodes: [{name: put, kind: blocking, queue: {write: q}}]}\n"
+        "    - {name: b, producer: {name: get, queue: {read: q}}}\n"
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "queues.db").write_bytes(b"not a database, someone else's file\n" * 100)
+    result = subprocess.run(
+        [sys.executable, "-m", "ostinato", "run", str(workflow), "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=60, check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"ostinato run: durable store {state / 'queues.db'}: not a usable SQLite database: "
+        "file is not a database"
+    ]
+    assert (state / "queues.db").read_bytes().startswith(b"not a database")  # left as it was

@@ -162,6 +162,12 @@ CASES = [
          f"{L0}.maxIterations", "valid integer"),
     case("drain-timeout-negative", put("spec.loops.0.drainTimeoutSeconds", -1),
          f"{L0}.drainTimeoutSeconds", "must be >= 0"),
+    # inf and nan validate as floats but JSON (a process loop, the API server) cannot carry them
+    case("drain-timeout-nan", put("spec.loops.0.drainTimeoutSeconds", float("nan")),
+         f"{L0}.drainTimeoutSeconds", "finite number"),
+    case("interval-period-inf",
+         put("spec.loops.0.producer.config.periodSeconds", float("inf")),
+         f"{P0}.config.periodSeconds", "finite number"),
     case("side-effect-workers-zero", put("spec.loops.0.sideEffectWorkers", 0),
          f"{L0}.sideEffectWorkers", "must be >= 1"),
     case("side-effect-workers-too-many", put("spec.loops.0.sideEffectWorkers", 5000),
