@@ -253,9 +253,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, logging.getLevelName(args.log_level), plan.name)
     interrupted = threading.Event()
 
+    running: list[WorkflowOrchestrator] = []
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if interrupted.is_set():
             log.error("second interrupt: exiting without draining")
+            for orchestrator in running:  # process loops' children go too, not as orphans
+                orchestrator.abort()
             os._exit(130)
         log.info("%s: stopping gracefully (again to exit at once)", signal.Signals(signum).name)
         interrupted.set()
@@ -265,6 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     orchestrator = WorkflowOrchestrator(
         plan, max_iterations=args.iterations, log_format=args.log_format, state_dir=args.state_dir
     )
+    running.append(orchestrator)
     server = None
     if args.metrics_port:
         from ._http import ObservabilityServer

@@ -244,6 +244,13 @@ class WorkflowOrchestrator:
         for handle in self._targets(loop):
             handle.resume()
 
+    def abort(self) -> None:
+        """Kill every process loop's child at once (no drain, no restart); in-process loops
+        end with the process. For an exit that must not wait: a second interrupt."""
+        for handle in list(self.loops.values()):
+            if isinstance(handle, ProcessLoop):
+                handle.abort()
+
     def stop(self, timeout: float | None = None) -> WorkflowStatus:
         """Stop every loop gracefully and wait for them; returns the final status.
 

@@ -97,6 +97,12 @@ class ProcessLoop(LoopHandle):
         self._command("stop")
         self._stop.set()
 
+    def abort(self) -> None:
+        """End the child now, without draining, and never restart it (a second Ctrl-C: no
+        child may outlive the command that started it)."""
+        self._stop.set()
+        self.kill()
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send a signal to the child (for tests and for the operator's failure drills)."""
         proc = self._proc

@@ -359,6 +359,29 @@ def hang(folder: Path, cls: str = "Hang", **fields: Any) -> dict[str, Any]:
     return {"name": "hang", "kind": "nonBlocking", "class": f"hang_nodes:{cls}", **fields}
 
 
+def _children(parent: int) -> list[int]:
+    """PIDs of the process loops' children of `parent` (python -m ostinato._child)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"ostinato._child" in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_second_sigint_exits_at_once_without_draining(
     tmp_path: Path, ostinato: Callable[..., Ostinato]
 ) -> None:
@@ -367,28 +390,36 @@ def test_second_sigint_exits_at_once_without_draining(
         "hanging",
         [
             loop(
-                "threads",
-                "thread",
+                name,
+                pool,
                 interval(0.05),
                 log_sink(),
                 hang(tmp_path, maxInFlight=1000),
                 drainTimeoutSeconds=50,
             )
+            for name, pool in (("threads", "thread"), ("procs", "process"))
         ],
     )
 
     run = ostinato("run", path, "--status-every", "0")
-    run.wait_until_iterating(["threads"])
+    run.wait_until_iterating(["threads", "procs"])
+    children = _children(run.proc.pid)
+    assert len(children) == 1, children
     run.send_signal(signal.SIGINT)
     run.wait_for_stderr(
-        lambda lines: any("ostinato.loop.threads: draining" in line for line in lines),
-        "the stop drain",
+        lambda lines: sum("draining" in line for line in lines) >= 2,
+        "the stop drain of both loops",
     )
     run.send_signal(signal.SIGINT)
     result = run.finish(timeout=10)  # far less than the 50 s drain timeout
 
     assert result.returncode == 130, result.stderr
     assert "second interrupt: exiting without draining" in result.stderr
+    # The process loop's child went with it: it did not drain its side effects as an orphan.
+    deadline = time.monotonic() + 1.0
+    while any(_running(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not [pid for pid in children if _running(pid)], "a child outlived the command"
 
 
 @pytest.mark.parametrize(
