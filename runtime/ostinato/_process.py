@@ -246,7 +246,9 @@ class ProcessLoop(LoopHandle):
                 pid=None,
             )
             if self._stop.wait(delay):
-                self._update(state=LoopState.STOPPED, reason=f"stopped after process {why}")
+                # Its last process failed and none replaced it: it ends in error, as a thread
+                # loop whose setup fails does (ostinato run exits 1), not as a clean stop.
+                self._update(state=LoopState.ERROR, reason=f"stopped while down: the process {why}")
                 break
             self._restarts += 1
         with self._cond:

@@ -598,3 +598,36 @@ def test_demo_runs_and_stops_all_three_loops(ostinato: Callable[..., Ostinato]) 
     assert int(table["counter"]["ITERATIONS"]) > 0
     assert all(row["FAILED"] == "0" for row in table.values())
     assert "Traceback" not in result.stderr
+
+
+BAD_SETUP_NODES = """
+from ostinato import BlockingNode
+
+
+class BadSetup(BlockingNode):
+    def setup(self):
+        raise RuntimeError("cannot open the device")
+
+    def process(self, data):
+        return data.payload
+"""
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_a_loop_whose_setup_always_fails_ends_the_run_in_error_in_every_pool(
+    tmp_path: Path, ostinato: Callable[..., Ostinato], pool: str
+) -> None:
+    """A process loop restarted its failing setup, then ended `stopped` and the run exited 0:
+    a supervisor could not tell that the workflow never worked."""
+    (tmp_path / "bad_nodes.py").write_text(BAD_SETUP_NODES, encoding="utf-8")
+    restart = {"initialBackoffSeconds": 0.05, "maxBackoffSeconds": 0.2}
+    bad = {"name": "open", "kind": "blocking", "class": "bad_nodes:BadSetup"}
+    path = write_workflow(
+        tmp_path, "broken", [loop("broken", pool, interval(0.05), bad, restart=restart)]
+    )
+
+    result = ostinato("run", path, "--duration", "2", "--status-every", "0").finish()
+
+    assert result.returncode == 1, result.stderr
+    assert result.summaries()["broken"]["state"] == "error", result.stderr
+    assert result.table()["broken"]["STATE"] == "error"
