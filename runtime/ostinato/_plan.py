@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 from pydantic.alias_generators import to_camel
 
+from ._document import DocumentError, check_bounds, read_document
 from ._nodes import BaseNode, NodeConfig, NodeKind
 from ._spec import NAME_PATTERN, LoopSpec, NodeSpec, QueueSpec, Workflow
 
@@ -210,15 +210,12 @@ def errors_from_pydantic(
 
 
 def load_document(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON workflow file into a mapping; syntax errors name line and column."""
+    """Read a YAML or JSON workflow file into a mapping, within the bounds of _document;
+    syntax errors name line and column, duplicate keys both lines."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise WorkflowError([FieldError("", f"not UTF-8 text: {exc}")], str(path)) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise WorkflowError([FieldError("", _yaml_message(exc))], str(path)) from None
+        doc = read_document(path)
+    except DocumentError as exc:
+        raise WorkflowError([FieldError("", str(exc))], str(path)) from None
     if not isinstance(doc, dict):
         got = "an empty document" if doc is None else f"a {type(doc).__name__}"
         raise WorkflowError(
@@ -227,23 +224,12 @@ def load_document(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    """One line: 'line L, column C: not valid YAML: problem (context at line L, column C)'."""
-
-    def at(mark: Any) -> str:
-        return f"line {mark.line + 1}, column {mark.column + 1}"
-
-    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
-        return f"not valid YAML: {exc}"
-    text = f"{at(exc.problem_mark)}: not valid YAML: {exc.problem}"
-    if exc.context:
-        text += f" ({exc.context}"
-        text += f" at {at(exc.context_mark)})" if exc.context_mark is not None else ")"
-    return text
-
-
 def parse_workflow(doc: Mapping[str, Any], source: str | None = None) -> Workflow:
     """Structural validation of a document (types, ranges, unknown fields)."""
+    try:
+        check_bounds(doc)  # a mapping from the admission webhook or a caller, not a file
+    except DocumentError as exc:
+        raise WorkflowError([FieldError("", str(exc))], source) from None
     try:
         return Workflow.model_validate(doc)
     except pydantic.ValidationError as exc:
