@@ -138,6 +138,8 @@ def _message(err: Mapping[str, Any]) -> str:
         return f"must have at least {ctx['min_length']} item(s), got {ctx.get('actual_length')}"
     if kind == "literal_error" or kind == "enum":
         return f"{err.get('input')!r} is not one of {ctx.get('expected', '')}"
+    if kind == "value_error":  # our own validators' words, without pydantic's prefix
+        return str(err["msg"]).removeprefix("Value error, ")
     return str(err["msg"])
 
 

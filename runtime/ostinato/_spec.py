@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
 from pydantic.alias_generators import to_camel
 
 __all__ = [
@@ -39,6 +39,17 @@ Name = Annotated[
     StringConstraints(pattern=NAME_PATTERN, max_length=63),
     Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63."),
 ]
+
+
+#: The largest integer Kubernetes stores (int64): a larger one is refused, not silently kept.
+INT64_MAX = 2**63 - 1
+#: The workflow's own numbers and switches are typed as the CRD declares them, so a document
+#: means the same to `ostinato run` as to the API server: no "3" or 3.0 or true for an integer,
+#: no "0.1" for a number (an integer is one), no "yes" or 1 for a boolean.
+# Each integer field has an upper bound (`le`), INT64_MAX where nothing smaller makes sense.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
 
 
 class _Model(BaseModel):
@@ -121,17 +132,17 @@ class ResourcesSpec(_Model):
 class RetrySpec(_Model):
     """How a failing node call is retried before its onError policy applies."""
 
-    max_attempts: int = Field(
+    max_attempts: Int = Field(
         1, ge=1, le=1000, description="Calls in all, the first included; 1 means no retry."
     )
-    initial_backoff_seconds: float = Field(
+    initial_backoff_seconds: Float = Field(
         0.1, ge=0, description="Wait before the first retry, in seconds; doubles after each."
     )
-    max_backoff_seconds: float = Field(
+    max_backoff_seconds: Float = Field(
         10.0, ge=0, description="Cap on the wait between retries, in seconds."
     )
-    multiplier: float = Field(2.0, ge=1, description="Factor applied to the wait after each retry.")
-    jitter: float = Field(
+    multiplier: Float = Field(2.0, ge=1, description="Factor applied to the wait after each retry.")
+    jitter: Float = Field(
         0.1, ge=0, le=1, description="Random fraction added to each wait so retries spread out."
     )
 
@@ -164,7 +175,7 @@ class NodeSpec(_Model):
         ErrorPolicy.SKIP_ITERATION,
         description="What happens when the node still fails after its retries.",
     )
-    max_in_flight: int = Field(
+    max_in_flight: Int = Field(
         16,
         ge=1,
         le=100_000,
@@ -180,8 +191,10 @@ class NodeSpec(_Model):
 class CircuitBreakerSpec(_Model):
     """Pauses a loop after consecutive failed iterations and resumes it after a cool-down."""
 
-    consecutive_failures: int = Field(ge=1, description="Failed iterations in a row that open it.")
-    cooldown_seconds: float = Field(
+    consecutive_failures: Int = Field(
+        ge=1, le=INT64_MAX, description="Failed iterations in a row that open it."
+    )
+    cooldown_seconds: Float = Field(
         30.0, gt=0, description="How long the loop stays paused before it tries again, seconds."
     )
 
@@ -189,13 +202,13 @@ class CircuitBreakerSpec(_Model):
 class RestartSpec(_Model):
     """How a crashed process loop is restarted."""
 
-    initial_backoff_seconds: float = Field(
+    initial_backoff_seconds: Float = Field(
         0.5, ge=0, description="Wait before the first restart, seconds; doubles after each crash."
     )
-    max_backoff_seconds: float = Field(
+    max_backoff_seconds: Float = Field(
         30.0, ge=0, description="Cap on the wait between restarts, seconds."
     )
-    reset_after_seconds: float = Field(
+    reset_after_seconds: Float = Field(
         60.0,
         gt=0,
         description="A loop that ran this long without crashing starts over at the "
@@ -212,20 +225,23 @@ class LoopSpec(_Model):
     nodes: list[NodeSpec] = Field(
         default_factory=list, description="Blocking and non-blocking nodes, in chain order."
     )
-    replicas: int = Field(
+    replicas: Int = Field(
         1,
         ge=1,
         le=1000,
         description="Copies of the loop that run at once; a work queue spreads its messages "
         "over them, a broadcast queue gives each message to one of them.",
     )
-    max_iterations: int | None = Field(
-        None, ge=1, description="Stop the loop after this many iterations; unset runs forever."
+    max_iterations: Int | None = Field(
+        None,
+        ge=1,
+        le=INT64_MAX,
+        description="Stop the loop after this many iterations; unset runs forever.",
     )
-    drain_timeout_seconds: float = Field(
+    drain_timeout_seconds: Float = Field(
         10.0, ge=0, description="On stop, how long pending non-blocking calls may finish, seconds."
     )
-    side_effect_workers: int = Field(
+    side_effect_workers: Int = Field(
         4, ge=1, le=1024, description="Threads that run this loop's sync non-blocking calls."
     )
     event_loop: Name | None = Field(
@@ -235,7 +251,7 @@ class LoopSpec(_Model):
     )
     circuit_breaker: CircuitBreakerSpec | None = None
     restart: RestartSpec = Field(default_factory=RestartSpec)
-    heartbeat_seconds: float = Field(
+    heartbeat_seconds: Float = Field(
         1.0, gt=0, le=60, description="Process loops: how often the loop reports its state."
     )
     state: DesiredState = Field(
@@ -262,15 +278,16 @@ class QueueSpec(_Model):
         QueueMode.BROADCAST,
         description="broadcast: every reading loop gets each message; work: one replica does.",
     )
-    capacity: int = Field(
+    capacity: Int = Field(
         1000,
         ge=1,
+        le=INT64_MAX,
         description="Messages waiting per consumer group (each reading loop in "
         "broadcast mode, all readers together in work mode).",
     )
     on_full: QueueOnFull = Field(QueueOnFull.BLOCK, description="block, dropOldest or dropNewest.")
-    durable: bool = Field(False, description="Persist messages (SQLite) before acknowledging.")
-    max_message_bytes: int = Field(
+    durable: Bool = Field(False, description="Persist messages (SQLite) before acknowledging.")
+    max_message_bytes: Int = Field(
         1 << 20,
         ge=1,
         le=64 << 20,

@@ -163,6 +163,17 @@ CASES = [
     case("drain-timeout-negative", put("spec.loops.0.drainTimeoutSeconds", -1),
          f"{L0}.drainTimeoutSeconds", "must be >= 0"),
     # inf and nan validate as floats but JSON (a process loop, the API server) cannot carry them
+    # typed as the CRD declares them: what the API server refuses, ostinato run refuses too
+    case("replicas-a-boolean", put("spec.loops.0.replicas", True),
+         f"{L0}.replicas", "valid integer"),
+    case("replicas-a-string", put("spec.loops.0.replicas", "2"),
+         f"{L0}.replicas", "valid integer"),
+    case("drain-timeout-a-string", put("spec.loops.0.drainTimeoutSeconds", "0.1"),
+         f"{L0}.drainTimeoutSeconds", "valid number"),
+    case("durable-a-string", put("spec.queues", [{"name": "events", "durable": "yes"}]),
+         "spec.queues[0].durable", "valid boolean"),
+    case("capacity-beyond-int64", put("spec.queues", [{"name": "events", "capacity": 2**64}]),
+         "spec.queues[0].capacity", "must be <= 9223372036854775807"),
     case("drain-timeout-nan", put("spec.loops.0.drainTimeoutSeconds", float("nan")),
          f"{L0}.drainTimeoutSeconds", "finite number"),
     case("interval-period-inf",
