@@ -38,6 +38,9 @@ CATEGORIES = ["ostinato"]
 _DROP = {"title", "default", "$defs", "examples"}
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _default_text(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
@@ -87,6 +90,11 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
             # False: unknown fields are pruned (and rejected by kubectl and the webhook)
         elif key == "propertyNames":
             continue  # handled below with additionalProperties
+        elif key == "maximum" and value >= _INT64_MAX:
+            # The int64 bound: the API server reads schema numbers as float64, and 2**63 - 1
+            # overflows to -2**63 there (every value "should be <= -9223372036854775808"). It
+            # refuses what does not fit an int64 by itself; the runtime checks the bound.
+            continue
         else:
             out[key] = value
     names = node.get("propertyNames", {}).get("enum")
