@@ -41,6 +41,9 @@ SPEC_DIR = "/etc/ostinato/workflow"
 SPEC_FILE = f"{SPEC_DIR}/workflow.yaml"
 STATE_DIR = "/var/lib/ostinato"
 MANAGER = "ostinato-operator"
+#: A container that exits with an error gets the tail of its log as its termination message
+#: (lastState.terminated.message): the operator shows a crash loop's cause without reading logs.
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +246,7 @@ def hub_deployment(owner: Owner, workflow: Workflow, settings: OperatorSettings)
         "env": _env(owner, tuple(ENV_VARS.values())),
         **_probes(),
         "securityContext": _container_security(),
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
         "volumeMounts": [*_mounts(), {"name": "state", "mountPath": STATE_DIR}],
     }
     # What the hub reads of the spec: queues and loop names. A change to one loop's nodes,
@@ -353,6 +357,7 @@ def loop_pod(
         "resources": resources,
         **_probes(),
         "securityContext": _container_security(),
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
         "volumeMounts": _mounts(),
     }
     spec = {

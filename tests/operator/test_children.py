@@ -63,6 +63,8 @@ def _restricted(pod_spec: dict[str, Any]) -> None:
         assert sc["readOnlyRootFilesystem"] is True
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"] == {"drop": ["ALL"]}
+        # A crash's log tail becomes lastState.terminated.message, which status shows.
+        assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
         mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
         assert mounts["/tmp"] == "tmp"
         assert mounts["/etc/ostinato/workflow"] == "workflow"
