@@ -170,6 +170,22 @@ def build_crd() -> dict[str, Any]:
             "description": "Failed iterations, all loops.",
             "jsonPath": ".status.errors",
         },
+        {
+            "name": "Updated",
+            "type": "date",
+            "priority": 1,
+            "description": "When the operator last wrote the status; it does at least every "
+            "statusRefreshSeconds (60 s by default), so an older time means a stale status.",
+            "jsonPath": ".status.lastUpdateTime",
+        },
+        {
+            # Last, as Numaflow's: it is the long one.
+            "name": "Message",
+            "type": "string",
+            "description": "What needs attention: the Degraded (else Progressing) condition's "
+            "reason and message.",
+            "jsonPath": ".status.message",
+        },
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

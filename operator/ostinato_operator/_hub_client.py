@@ -36,21 +36,15 @@ def _request(url: str, timeout: float, body: dict[str, Any] | None = None) -> An
         raise HubError(f"{url}: not JSON: {exc}") from None
 
 
-def get_status(
-    base_url: str, timeout: float
-) -> tuple[WorkflowStatus, dict[tuple[str, int], float]]:
-    """The hub's WorkflowStatus and, per (loop, replica), its iterations per second if known."""
+def get_status(base_url: str, timeout: float) -> WorkflowStatus:
+    """The hub's WorkflowStatus. Its iterationsPerSecond are not used: right after a hub
+    restart they span the replicas' reconnection (0, then their whole count); the operator
+    takes rates from two of its own reads of one hub incarnation instead."""
     doc = _request(f"{base_url}/status", timeout)
     try:
-        status = WorkflowStatus.model_validate(doc)
+        return WorkflowStatus.model_validate(doc)
     except ValueError as exc:
         raise HubError(f"{base_url}/status: not a workflow status: {exc}") from None
-    rates: dict[tuple[str, int], float] = {}
-    for entry in doc.get("loops", []):
-        rate = entry.get("iterationsPerSecond")
-        if isinstance(rate, int | float):
-            rates[(entry.get("name"), int(entry.get("replica", 0)))] = float(rate)
-    return status, rates
 
 
 def post_control(

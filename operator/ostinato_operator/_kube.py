@@ -101,6 +101,22 @@ class Kube:
         pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
         return [self.api.sanitize_for_serialization(p) for p in pods.items]
 
+    def workflow_pods(self, namespace: str, workflow: str) -> list[dict[str, Any]]:
+        """The hub's pods and the loop pods: status reads both for their failures."""
+        selector = f"ostinato.dev/workflow={workflow},app.kubernetes.io/component in (hub,loop)"
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        return [self.api.sanitize_for_serialization(p) for p in pods.items]
+
+    def get_pvc(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            pvc = self.core.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = self.api.sanitize_for_serialization(pvc)
+        return result
+
     def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> bool:
         """Delete a pod (only that incarnation when ``uid`` is given); False if already gone."""
         body = kubernetes.client.V1DeleteOptions(

@@ -4,8 +4,10 @@ desired states pushed to the hub (POST /control), events on changes, and a size-
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,12 +15,22 @@ from typing import Any
 from ostinato import DesiredState, Workflow, WorkflowStatus
 
 from . import _metrics
-from ._children import Owner, effective_state, loop_pods
+from ._children import Owner, effective_state, loop_pods, needs_state_volume
 from ._hub_client import HubError, get_status, post_control
 from ._kube import ApiException, Kube, now_rfc3339
+from ._problems import unschedulable
 from ._reconcile import InvalidSpecError, ensure_pods, parse
 from ._settings import OperatorSettings
-from ._status import Observation, compute_status, fit, invalid_status, previous_status
+from ._status import (
+    HubSample,
+    Observation,
+    compute_status,
+    fit,
+    hub_sample,
+    invalid_status,
+    previous_status,
+    rates_between,
+)
 from ._status_models import LoopSummary, Phase, WorkflowResourceStatus
 
 __all__ = ["Monitor", "Tracked"]
@@ -41,6 +53,10 @@ class Tracked:
     hub_up: bool = False
     status: WorkflowResourceStatus | None = None
     written: dict[str, Any] | None = None
+    #: time.monotonic() of the last status write: unchanged status is rewritten when it is old.
+    written_at: float = 0.0
+    #: The last read of the hub, for the next round's rates.
+    sample: HubSample | None = None
     #: metadata.generation whose children the reconcile handler finished (observedGeneration).
     reconciled: int | None = None
 
@@ -137,17 +153,19 @@ class Monitor:
             self._write(entry, invalid_status(generation, entry.invalid or "", previous, now))
             return
         workflow = entry.workflow
+        if entry.status is None:
+            self._stale_event(entry, previous)
         url = self.settings.hub_url(meta["name"], meta["namespace"])
         hub: WorkflowStatus | None = None
-        rates: Mapping[tuple[str, int], float] = {}
         hub_error = None
         try:
-            hub, rates = get_status(url, self.settings.hub_timeout_seconds)
+            hub = get_status(url, self.settings.hub_timeout_seconds)
             _metrics.status_rounds.labels("ok").inc()
         except HubError as exc:
             hub_error = str(exc)
             _metrics.status_rounds.labels("hub_error").inc()
-        pods = self.kube.loop_pods(meta["namespace"], meta["name"])
+        taken = time.monotonic()
+        pods = self.kube.workflow_pods(meta["namespace"], meta["name"])
         owner = Owner.of(body)
         if self._pods_missing(owner, workflow, pods):
             outcome = ensure_pods(self.kube, self.settings, owner, workflow)
@@ -157,16 +175,61 @@ class Monitor:
                     "LoopPodCreated",
                     f"created missing pods {', '.join(outcome.pods_created)}",
                 )
-            pods = self.kube.loop_pods(meta["namespace"], meta["name"])
+            pods = self.kube.workflow_pods(meta["namespace"], meta["name"])
+        rates: Mapping[tuple[str, int], float] = {}
         if hub is not None:
+            sample = hub_sample(hub, pods, taken)
+            rates = rates_between(entry.sample, sample)
+            entry.sample = sample
             self._push_states(entry, url, workflow, hub)
-        status = compute_status(
-            workflow, generation, Observation(hub, rates, hub_error, pods), previous, now, url
-        )
+        else:
+            entry.sample = None
+        obs = Observation(hub, rates, hub_error, pods, volume=self._volume(owner, workflow, pods))
+        status = compute_status(workflow, generation, obs, previous, now, url)
         self._events(entry, previous, status, hub_error)
         self._write(entry, status)
 
+    def _volume(
+        self, owner: Owner, workflow: Workflow, pods: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """The hub's claim, read only when the scheduler could not place the hub: a Pending
+        claim is then the likely cause (and a claim waiting for its consumer is no problem)."""
+        if not needs_state_volume(workflow):
+            return None
+        hub_unplaced = any(
+            (p["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "hub"
+            and unschedulable(p) is not None
+            for p in pods
+        )
+        return self.kube.get_pvc(owner.namespace, f"{owner.hub}-state") if hub_unplaced else None
+
+    def _stale_event(self, entry: Tracked, previous: WorkflowResourceStatus) -> None:
+        """First round of this process for a Workflow whose status nobody refreshed for longer
+        than promised (statusRefreshSeconds): say for how long it was stale."""
+        if previous.last_update_time is None:
+            return
+        try:
+            written = datetime.datetime.strptime(
+                previous.last_update_time, "%Y-%m-%dT%H:%M:%SZ"
+            ).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            return
+        age = (datetime.datetime.now(datetime.UTC) - written).total_seconds()
+        if age > self.settings.stale_after_seconds:
+            self.kube.event(
+                entry.body,
+                "StatusStale",
+                f"the status was last written at {previous.last_update_time}, {age:.0f} s ago: "
+                "no operator kept it up to date meanwhile",
+                warning=True,
+            )
+
     def _pods_missing(self, owner: Owner, workflow: Workflow, pods: list[dict[str, Any]]) -> bool:
+        pods = [
+            p
+            for p in pods
+            if (p["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "loop"
+        ]
         names = {p["metadata"]["name"] for p in pods}
         return any(name not in names for name in loop_pods(owner, workflow, self.settings))
 
@@ -232,12 +295,15 @@ class Monitor:
             )
 
     def _write(self, entry: Tracked, status: WorkflowResourceStatus) -> None:
+        """Patch .status when it changed, or when it was last written statusRefreshSeconds ago:
+        lastUpdateTime is then never older than that while an operator runs."""
         doc = fit(status, self.settings.status_max_bytes)
         same = entry.written is not None and {
             k: v for k, v in doc.items() if k != "lastUpdateTime"
         } == {k: v for k, v in entry.written.items() if k != "lastUpdateTime"}
         entry.status = status
-        if same:
+        fresh = time.monotonic() - entry.written_at < self.settings.status_refresh_seconds
+        if same and fresh:
             return
         meta = entry.body["metadata"]
         try:
@@ -248,3 +314,4 @@ class Monitor:
                 return
             raise
         entry.written = doc
+        entry.written_at = time.monotonic()

@@ -38,6 +38,13 @@ class OperatorSettings(BaseModel):
         description="Seconds between two GETs of one hub's /status. 5 s keeps `kubectl get` "
         "fresh enough for people while 100 workflows cost 20 small requests a second.",
     )
+    status_refresh_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds after which an unchanged .status is written again, only to move "
+        "lastUpdateTime: an older lastUpdateTime (the Updated column of `kubectl get -o wide`) "
+        "means no operator keeps the status up to date. One small patch a minute per Workflow.",
+    )
     hub_timeout_seconds: float = Field(
         2.0,
         gt=0,
@@ -180,6 +187,11 @@ class OperatorSettings(BaseModel):
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+    @property
+    def stale_after_seconds(self) -> float:
+        """A status older than this was not kept up to date: the refresh, plus two rounds."""
+        return self.status_refresh_seconds + 2 * self.status_interval_seconds
 
     def hub_url(self, name: str, namespace: str) -> str:
         return self.hub_url_template.format(name=name, namespace=namespace).rstrip("/")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ostinato import DesiredState, LoopState, LoopStatus, Workflow, WorkflowStatus
 
 from ._children import effective_state
+from ._problems import CAUSES, Problem, cut, pod_problems, queue_problems, summary
 from ._status_models import (
     MAX_ERROR_CHARS,
     Condition,
@@ -19,9 +21,21 @@ from ._status_models import (
     WorkflowResourceStatus,
 )
 
-__all__ = ["Observation", "compute_status", "fit", "invalid_status", "previous_status", "to_json"]
+__all__ = [
+    "HubSample",
+    "Observation",
+    "compute_status",
+    "fit",
+    "hub_sample",
+    "invalid_status",
+    "previous_status",
+    "rates_between",
+    "to_json",
+]
 
 _HEALTH_ORDER = ["healthy", "retrying", "failing"]
+#: Degraded reasons that come from a pod's failure (HubCrashLooping, LoopUnschedulable, ...).
+POD_REASONS = frozenset(f"{who}{cause}" for who in ("Hub", "Loop") for cause in CAUSES)
 
 
 def previous_status(body: Mapping[str, Any]) -> WorkflowResourceStatus:
@@ -38,6 +52,57 @@ def _cut(text: str | None) -> str | None:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
+@dataclass(frozen=True, slots=True)
+class HubSample:
+    """One read of the hub's /status: which hub incarnation answered, when (monotonic seconds),
+    and the iterations of each replica connected to it."""
+
+    incarnation: str | None
+    taken: float
+    iterations: Mapping[tuple[str, int], int]
+
+
+def hub_incarnation(pods: Sequence[Mapping[str, Any]]) -> str | None:
+    """The running hub as "pod uid/restarts": it changes when the hub's process does. None when
+    there is no single running hub pod (a hub outside the cluster: then reads alone decide)."""
+    running = [
+        p
+        for p in pods
+        if (p["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "hub"
+        and not p["metadata"].get("deletionTimestamp")
+        and (p.get("status") or {}).get("phase") == "Running"
+    ]
+    if len(running) != 1:
+        return None
+    pod = running[0]
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
+    return f"{pod['metadata'].get('uid')}/{restarts}"
+
+
+def hub_sample(hub: WorkflowStatus, pods: Sequence[Mapping[str, Any]], taken: float) -> HubSample:
+    """A sample of the replicas that reported to this hub: a replica the hub lists as pending
+    has not (or not yet, after a hub restart: its count then jumps from 0 to its whole count)."""
+    return HubSample(
+        hub_incarnation(pods),
+        taken,
+        {(r.name, r.replica): r.iterations for r in hub.loops if r.state is not LoopState.PENDING},
+    )
+
+
+def rates_between(before: HubSample | None, after: HubSample) -> dict[tuple[str, int], float]:
+    """Iterations per second of each replica counted in both samples of one hub incarnation,
+    whose count did not go down (a restarted loop process counts from 0 again)."""
+    if before is None or before.incarnation != after.incarnation or after.taken <= before.taken:
+        return {}
+    span = after.taken - before.taken
+    return {
+        key: round((count - before.iterations[key]) / span, 3)
+        for key, count in after.iterations.items()
+        if key in before.iterations and count >= before.iterations[key]
+    }
+
+
 class Observation:
     """What the operator saw in one round: the hub's answer (or why none) and the pods."""
 
@@ -47,11 +112,15 @@ class Observation:
         rates: Mapping[tuple[str, int], float],
         hub_error: str | None,
         pods: Sequence[Mapping[str, Any]],
+        volume: Mapping[str, Any] | None = None,
     ) -> None:
         self.hub = hub
         self.rates = rates
         self.hub_error = hub_error
+        #: The workflow's pods, the hub's and the loops' (app.kubernetes.io/component says which).
         self.pods = pods
+        #: The hub's PersistentVolumeClaim, read when it may explain an unschedulable hub.
+        self.volume = volume
 
     def pods_of(self, loop: str) -> int:
         return sum(
@@ -128,7 +197,11 @@ def _loop_summary(
     obs: Observation,
     previous: Mapping[str, LoopSummary],
     now: str,
+    problems: Sequence[Problem],
+    answered: str | None,
 ) -> tuple[LoopSummary, list[NodeSummary]]:
+    """One loop's summary and nodes. ``answered``: when the counts in ``previous`` were the
+    hub's (the previous status's time): kept, marked so, while the hub does not answer."""
     spec = workflow.spec.loops[index]
     desired = effective_state(workflow, spec)
     expected = 0 if desired is DesiredState.STOPPED else spec.replicas
@@ -152,7 +225,19 @@ def _loop_summary(
         obs.rates[(spec.name, r.replica)] for r in replicas if (spec.name, r.replica) in obs.rates
     ]
     last_error = next((r.last_error for r in replicas if r.last_error), None)
-    summary = LoopSummary(
+    problem = next((p for p in problems if p.loop == spec.name), None)
+    iterations = sum(r.iterations for r in replicas)
+    errors = sum(r.failed_iterations for r in replicas)
+    counts_as_of = None
+    if (
+        obs.hub is None
+        and before is not None
+        and (before.counts_as_of or before.state != "unknown")
+    ):
+        # The hub is away: its last answer, marked as such, says more than zeros.
+        iterations, errors, last_error = before.iterations, before.errors, before.last_error
+        counts_as_of = before.counts_as_of or answered
+    loop_summary = LoopSummary(
         name=spec.name,
         desired_state=desired.value,
         state=state,
@@ -160,10 +245,12 @@ def _loop_summary(
         replicas=expected,
         replicas_ready=sum(1 for r in replicas if r.state.value in ("running", "paused")),
         pods=obs.pods_of(spec.name),
-        iterations=sum(r.iterations for r in replicas),
+        iterations=iterations,
         iterations_per_second=round(sum(rates), 3) if rates else None,
-        errors=sum(r.failed_iterations for r in replicas),
+        errors=errors,
         last_error=_cut(last_error),
+        counts_as_of=counts_as_of,
+        message=problem.text if problem is not None else None,
     )
     nodes: dict[str, NodeSummary] = {}
     for r in replicas:
@@ -189,7 +276,7 @@ def _loop_summary(
                     errors=n.errors,
                     last_error=_cut(n.last_error),
                 )
-    return summary, list(nodes.values())
+    return loop_summary, list(nodes.values())
 
 
 def _condition(
@@ -226,9 +313,13 @@ def compute_status(
     before_loops = {lp.name: lp for lp in previous.loops}
     loops: list[LoopSummary] = []
     nodes: list[NodeSummary] = []
+    problems = pod_problems(obs.pods, obs.volume)
+    warnings = queue_problems(workflow)
     for i in range(len(workflow.spec.loops)):
-        summary, node_summaries = _loop_summary(workflow, i, obs, before_loops, now)
-        loops.append(summary)
+        loop_summary, node_summaries = _loop_summary(
+            workflow, i, obs, before_loops, now, problems, previous.last_update_time
+        )
+        loops.append(loop_summary)
         nodes.extend(node_summaries)
     active = [lp for lp in loops if lp.desired_state != DesiredState.STOPPED.value]
     # A finished loop waits for nothing: it counts with the ready ones.
@@ -239,7 +330,10 @@ def compute_status(
     ]
     errored = [lp.name for lp in active if lp.state == "error"]
     was_ready = any(c.type == "Ready" and c.status == "True" for c in previous.conditions)
-    was_degraded = previous.phase is Phase.DEGRADED
+    # Degraded by a pod's failure only: once it is fixed, a workflow never ready is Pending again.
+    was_degraded = previous.phase is Phase.DEGRADED and not any(
+        c.type == "Degraded" and c.reason in POD_REASONS for c in previous.conditions
+    )
     if not active:
         phase, reason, message = Phase.STOPPED, "AllLoopsStopped", "every loop is stopped"
     elif all(lp.state == "finished" for lp in active):
@@ -263,6 +357,16 @@ def compute_status(
         phase = Phase.DEGRADED if (was_ready or was_degraded) else Phase.PENDING
         reason = "LoopsNotReady" if phase is Phase.DEGRADED else "WaitingForLoops"
         message = f"waiting for loops: {', '.join(waiting)}"
+    if problems:
+        # The pods' own failure explains an unreachable hub or loops not ready, and says more.
+        phase = Phase.DEGRADED
+        reason, message = summary(problems)
+    degraded_reason, degraded_message = (
+        (reason, message) if phase is Phase.DEGRADED else ("AsExpected", "")
+    )
+    if phase is not Phase.DEGRADED and warnings:
+        # It runs as asked, yet will never do anything: a warning beside Ready.
+        degraded_reason, degraded_message = summary(warnings)
     before_conds = {c.type: c for c in previous.conditions}
     is_ready = phase in (Phase.RUNNING, Phase.PAUSED)
     conditions = [
@@ -279,13 +383,15 @@ def compute_status(
         _condition(
             before_conds,
             "Degraded",
-            phase is Phase.DEGRADED,
-            reason if phase is Phase.DEGRADED else "AsExpected",
-            message if phase is Phase.DEGRADED else "",
+            degraded_reason != "AsExpected",
+            degraded_reason,
+            degraded_message,
             now,
             generation,
         ),
     ]
+    # What `kubectl get` shows: what is wrong (Degraded), else what is awaited (Progressing).
+    telling = next((c for c in (conditions[2], conditions[1]) if c.status == "True"), None)
     rates = [lp.iterations_per_second for lp in loops if lp.iterations_per_second is not None]
     queues = [
         QueueSummary(
@@ -305,6 +411,7 @@ def compute_status(
         loops_total=len(active),
         iterations_per_second=round(sum(rates), 3) if rates else None,
         errors=sum(lp.errors for lp in loops),
+        message=f"{telling.reason}: {telling.message}" if telling is not None else None,
         conditions=conditions,
         loops=loops,
         nodes=nodes,
@@ -323,6 +430,7 @@ def invalid_status(
     return WorkflowResourceStatus(
         observed_generation=generation,
         phase=Phase.FAILED,
+        message=_one_line(f"InvalidSpec: {msg}"),
         conditions=[
             _condition(before, "Ready", False, "InvalidSpec", msg, now, generation),
             _condition(before, "Progressing", False, "InvalidSpec", msg, now, generation),
@@ -330,6 +438,12 @@ def invalid_status(
         ],
         last_update_time=now,
     )
+
+
+def _one_line(text: str) -> str:
+    """The lines joined with "; ", cut: a printer column shows one line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return cut("; ".join(lines).replace(":; ", ": "))
 
 
 def _compact(value: Any) -> Any:

@@ -18,6 +18,8 @@ __all__ = [
 
 #: Last errors in status are cut to this many characters.
 MAX_ERROR_CHARS = 200
+#: Condition and status messages (a pod's failure with its cause) are cut to this many characters.
+MAX_MESSAGE_CHARS = 400
 
 
 class Phase(enum.StrEnum):
@@ -82,9 +84,24 @@ class LoopSummary(_Model):
     replicas_ready: int = Field(0, description="Replicas the hub hears from in running or paused.")
     pods: int = Field(0, description="Pod objects that exist for this loop.")
     iterations: int = 0
-    iterations_per_second: float | None = None
+    iterations_per_second: float | None = Field(
+        None,
+        description="From two reads of the hub's /status by the operator, one status interval "
+        "apart, of the same hub (pod and restart) with the replicas connected in both; unset "
+        "for a round after a hub restart and while the hub does not answer.",
+    )
     errors: int = Field(0, description="Failed iterations, all replicas.")
     last_error: str | None = Field(None, description="Truncated to 200 characters.")
+    counts_as_of: str | None = Field(
+        None,
+        description="Set while the hub does not answer: iterations, errors and lastError are "
+        "the last known, from the hub's answer at this time (RFC 3339).",
+    )
+    message: str | None = Field(
+        None,
+        description="Why the loop's pods do not run, as 'Reason: message' (e.g. "
+        "LoopCrashLooping with the container's last log line); unset when they do.",
+    )
 
 
 class QueueSummary(_Model):
@@ -109,12 +126,22 @@ class WorkflowResourceStatus(_Model):
     loops_total: int | None = Field(None, description="Loops not stopped.")
     iterations_per_second: float | None = Field(None, description="Sum over all loops.")
     errors: int | None = Field(None, description="Failed iterations, all loops.")
+    message: str | None = Field(
+        None,
+        description="What needs attention, as 'Reason: message': the Degraded condition's when "
+        "it is True, else the Progressing one's when True; unset when all is well. The "
+        "MESSAGE column of `kubectl get`.",
+    )
     conditions: list[Condition] = Field(default_factory=list)
     loops: list[LoopSummary] = Field(default_factory=list)
     nodes: list[NodeSummary] = Field(default_factory=list)
     queues: list[QueueSummary] = Field(default_factory=list)
     hub_url: str | None = Field(None, description="Where the operator reads /status from.")
-    last_update_time: str | None = Field(None, description="When this status was written.")
+    last_update_time: str | None = Field(
+        None,
+        description="When this status was written: at least every statusRefreshSeconds while an "
+        "operator runs, so an older time means the status is stale.",
+    )
     truncated: str | None = Field(
         None, description="Set when details were left out to keep the status small; says which."
     )

@@ -133,6 +133,15 @@ def test_names_columns_and_status_subresource() -> None:
     assert columns["Age"]["type"] == "date"
     assert columns["Iterations/s"]["priority"] == 1
     assert columns["Errors"]["priority"] == 1
+    # Why, without -o wide (as Numaflow's MESSAGE).
+    assert columns["Message"]["jsonPath"] == ".status.message"
+    assert "priority" not in columns["Message"]
+    assert list(columns)[-1] == "Message"
+    # How old the status is: older than statusRefreshSeconds means nobody keeps it up to date.
+    assert (columns["Updated"]["jsonPath"], columns["Updated"]["type"]) == (
+        ".status.lastUpdateTime",
+        "date",
+    )
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     for field in ("observedGeneration", "phase", "conditions", "loops", "nodes", "queues"):
         assert field in status, field
