@@ -287,12 +287,23 @@ class Monitor:
         first_wait = previous.phase is None and status.phase is Phase.PENDING
         if previous.phase != status.phase and status.phase is not None and not first_wait:
             ready = status.phase.value in ("Running", "Paused")
+            first = status.conditions[0]
             self.kube.event(
                 body,
                 "Ready" if ready else status.phase.value,
-                f"phase {status.phase.value}: {status.conditions[0].message}",
+                f"phase {status.phase.value}: {first.reason}: {first.message}",
                 warning=status.phase.value == "Degraded",
             )
+            if status.phase is Phase.DEGRADED:
+                return  # that event names the cause already
+        # Another cause while the phase stays (a hub whose volume bound, then crash-looping),
+        # or a warning beside Ready (QueueWithoutWriter): an event under the cause's reason.
+        old_cause = next((c for c in previous.conditions if c.type == "Degraded"), None)
+        cause = next((c for c in status.conditions if c.type == "Degraded"), None)
+        if cause is not None and cause.status == "True":
+            known = old_cause is not None and old_cause.status == "True"
+            if not known or (old_cause is not None and old_cause.reason != cause.reason):
+                self.kube.event(body, cause.reason, cause.message, warning=True)
 
     def _write(self, entry: Tracked, status: WorkflowResourceStatus) -> None:
         """Patch .status when it changed, or when it was last written statusRefreshSeconds ago:

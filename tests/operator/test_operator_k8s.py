@@ -161,7 +161,16 @@ def test_every_example_gets_all_its_children(
     reasons = {e["reason"] for e in _events(operator, ns, name)}
     assert "Created" in reasons
     table = operator.kubectl("get", "owf", "-n", ns, "-o", "wide").stdout
-    assert table.split()[:6] == ["NAME", "PHASE", "LOOPS", "AGE", "ITERATIONS/S", "ERRORS"]
+    assert table.split()[:8] == [
+        "NAME",
+        "PHASE",
+        "LOOPS",
+        "AGE",
+        "ITERATIONS/S",
+        "ERRORS",
+        "UPDATED",
+        "MESSAGE",
+    ]
     assert f"0/{len(doc['spec']['loops'])}" in table
 
 
@@ -515,3 +524,95 @@ def test_deleting_the_workflow_removes_every_child(operator: Operator, namespace
         return True if not _pods(operator, ns, "counter") else None
 
     wait_until(gone, timeout=60, what="garbage collection of the children")
+
+
+def _patch_pod_status(op: Operator, ns: str, name: str, status: dict[str, Any]) -> None:
+    """What the scheduler or the kubelet would write (there is neither here)."""
+    op.kubectl(
+        "patch",
+        "pod",
+        "-n",
+        ns,
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+def _degraded_reason(op: Operator, ns: str, name: str, reason: str) -> dict[str, Any]:
+    def seen() -> dict[str, Any] | None:
+        wf = _get(op, ns, "workflow", name)
+        conditions = {c["type"]: c for c in (wf or {}).get("status", {}).get("conditions", [])}
+        degraded = conditions.get("Degraded", {})
+        ok = degraded.get("status") == "True" and degraded.get("reason") == reason
+        return wf if ok else None
+
+    found: dict[str, Any] = wait_until(seen, timeout=60, what=f"Degraded with reason {reason}")
+    return found
+
+
+def test_the_hub_pods_own_failures_become_the_reason(operator: Operator, namespace: str) -> None:
+    """The issue: a hub whose volume never binds, or that crash-loops on an import error,
+    showed only `HubStarting: ... Connection refused` with Degraded=False."""
+    ns, doc = namespace, example("k8s-counter.yaml")
+    _apply(operator, ns, doc)
+    _wait_children(operator, ns, doc)
+    selector = "ostinato.dev/workflow=counter,app.kubernetes.io/component=hub"
+    hub = wait_until(
+        lambda: (
+            json.loads(
+                operator.kubectl("get", "pods", "-n", ns, "-l", selector, "-o", "json").stdout
+            )["items"]
+            or None
+        ),
+        timeout=60,
+        what="the hub's pod (made by the Deployment's ReplicaSet)",
+    )[0]["metadata"]["name"]
+    scheduled = {"type": "PodScheduled", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    why = "0/1 nodes are available: 1 pod has unbound immediate PersistentVolumeClaims."
+    unschedulable = {**scheduled, "status": "False", "reason": "Unschedulable", "message": why}
+    _patch_pod_status(operator, ns, hub, {"conditions": [unschedulable]})
+    # The claim (no PersistentVolume, no provisioner here) is Pending: that is the cause.
+    wf = _degraded_reason(operator, ns, "counter", "HubVolumePending")
+    assert wf["status"]["phase"] == "Degraded"
+    assert "PersistentVolumeClaim counter-hub-state is Pending" in wf["status"]["message"]
+
+    crash = {
+        "name": "hub",
+        "image": "localhost/ostinato:test",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 5,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s"}},
+        "lastState": {
+            "terminated": {
+                "exitCode": 1,
+                "reason": "Error",
+                "message": "Traceback (most recent call last):\n"
+                "ModuleNotFoundError: No module named 'mypkg'\n",
+                "startedAt": "2026-01-01T00:00:00Z",
+                "finishedAt": "2026-01-01T00:00:01Z",
+            }
+        },
+    }
+    _patch_pod_status(
+        operator,
+        ns,
+        hub,
+        {
+            "phase": "Running",
+            "conditions": [{**scheduled, "status": "True"}],
+            "containerStatuses": [crash],
+        },
+    )
+    wf = _degraded_reason(operator, ns, "counter", "HubCrashLooping")
+    assert "No module named 'mypkg'" in wf["status"]["message"]
+    # kubectl get says why, without -o wide.
+    table = operator.kubectl("get", "owf", "counter", "-n", ns).stdout
+    assert table.split()[:6] == ["NAME", "PHASE", "LOOPS", "AGE", "MESSAGE", "counter"]
+    assert f"HubCrashLooping: pod {hub} container hub is crash-looping" in table
+    events = _events(operator, ns, "counter")
+    assert any(e["reason"] == "Degraded" and "HubVolumePending" in e["message"] for e in events)
+    assert any(e["reason"] == "HubCrashLooping" and "mypkg" in e["message"] for e in events)

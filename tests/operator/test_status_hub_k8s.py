@@ -145,6 +145,13 @@ def test_status_and_pause_through_a_real_hub(
             what="the reader's iterations to rise",
         )
         assert any(q["name"] == "numbers" for q in rising["queues"])
+        # The operator's own rate, from two of its reads: about the writer's 50 a second.
+        rate = wait_until(
+            lambda: _loop(_status(op, ns), "writer").get("iterationsPerSecond") or None,
+            timeout=30,
+            what="the writer's iterations per second",
+        )
+        assert 5 < rate < 200, rate
         assert any(n["loop"] == "reader" and n["name"] == "log" for n in rising["nodes"])
 
         patch = json.dumps([{"op": "add", "path": "/spec/loops/1/state", "value": "paused"}])
