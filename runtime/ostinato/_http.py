@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._metrics import metrics_registry
 from ._spec import DesiredState
-from ._status import WorkflowStatus
+from ._status import LoopState, WorkflowStatus
 
 __all__ = [
     "ControlRequest",
@@ -121,6 +121,11 @@ class IterationRates:
                 ring = self._samples.setdefault(
                     (lp.name, lp.replica), collections.deque(maxlen=self._maxlen)
                 )
+                if lp.state is LoopState.PENDING:
+                    # Not connected (yet, or again after a hub restart): its 0 is a placeholder,
+                    # and a rate from it to the replica's whole count once it reports is absurd.
+                    ring.clear()
+                    continue
                 if ring and lp.iterations < ring[-1][1]:
                     ring.clear()
                 ring.append((now, lp.iterations))

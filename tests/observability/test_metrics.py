@@ -101,8 +101,8 @@ def test_the_enum_mappings_cover_every_value() -> None:
     assert set(NODE_HEALTH_VALUES) == set(NodeHealth)
 
 
-def at(iterations: int, n: int = 0) -> WorkflowStatus:
-    loop = LoopStatus(name="l", replica=n, pool="thread", iterations=iterations)
+def at(iterations: int, n: int = 0, state: LoopState = LoopState.RUNNING) -> WorkflowStatus:
+    loop = LoopStatus(name="l", replica=n, pool="thread", iterations=iterations, state=state)
     return WorkflowStatus(workflow="w", loops=[loop])
 
 
@@ -129,3 +129,15 @@ def test_a_counter_reset_starts_the_window_again() -> None:
     assert (rate, window) == (50.0, 1.0)
     with pytest.raises(ValueError, match="sample_every"):
         IterationRates(window=1.0, sample_every=2.0)
+
+
+def test_a_replica_a_restarted_hub_has_not_heard_from_yet_is_no_base_for_a_rate() -> None:
+    """After a hub restart a 20/s loop read 2,936/s for one round: its placeholder 0, then its
+    whole count at its first report."""
+    rates = IterationRates(window=10.0, sample_every=1.0)
+    rates.sample(at(0, state=LoopState.PENDING), now=0.0)  # not connected to the new hub yet
+    rates.sample(at(0, state=LoopState.PENDING), now=1.0)
+    rates.sample(at(5000), now=2.0)  # its first report: 250 s of iterations at 20/s
+    assert rates.rate("l", 0, 5000, now=2.5) == (None, None)
+    rate, window = rates.rate("l", 0, 5020, now=3.0)
+    assert (rate, window) == (20.0, 1.0)
