@@ -160,10 +160,12 @@ def _drop_webhook_registration(kube: Kube, operator_namespace: str) -> None:
         kube.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK_CONFIG, check=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def install(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
     """The chart, as a user installs it, with the operator watching one fresh namespace; shared
-    by the tests of the session, each of which deletes its Workflow at the end."""
+    by the tests of a module, each of which deletes its Workflow at the end. Per module, not per
+    session: test_docs_kubernetes.py installs the page's cluster-wide release in between, and two
+    operators must not act on one cluster's Workflows."""
     tmp_path = tmp_path_factory.mktemp("e2e-volumes")
     suffix = secrets.token_hex(3)
     release, operator_ns, workflow_ns = f"e2e-{suffix}", f"ostinato-e2e-{suffix}", f"e2e-{suffix}"

@@ -1,0 +1,247 @@
+"""docs/kubernetes.md as a user follows it: its install, apply, wait, get, patch, delete and
+uninstall commands, read from the page itself and run as written (the release `ostinato` in
+`ostinato-system` included), so the page and what works cannot drift apart.
+
+The one addition is the image: the page installs the published image, the test the one built
+from this checkout (`--set image.repository=... --set image.tag=...`, appended to the install).
+Commands whose output the page describes are checked for it; a command this test does not know
+fails the test, so a change to the page is a change to this test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._kube import Kube, poll
+from .conftest import IMAGE_REPOSITORY, IMAGE_TAG, WEBHOOK_CONFIG
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "kubernetes.md"
+RELEASE, NAMESPACE = "ostinato", "ostinato-system"
+# (section heading, index of the fenced block in it): the walk a new user takes, in order.
+WALK = [
+    ("Install the operator", 0),
+    ("Apply a Workflow and wait for it", 0),
+    ("Read the status", 0),
+    ("Pause, resume, stop", 0),
+    ("Pause, resume, stop", 1),
+    ("Pause, resume, stop", 2),
+    ("Install the operator", 2),  # uninstall
+]
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+
+
+def blocks(section: str) -> list[list[str]]:
+    """The fenced blocks under `## section`, as lists of their lines."""
+    text = PAGE.read_text()
+    match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match is not None, f"{PAGE.name} has no section {section!r}"
+    return [
+        b.splitlines() for b in re.findall(r"^```[a-z]*\n(.*?)^```", match.group(1), re.S | re.M)
+    ]
+
+
+def commands(section: str, index: int) -> list[str]:
+    """The kubectl and helm command lines of one block, comments and continuations resolved."""
+    found = blocks(section)
+    assert index < len(found), f"{section!r} has {len(found)} blocks, the test walks block {index}"
+    joined = "\n".join(found[index]).replace("\\\n", " ")
+    lines = []
+    for line in joined.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] in ("kubectl", "helm"):
+            lines.append(shlex.join(words))
+    assert lines, f"block {index} of {section!r} has no command"
+    return lines
+
+
+class User:
+    """Runs the page's lines as a user's shell would, against the cluster under test."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def run(self, line: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        words = shlex.split(line)
+        binary = {"kubectl": self.kube.kubectl_bin, "helm": self.kube.helm_bin}[words[0]]
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "HELM_CACHE_HOME": str(self.kube.helm_home / "cache"),
+            "HELM_CONFIG_HOME": str(self.kube.helm_home / "config"),
+            "HELM_DATA_HOME": str(self.kube.helm_home / "data"),
+        }
+        result = subprocess.run(
+            [str(binary), *words[1:]], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+        if check:
+            assert result.returncode == 0, f"`{line}` exited {result.returncode}: {result.stderr}"
+        return result
+
+    def until(self, line: str, ok: Callable[[str], bool], what: str) -> str:
+        """Run `line` until its output satisfies `ok` (the page says what to expect)."""
+        last: list[str] = []
+
+        def probe() -> str | None:
+            result = self.run(line, check=False)
+            last[:] = [result.stdout + result.stderr]
+            return result.stdout if result.returncode == 0 and ok(result.stdout) else None
+
+        return poll(probe, timeout=240, what=what, every=1.0, show=lambda: last[0] if last else "")
+
+
+def _patch(op: str, path: str, value: object) -> str:
+    """A `kubectl patch owf counter` line as the page writes it."""
+    body = json.dumps(
+        [{"op": op, "path": path, "value": value}] if op else value, separators=(",", ":")
+    )
+    kind = "json" if op else "merge"
+    return f"kubectl patch owf counter --type={kind} -p {shlex.quote(body)}"
+
+
+def _norm(line: str) -> str:
+    """One spelling per command line (quotes as shlex.join puts them), as commands() gives."""
+    return shlex.join(shlex.split(line))
+
+
+READER_STATE = _norm("kubectl get owf counter -o jsonpath='{.status.loops[1].state}{\"\\n\"}'")
+LOOPS = "app.kubernetes.io/component=loop"
+NOTHING_LEFT = "kubectl get all,cm,secret,pvc -l ostinato.dev/workflow=counter"
+PAUSE = _patch("replace", "/spec/loops/1/state", "paused")
+RESUME = _patch("replace", "/spec/loops/1/state", "running")
+STOP_ALL = _patch("", "", {"spec": {"state": "stopped"}})
+RUN_ALL = _patch("", "", {"spec": {"state": "running"}})
+SCALE = _patch("replace", "/spec/loops/1/replicas", 3)
+# Every command of the walk; one the page gains or changes fails the test until it is added.
+KNOWN = {
+    _norm(line)
+    for line in (
+        "helm install ostinato helm/ostinato --namespace ostinato-system --create-namespace",
+        "kubectl -n ostinato-system rollout status deployment/ostinato",
+        "kubectl get crd workflows.ostinato.dev",
+        "kubectl apply -f examples/k8s-counter.yaml",
+        "kubectl wait --for=condition=Ready workflow/counter --timeout=180s",
+        "kubectl get owf counter -o wide",
+        "kubectl get owf counter -o jsonpath='{.status.phase} {.status.ready}{\"\\n\"}'",
+        "kubectl get owf counter -o jsonpath='{range .status.loops[*]}{.name} {.state} "
+        '{.iterations}{"\\n"}{end}\'',
+        "kubectl get owf counter -o jsonpath='{range .status.queues[*]}{.name} "
+        'depth={.depth}{"\\n"}{end}\'',
+        "kubectl get owf counter -o jsonpath='{range .status.conditions[*]}{.type}={.status} "
+        '{.reason}: {.message}{"\\n"}{end}\'',
+        "kubectl describe owf counter",
+        PAUSE,
+        READER_STATE,
+        RESUME,
+        STOP_ALL,
+        RUN_ALL,
+        SCALE,
+        "kubectl delete owf counter",
+        NOTHING_LEFT,
+        "helm uninstall ostinato -n ostinato-system",
+        "kubectl delete validatingwebhookconfiguration validate.ostinato.dev",
+    )
+}
+
+
+def _no_other_operator(kube: Kube) -> None:
+    """The page installs a cluster-wide operator: it must be the only one acting."""
+    releases = kube.helm("list", "--all-namespaces", "-q", check=False).stdout.split()
+    if releases:
+        pytest.skip(f"another release of the chart is installed ({releases}): it would compete")
+
+
+@pytest.fixture
+def user(kube: Kube) -> Iterator[User]:
+    _no_other_operator(kube)
+    person = User(kube)
+    try:
+        yield person
+    finally:
+        # Whatever step failed, leave the cluster as the page's last block does.
+        kube.kubectl("delete", "owf", "counter", "-n", "default", "--ignore-not-found", check=False)
+        kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
+        kube.kubectl(
+            "delete", "validatingwebhookconfiguration", WEBHOOK_CONFIG, "--ignore-not-found",
+            check=False,
+        )  # fmt: skip
+        kube.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", check=False)
+
+
+def _pods(kube: Kube, selector: str) -> list[dict[str, Any]]:
+    got = kube.get("pods", "-n", "default", "-l", f"ostinato.dev/workflow=counter,{selector}")
+    return [p for p in got["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def _phase(kube: Kube) -> str | None:
+    wf = kube.get("workflow", "counter", "-n", "default")
+    return ((wf or {}).get("status") or {}).get("phase")
+
+
+def _hub_uids(kube: Kube) -> list[str]:
+    return [p["metadata"]["uid"] for p in _pods(kube, "app.kubernetes.io/component=hub")]
+
+
+def test_the_kubernetes_page_works_as_written(user: User) -> None:
+    kube = user.kube
+    hub: list[str] = []
+    walked: set[str] = set()
+    for section, index in WALK:
+        for line in commands(section, index):
+            walked.add(line)
+            assert line in KNOWN, (
+                f"{PAGE.name}, {section!r}: a command the test does not know: {line}"
+            )
+            if line.startswith("helm install"):
+                image = f"{IMAGE_REPOSITORY} --set image.tag={IMAGE_TAG}"
+                user.run(
+                    f"{line} --set image.repository={image} --set image.pullPolicy=IfNotPresent"
+                )
+            elif line == READER_STATE:  # "paused, once it took effect"
+                user.until(line, lambda out: out.strip() == "paused", "the reader paused")
+            elif line == NOTHING_LEFT:  # "nothing left"
+                user.until(line, lambda out: out.strip() == "", "nothing of counter left")
+            else:
+                if line == SCALE:
+                    hub[:] = _hub_uids(kube)
+                user.run(line)
+            # What the page says follows, seen with the test's own reads.
+            if line == RESUME:
+                user.until(
+                    "kubectl get owf counter -o jsonpath='{.status.loops[1].state}'",
+                    lambda out: out.strip() == "running",
+                    "the reader running again",
+                )
+            elif line == STOP_ALL:  # "stopped removes the loop pods; the hub stays"
+                poll(
+                    lambda: True if _phase(kube) == "Stopped" and not _pods(kube, LOOPS) else None,
+                    timeout=240, what="phase Stopped and no loop pods", every=1.0,
+                )  # fmt: skip
+                assert _hub_uids(kube), "the hub went with the loops"
+            elif line == RUN_ALL:
+                user.until(
+                    "kubectl get owf counter -o jsonpath='{.status.phase}'",
+                    lambda out: out.strip() == "Running",
+                    "phase Running again",
+                )
+            elif line == SCALE:  # "replaces nothing ... the hub goes on"
+                poll(
+                    lambda: True
+                    if len(_pods(kube, "ostinato.dev/loop=reader")) == 3
+                    else None,
+                    timeout=240, what="three reader pods", every=1.0,
+                )  # fmt: skip
+                assert _hub_uids(kube) == hub, "scaling a loop restarted the hub"
+    # Every command the test knows is still on the page (none was dropped from it unnoticed).
+    assert walked == KNOWN, sorted(KNOWN ^ walked)
