@@ -72,6 +72,9 @@ class HubClient:
         self.hub_id: str | None = None
         #: Set once the loop has ended: the last heartbeat then says its status is final.
         self.final = False
+        #: Set while the loop waits for the hub to say its desired state (a restarted remote
+        #: loop must not act before it knows it is paused); sent with every status.
+        self.awaiting = False
         self._seq = itertools.count(1)
         self._io_owns_data = True
         self._done = threading.Event()
@@ -307,7 +310,9 @@ class HubClient:
 
     def _beat(self) -> None:
         if self.status is not None:
-            self.sock.send(encode("status", status=self.status(), final=self.final))
+            self.sock.send(
+                encode("status", status=self.status(), final=self.final, awaiting=self.awaiting)
+            )
         else:
             self.sock.send(encode("ping"))
 

@@ -119,6 +119,12 @@ def run_hub(
     return 0
 
 
+#: How long a starting remote loop waits for the hub's desired state before it applies the
+#: spec's: the hub answers its first status at once, so only a hub that does not know the
+#: question (an older version) lets it run out.
+HUB_WORD_TIMEOUT_SECONDS = 10.0
+
+
 def run_loop(
     plan: WorkflowPlan,
     loop: str,
@@ -149,15 +155,34 @@ def run_loop(
         replica=replica,
     )
     client.status = lambda: manager.status().model_dump(mode="json")
-    client.on_control = lambda msg: {
-        "pause": manager.pause,
-        "resume": manager.resume,
-        "stop": manager.stop,
-    }.get(str(msg.get("cmd")), lambda: None)()
-    if DesiredState.combine(plan.workflow.spec.state, loop_plan.spec.state) is (
-        DesiredState.PAUSED
-    ):
-        manager.pause()  # the hub says so too; this way not one iteration runs first
+    actions = {"pause": manager.pause, "resume": manager.resume, "stop": manager.stop}
+
+    def on_control(msg: dict[str, Any]) -> None:
+        client.awaiting = False
+        actions.get(str(msg.get("cmd")), lambda: None)()
+
+    client.on_control = on_control
+    # The hub keeps the desired state (a POST /control may have paused the loop since the spec
+    # was written): wait at the first boundary until it says it, so a restarted replica of a
+    # paused loop runs not one iteration. A hub that never answers (an older one) leaves the
+    # spec's desired state in force after HUB_WORD_TIMEOUT_SECONDS.
+    client.awaiting = True
+    manager.pause("waiting for the hub's desired state")
+    spec_desired = DesiredState.combine(plan.workflow.spec.state, loop_plan.spec.state)
+
+    def fallback() -> None:
+        if client.awaiting:
+            client.awaiting = False
+            log.warning("no desired state from the hub: applying the spec's (%s)", spec_desired)
+            {
+                DesiredState.RUNNING: manager.resume,
+                DesiredState.PAUSED: lambda: manager.pause("paused by the spec"),
+                DesiredState.STOPPED: manager.stop,
+            }[spec_desired]()
+
+    timer = threading.Timer(HUB_WORD_TIMEOUT_SECONDS, fallback)
+    timer.daemon = True
+    timer.start()
     client.start()
     server = None
     if http_port is not None:

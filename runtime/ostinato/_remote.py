@@ -107,6 +107,11 @@ class RemoteLoops:
                 identity, status, time.monotonic(), bool(msg.get("final"))
             )
             desired = self._desired[status.name]
+        if msg.get("awaiting"):
+            # A replica that (re)started waits at its first boundary for our word: resume
+            # included, which is safe here as nothing of its own (a breaker) paused it yet.
+            self.hub.send(identity, "control", cmd=_COMMAND[desired])
+            return
         self._enforce(identity, status, desired)
 
     def _enforce(self, identity: bytes, status: LoopStatus, desired: DesiredState) -> None:

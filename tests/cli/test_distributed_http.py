@@ -219,3 +219,33 @@ def test_bad_control_requests_are_refused_naming_the_field(
     # Nothing was applied: every loop still wants what the spec says.
     ok, doc = post(cluster.url + "/control", b'{"loop": "sink", "state": "paused"}')
     assert (ok, doc["loops"]) == (200, {"gen": "running", "sink": "paused"})
+
+
+@pytest.mark.timeout(120)
+def test_a_restarted_loop_that_the_hub_paused_runs_not_one_iteration(cluster: Cluster) -> None:
+    """Paused through the hub's POST /control (not the spec), killed and started again, a
+    remote loop ran one iteration before the pause reached it (3 of 3 tries in the report)."""
+    cluster.hub()
+    gen = cluster.loop("gen")
+    cluster.loop("sink")  # its reader, resumed, so the writer never waits on a full queue
+    until(lambda: cluster.loops()["sink"]["state"] == "paused", "sink connected, paused")
+    assert post(cluster.url + "/control", b'{"loop": "sink", "state": "running"}')[0] == 200
+    until(lambda: cluster.loops()["gen"]["iterations"] > 10, "gen iterating")
+    assert post(cluster.url + "/control", b'{"loop": "gen", "state": "paused"}')[0] == 200
+    before = until(
+        lambda: (lp := cluster.loops()["gen"])["state"] == "paused" and lp, "gen paused"
+    )["iterations"]
+    os.kill(gen.pid, signal.SIGKILL)
+    gen.wait(WAIT)
+    cluster.loop("gen")
+    # The new process's reports replace the old one's: wait for its first paused report.
+    again = until(
+        lambda: (
+            (lp := cluster.loops()["gen"])["state"] == "paused" and lp["iterations"] < before and lp
+        ),
+        "the restarted gen reported paused",
+    )
+    assert again["iterations"] == 0, again
+    # And it does run once the hub says so.
+    assert post(cluster.url + "/control", b'{"loop": "gen", "state": "running"}')[0] == 200
+    until(lambda: cluster.loops()["gen"]["iterations"] > 0, "the restarted gen resumed")
