@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import ssl
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
+from hack.k8s._api import Api
 
 
 def hosts_lines(services: list[Any], endpoints: list[Any], domain: str) -> list[str]:
@@ -41,27 +38,6 @@ def hosts_lines(services: list[Any], endpoints: list[Any], domain: str) -> list[
                     host = f"{address['hostname']}.{name}.{ns}"
                     lines.append(f"{address['ip']} {host}.svc.{domain} {host}.svc")
     return lines
-
-
-class Api:
-    """GETs against the apiserver with the kubeconfig's server and token (urllib: a loop that
-    lives as long as the cluster should not carry the whole kubernetes client in memory)."""
-
-    def __init__(self, kubeconfig: Path) -> None:
-        config = yaml.safe_load(kubeconfig.read_text())
-        self.server = config["clusters"][0]["cluster"]["server"]
-        self.token = config["users"][0]["user"]["token"]
-        self.context = ssl.create_default_context()
-        self.context.check_hostname = False
-        self.context.verify_mode = ssl.CERT_NONE  # the kubeconfig says insecure-skip-tls-verify
-
-    def items(self, path: str) -> list[Any]:
-        request = urllib.request.Request(
-            self.server + path, headers={"Authorization": f"Bearer {self.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10, context=self.context) as response:
-            items: list[Any] = json.load(response)["items"]
-        return items
 
 
 def write_if_changed(path: Path, content: str) -> bool:

@@ -10,19 +10,16 @@ cluster's state directory, so the cluster's teardown removes them with everythin
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
-import ssl
 import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
+from hack.k8s._api import Api
 
 __all__ = ["CLASS_NAME", "PROVISIONER", "plan_round", "storage_class"]
 
@@ -104,32 +101,9 @@ def plan_round(
     return create, delete
 
 
-class Api:
-    """The apiserver with the kubeconfig's server and token (urllib, as the DNS loop)."""
-
-    def __init__(self, kubeconfig: Path) -> None:
-        config = yaml.safe_load(kubeconfig.read_text())
-        self.server = config["clusters"][0]["cluster"]["server"]
-        self.token = config["users"][0]["user"]["token"]
-        self.context = ssl.create_default_context()
-        self.context.check_hostname = False
-        self.context.verify_mode = ssl.CERT_NONE  # the kubeconfig says insecure-skip-tls-verify
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.server + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10, context=self.context) as response:
-            return json.load(response)
-
-
 def _round(api: Api, root: Path) -> None:
-    claims = api.call("GET", "/api/v1/persistentvolumeclaims")["items"]
-    volumes = api.call("GET", "/api/v1/persistentvolumes")["items"]
+    claims = api.items("/api/v1/persistentvolumeclaims")
+    volumes = api.items("/api/v1/persistentvolumes")
     create, delete = plan_round(claims, volumes, root)
     for volume, directory in create:
         # Writable by any user: pods run as their image's user (the ostinato image: 10001),
