@@ -30,6 +30,7 @@ __all__ = [
     "labels",
     "loop_pods",
     "needs_state_volume",
+    "pod_finished",
     "secret",
 ]
 
@@ -44,6 +45,11 @@ MANAGER = "ostinato-operator"
 #: A container that exits with an error gets the tail of its log as its termination message
 #: (lastState.terminated.message): the operator shows a crash loop's cause without reading logs.
 TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+#: Where a loop writes its final state ('finished: ...', 'stopped: ...'); the kubelet puts it in
+#: the container's terminated.message (the default terminationMessagePath).
+TERMINATION_LOG = "/dev/termination-log"
+#: The start of that message for a loop that ended by itself: only such a Succeeded pod is kept.
+FINISHED_MESSAGE = "finished:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +357,8 @@ def loop_pod(
             f"tcp://{owner.hub}.{owner.namespace}.svc:{ZMQ_PORT}",
             "--http-port",
             str(HTTP_PORT),
+            "--final-state-file",
+            TERMINATION_LOG,
         ],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": _env(owner, LOOP_ENV_VARS),
@@ -398,6 +406,19 @@ def loop_pod(
         },
         "spec": spec,
     }
+
+
+def pod_finished(pod: Mapping[str, Any]) -> bool:
+    """A loop pod that Succeeded because its loop ended by itself (its final state, written to
+    the termination log, says 'finished:'); one that stopped when asked is not an ending."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Succeeded":
+        return False
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        if str(terminated.get("message") or "").startswith(FINISHED_MESSAGE):
+            return True
+    return False
 
 
 def loop_pods(

@@ -18,6 +18,7 @@ from ._children import (
     hub_pvc,
     hub_service,
     loop_pods,
+    pod_finished,
     secret,
 )
 from ._keys import new_secret_data
@@ -82,9 +83,10 @@ def ensure_pods(
     """One pod per replica of every loop that is not stopped, each matching its spec hash.
 
     A pod whose hash differs (its loop's spec changed), that failed, or that belongs to a
-    stopped loop is deleted; missing pods are created. A Succeeded pod is a replica that ended
-    for good (finished): it is kept, not run again. A pod still terminating is left alone:
-    its deletion event brings us back here to create the new one.
+    stopped loop is deleted; missing pods are created. A Succeeded pod whose loop finished (its
+    termination message says so) ended for good: it is kept, not run again; one that Succeeded
+    because its loop was told to stop (a hub's stale desired state) is replaced. A pod still
+    terminating is left alone: its deletion event brings us back here to create the new one.
     """
     outcome = outcome or Outcome()
     desired = loop_pods(owner, workflow, settings)
@@ -102,7 +104,7 @@ def ensure_pods(
             "annotations"
         ][HASH_ANNOTATION]:
             bucket = outcome.pods_replaced
-        elif phase == "Failed":
+        elif phase == "Failed" or (phase == "Succeeded" and not pod_finished(pod)):
             bucket = outcome.pods_failed
         else:
             continue

@@ -9,7 +9,7 @@ from typing import Any
 
 from ostinato import DesiredState, LoopState, LoopStatus, Workflow, WorkflowStatus
 
-from ._children import effective_state
+from ._children import effective_state, pod_finished
 from ._problems import CAUSES, Problem, cut, pod_problems, queue_problems, summary
 from ._status_models import (
     MAX_ERROR_CHARS,
@@ -140,7 +140,7 @@ class Observation:
             if (
                 labels.get("ostinato.dev/loop") == loop
                 and not p["metadata"].get("deletionTimestamp")
-                and p.get("status", {}).get("phase") == "Succeeded"
+                and pod_finished(p)
                 and str(labels.get("ostinato.dev/replica", "")).isdigit()
             ):
                 found.add(int(labels["ostinato.dev/replica"]))

@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     loop.add_argument("--hub", required=True, help="the hub's address, e.g. tcp://host:5555")
     loop.add_argument("--replica", type=int, default=0, help="which replica this is (0-based)")
     loop.add_argument("--iterations", type=_positive_int, help="stop after N iterations")
+    loop.add_argument(
+        "--final-state-file",
+        type=Path,
+        help="write the loop's final state and reason here at exit ('finished: ...'); on "
+        "Kubernetes /dev/termination-log, so a Succeeded pod says whether its loop finished",
+    )
     for distributed in (hub, loop):
         distributed.add_argument("--keys", type=Path, help="CURVE keys from 'ostinato keys'")
         distributed.add_argument(
@@ -400,6 +406,7 @@ def cmd_distributed(args: argparse.Namespace) -> int:
             max_iterations=args.iterations,
             http_host=args.http_host,
             http_port=args.http_port,
+            final_state_file=args.final_state_file,
         )
     except (CurveKeyError, DurableStoreError, zmq.ZMQError, OSError) as exc:
         print(f"ostinato {args.command}: {exc}", file=sys.stderr)

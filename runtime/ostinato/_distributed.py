@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -136,6 +137,7 @@ def run_loop(
     max_iterations: int | None = None,
     http_host: str = "0.0.0.0",
     http_port: int | None = None,
+    final_state_file: Path | None = None,
 ) -> int:
     """Run one replica of one loop of the workflow against a hub elsewhere; with
     ``http_port``, serve its /healthz, /readyz (started, and the hub answers), /metrics and
@@ -209,6 +211,11 @@ def run_loop(
         if server is not None:
             server.close()
     status = manager.status()
+    if final_state_file is not None:
+        # 'finished: ...' or 'stopped: ...': a pod that Succeeded is kept only when it finished
+        # (a stop the hub asked for, say with a stale desired state, is not an ending).
+        with contextlib.suppress(OSError):
+            final_state_file.write_text(f"{status.state.value}: {status.reason or ''}\n")
     log.info(
         "loop %s: %s after %d iteration(s); drained %d, abandoned %d non-blocking call(s)",
         loop,

@@ -249,3 +249,29 @@ def test_a_restarted_loop_that_the_hub_paused_runs_not_one_iteration(cluster: Cl
     # And it does run once the hub says so.
     assert post(cluster.url + "/control", b'{"loop": "gen", "state": "running"}')[0] == 200
     until(lambda: cluster.loops()["gen"]["iterations"] > 0, "the restarted gen resumed")
+
+
+@pytest.mark.timeout(120)
+def test_the_final_state_file_says_finished_only_for_a_loop_that_ended_by_itself(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """On Kubernetes it is the termination log: only a pod whose loop finished is kept."""
+    cluster.hub()
+    cluster.loop("sink")
+    assert post(cluster.url + "/control", b'{"loop": "sink", "state": "running"}')[0] == 200
+    ended = tmp_path / "finished"
+    done = cluster._start(
+        "loop", str(cluster.file), "--loop", "gen", "--hub", f"tcp://127.0.0.1:{cluster.zmq}",
+        "--iterations", "5", "--final-state-file", str(ended),
+    )  # fmt: skip
+    assert done.wait(WAIT) == 0
+    assert ended.read_text().startswith("finished: reached its limit of 5 iteration(s)")
+    stopped = tmp_path / "stopped"
+    running = cluster._start(
+        "loop", str(cluster.file), "--loop", "gen", "--hub", f"tcp://127.0.0.1:{cluster.zmq}",
+        "--final-state-file", str(stopped),
+    )  # fmt: skip
+    until(lambda: cluster.loops()["gen"]["state"] == "running", "gen running again")
+    running.send_signal(signal.SIGTERM)
+    assert running.wait(WAIT) == 0
+    assert stopped.read_text().startswith("stopped: ")

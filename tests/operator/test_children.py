@@ -161,6 +161,8 @@ def test_every_child_of_every_example(path: Any) -> None:
             f"tcp://{name}-hub.ns1.svc:5555",
             "--http-port",
             "8080",
+            "--final-state-file",
+            "/dev/termination-log",
         ]
         env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
         assert "OSTINATO_CURVE_SERVER_SECRET" not in env

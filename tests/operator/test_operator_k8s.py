@@ -235,10 +235,11 @@ def test_a_deleted_loop_pod_is_recreated(operator: Operator, namespace: str) -> 
     assert after["counter-writer-0"] == before["counter-writer-0"]
 
 
-def test_a_finished_loop_pod_is_kept_and_a_failed_one_replaced(
+def test_a_finished_loop_pod_is_kept_and_a_stopped_one_replaced(
     operator: Operator, namespace: str
 ) -> None:
-    """A loop that ended by itself (maxIterations) must not run, and send its data, again."""
+    """A loop that ended by itself (maxIterations) must not run, and send its data, again; one
+    that exited because it was told to stop (a hub's stale desired state) must run again."""
     ns, doc = namespace, example("k8s-counter.yaml")
     _apply(operator, ns, doc)
     _wait_children(operator, ns, doc)
@@ -246,20 +247,33 @@ def test_a_finished_loop_pod_is_kept_and_a_failed_one_replaced(
     pod = _get(operator, ns, "pod", "counter-writer-0")
     assert pod is not None
     assert pod["spec"]["restartPolicy"] == "OnFailure"
-    # No kubelet here: the phases the kubelet would write, written through the status API.
-    for name, phase in (("counter-writer-0", "Succeeded"), ("counter-reader-0", "Failed")):
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[args.index("--final-state-file") + 1] == "/dev/termination-log"
+    # No kubelet here: what the kubelet would write, through the status API: both exited 0,
+    # with the final state `ostinato loop` wrote to the termination log as their message.
+    for name, final in (
+        ("counter-writer-0", "finished: reached its limit of 20 iteration(s)"),
+        ("counter-reader-0", "stopped: drained 0, abandoned 0 non-blocking call(s)"),
+    ):
+        terminated = {"exitCode": 0, "reason": "Completed", "message": final}
+        status = {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {
+                    "name": "loop",
+                    "image": "x",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": terminated},
+                }
+            ],
+        }
         operator.kubectl(
-            "patch",
-            "pod",
-            "-n",
-            ns,
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": {"phase": phase}}),
-        )
-    # The failed reader is replaced: a reconcile ran after both phases were visible ...
+            "patch", "pod", "-n", ns, name, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}),
+        )  # fmt: skip
+    # The stopped reader is replaced: a reconcile ran after both were visible ...
     wait_until(
         lambda: (
             True

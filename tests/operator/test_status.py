@@ -218,7 +218,12 @@ def _succeeded(loop: str, replica: int = 0) -> dict[str, Any]:
             "name": f"counter-{loop}-{replica}",
             "labels": {"ostinato.dev/loop": loop, "ostinato.dev/replica": str(replica)},
         },
-        "status": {"phase": "Succeeded"},
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {"state": {"terminated": {"exitCode": 0, "message": "finished: reached it"}}}
+            ],
+        },
     }
 
 
