@@ -1,4 +1,4 @@
-"""Per-node overhead of the loop engine (DESIGN.md §9, first benchmark).
+"""Per-node overhead of the loop engine (bench/README.md, first benchmark).
 
 A loop made of a producer (the built-in ``CounterProducer``, which counts to N and then raises
 ``ProducerExhausted``) and a chain of 10 no-op blocking nodes runs in each pool; its iteration

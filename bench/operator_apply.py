@@ -1,5 +1,5 @@
 """The operator: time from `kubectl apply` to all children created, for 1 and for 100 Workflows,
-and the operator's memory (DESIGN.md §9, last benchmark).
+and the operator's memory (bench/README.md, last benchmark).
 
 A real control plane (hack.k8s.ControlPlane: etcd, kube-apiserver, kube-controller-manager; no
 kubelet, so pods are objects that never run) and the operator as a real process

@@ -1,4 +1,4 @@
-"""Cross-loop queues: round-trip latency (DESIGN.md §9, third benchmark), p50 and p99.
+"""Cross-loop queues: round-trip latency (bench/README.md, third benchmark), p50 and p99.
 
 Loop ``a`` stamps ``perf_counter_ns`` into its payload (100 B, 1 KiB), writes it to queue
 ``ping`` (a blocking writer), and its blocking reader of queue ``pong`` takes the echo that loop

@@ -1,4 +1,4 @@
-"""Cross-loop queues: throughput (DESIGN.md §9, second benchmark; the round trip, the third, is
+"""Cross-loop queues: throughput (bench/README.md, second benchmark; the round trip, the third, is
 ``bench/queue_latency.py``, which runs the round-trip cases of this module).
 
 Throughput: a writer loop sends N bytes payloads (100 B, 1 KiB) through a broadcast queue of the

@@ -21,7 +21,7 @@ from hack.k8s import apt
 from hack.k8s._lock import machine_lock
 
 K8S_VERSION = "1.20.2"
-# The five binaries the Debian source tree builds (recipe §1); etcd comes from etcd-server.
+# The five binaries the Debian source tree builds; etcd comes from etcd-server.
 BUILT = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
 ALL = ("etcd", *BUILT, "kubectl", "helm")
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
@@ -290,7 +290,7 @@ def _apt_install() -> None:
 
 
 def _build(root: Path | None) -> None:
-    """Build the five binaries from Debian's kubernetes source package (recipe §1)."""
+    """Build the five binaries from Debian's kubernetes source package."""
     add_deb_src()
     _apt_install()
     started = time.monotonic()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 LOCK_PATH = Path("/run/lock/ostinato-cluster.lock")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Stop order (recipe §3): the node's agents and the controllers first, etcd last. containerd is
+# Stop order: the node's agents and the controllers first, etcd last. containerd is
 # stopped after its containers are deleted, the apiserver and etcd after the network is cleaned.
 AGENTS = (
     "kubelet",
@@ -64,14 +64,14 @@ class ClusterSettings(BaseModel):
     node_ready: float = Field(
         180.0,
         gt=0,
-        description="seconds from kubelet start to Node Ready; ~20 s here (recipe §3), the rest "
+        description="seconds from kubelet start to Node Ready; ~20 s here, the rest "
         "is room for a loaded 2-core machine",
     )
     stop_grace: float = Field(
         10.0,
         gt=0,
         description="seconds between SIGTERM and SIGKILL per group of daemons; they all stop "
-        "in about 1 s, the apiserver may take longer (recipe §2)",
+        "in about 1 s, the apiserver may take longer",
     )
     lock_wait: float = Field(
         120.0,
@@ -108,7 +108,7 @@ def locked(timeout: float = 120.0) -> contextlib.AbstractContextManager[None]:
 
 
 class Cluster:
-    """A single-node Kubernetes 1.20 cluster on this machine (recipe §3).
+    """A single-node Kubernetes 1.20 cluster on this machine.
 
     Every process it starts and every kernel setting it changes is written to a state file
     first, so down() works from that file alone: after a crash, from another process, twice.

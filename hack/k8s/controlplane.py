@@ -55,7 +55,7 @@ class Timeouts(BaseModel):
         10.0,
         gt=0,
         description="seconds between SIGTERM and SIGKILL; the apiserver may ignore SIGTERM for "
-        "a while (recipe §2), and 10 s keeps teardown quick",
+        "a while, and 10 s keeps teardown quick",
     )
     command: float = Field(
         120.0,

@@ -53,16 +53,16 @@ class NodeSettings(BaseModel):
         description="containerd's and runc's runtime state and sockets (tmpfs, as /run/containerd)",
     )
     node_name: str = Field("ostinato-node", description="the Node object's name")
-    bridge: str = Field("cni0", description="the CNI bridge (recipe §3)")
-    pod_subnet: str = Field("10.244.0.0/24", description="this node's pod CIDR (recipe §3)")
+    bridge: str = Field("cni0", description="the CNI bridge")
+    pod_subnet: str = Field("10.244.0.0/24", description="this node's pod CIDR")
     gateway: str = Field(
         "10.244.0.1", description="the bridge's address: pods' gateway and the DNS server"
     )
-    cluster_cidr: str = Field("10.244.0.0/16", description="all pods (kube-proxy, recipe §3)")
+    cluster_cidr: str = Field("10.244.0.0/16", description="all pods (kube-proxy)")
     dns_service_ip: str = Field("10.0.0.10", description="the kube-dns Service's ClusterIP")
     cluster_domain: str = Field("cluster.local", description="the cluster's DNS domain")
     dns_refresh: float = Field(
-        2.0, gt=0, description="seconds between DNS hosts refreshes (recipe §3: every 2 s)"
+        2.0, gt=0, description="seconds between DNS hosts refreshes (every 2 s)"
     )
 
     @property
@@ -136,7 +136,7 @@ def write_sysctls(values: dict[str, str]) -> None:
 
 
 def cni_config(settings: NodeSettings) -> dict[str, object]:
-    """bridge on cni0 with host-local IPAM (its state in run_dir) and portmap (recipe §3)."""
+    """bridge on cni0 with host-local IPAM (its state in run_dir) and portmap."""
     return {
         "cniVersion": "0.4.0",
         "name": "ostinato",
@@ -260,7 +260,7 @@ def list_cni_netns() -> list[str]:
 
 
 def containerd_config(settings: NodeSettings) -> str:
-    """containerd 1.6 config v2 (recipe §3): local pause, restrict_oom_score_adj, runc v2 with
+    """containerd 1.6 config v2: local pause, restrict_oom_score_adj, runc v2 with
     cgroupfs, overlayfs, our CNI conf dir, and every path of its own under state/run dirs."""
     run, state = settings.run_dir, settings.state_dir
     cri = '[plugins."io.containerd.grpc.v1.cri"'

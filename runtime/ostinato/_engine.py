@@ -1,4 +1,4 @@
-"""The loop engine: LoopManager runs one loop's iterations under DESIGN.md §3 in any pool."""
+"""The loop engine: LoopManager runs one loop's iterations under docs/concepts.md in any pool."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The observability HTTP server of a process: /metrics, /healthz, /readyz, /status (DESIGN.md §6).
+"""The observability HTTP server of a process: /metrics, /healthz, /readyz, /status
+(docs/metrics.md).
 
 One small stdlib server per process, in daemon threads, reading the orchestrator's status
 only when asked (and once a second for the iteration rates): the loops pay nothing for it.

@@ -1,4 +1,4 @@
-"""Prometheus metrics of a workflow, built at scrape time from its status (DESIGN.md §6).
+"""Prometheus metrics of a workflow, built at scrape time from its status (docs/metrics.md).
 
 Nothing here runs on a loop's hot path: the loops keep the counters they already keep for
 status, and :class:`StatusCollector` reads one :class:`WorkflowStatus` snapshot per scrape and

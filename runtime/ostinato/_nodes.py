@@ -41,7 +41,7 @@ def new_trace_id() -> str:
 
 
 class NodeKind(enum.StrEnum):
-    """Where a node sits in a loop and how the loop waits for it (DESIGN.md §3)."""
+    """Where a node sits in a loop and how the loop waits for it (docs/concepts.md)."""
 
     PRODUCER = "producer"
     BLOCKING = "blocking"

@@ -1,6 +1,7 @@
 """ZeroMQ CURVE for tcp:// transports: the workflow's key pairs, and sockets that require them.
 
-A workflow has one key set (DESIGN.md §5): the hub's (server) key pair and the clients' key pair,
+A workflow has one key set (docs/messaging.md): the hub's (server) key pair and the clients' key
+pair,
 shared by every loop of the workflow. CURVE alone encrypts but accepts *any* client key pair, so
 the hub also runs a ZAP authenticator that admits only the workflow's client public key: a client
 without the workflow's keys can neither read nor write.

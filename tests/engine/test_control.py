@@ -1,4 +1,4 @@
-"""DESIGN.md §3 rules 5-6: pause, resume and stop from another thread, in every pool."""
+"""README's engine guarantees (5-6): pause, resume and stop from another thread, in every pool."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md §3 rule 7: retries, node health, onError policies, the circuit breaker."""
+"""README's engine guarantees (7): retries, node health, onError policies, the circuit breaker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md §4: where each pool runs a loop and its nodes."""
+"""docs/concepts.md, Pools: where each pool runs a loop and its nodes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN.md §3 rules 1-4 in every pool: who waits for whom, what data flows where."""
+"""README's engine guarantees (1-4) in every pool: who waits for whom, what data flows where."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fuzzing the hub's ROUTER (DESIGN.md §5): a malformed frame is dropped and counted and never
+"""Fuzzing the hub's ROUTER (docs/messaging.md): a malformed frame is dropped and counted and never
 takes the hub down, while well-behaved clients keep being served.
 
 A DEALER throws >10 000 frames at ``hub.endpoint`` (the ipc:// address process loops use):

@@ -1,5 +1,5 @@
-"""Queues end to end (DESIGN.md §5): a WorkflowOrchestrator, its hub on real sockets, writer and
-reader loops in every pool. Readers journal what they get to files (tests/hub/nodes.py), so
+"""Queues end to end (docs/messaging.md): a WorkflowOrchestrator, its hub on real sockets, writer
+and reader loops in every pool. Readers journal what they get to files (tests/hub/nodes.py), so
 loops in child processes, and replicas killed with SIGKILL, are checked the same way.
 
 Every wait is bounded: loop status predicates, hub counters, journal files polled to a deadline.

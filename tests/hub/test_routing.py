@@ -1,4 +1,4 @@
-"""QueueState and Outbox without sockets (DESIGN.md §5): routing, credit, acknowledgements,
+"""QueueState and Outbox without sockets (docs/messaging.md): routing, credit, acknowledgements,
 redelivery, the onFull policies, maxMessageBytes and durable queues over a real DurableStore."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A durable queue's store failing under the hub (DESIGN.md §5: "persisted before the writer
+"""A durable queue's store failing under the hub (docs/messaging.md: "persisted before the writer
 gets its acknowledgement"): the hub must keep serving, never acknowledge a message that is not
 on disk, answer every put, and keep its consumers served.
 
