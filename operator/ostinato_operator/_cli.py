@@ -131,15 +131,26 @@ def main(argv: list[str] | None = None) -> int:
         if settings.leader_election:
             from ._kube import Kube
             from ._leader import LeaseHolder
+            from ._owners import deployment_owner
 
             assert settings.lease_namespace is not None  # checked above
+            api = Kube.connect().api
+            owner = None
+            if settings.lease_owner_deployment:
+                owner = deployment_owner(
+                    api,
+                    settings.lease_owner_deployment,
+                    settings.lease_namespace,
+                    settings.lease_request_timeout_seconds,
+                )
             holder = LeaseHolder(
-                Kube.connect().api,
+                api,
                 settings.lease_name,
                 settings.lease_namespace,
                 settings.lease_duration_seconds,
                 settings.lease_renew_seconds,
                 request_timeout_seconds=settings.lease_request_timeout_seconds,
+                owner=owner,
             )
         liveness = (
             f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None

@@ -15,6 +15,7 @@ from ._children import Owner
 from ._crd import GROUP, PLURAL, VERSION
 from ._kube import Kube, now_rfc3339
 from ._monitor import Monitor
+from ._owners import cluster_role_owner, own_webhook_configs
 from ._reconcile import InvalidSpecError, Outcome, ensure_pods, parse, reconcile
 from ._settings import OperatorSettings
 from ._status import invalid_status, previous_status, to_json
@@ -62,10 +63,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     else:
         settings.admission.server = NoWebhook()
     kube = Kube.connect()
+    if config.webhook and config.webhook_owner_cluster_role:
+        # Before kopf's own create (which then finds them): owned, so helm uninstall removes them.
+        await asyncio.to_thread(_own_webhook_configs, kube, config)
     monitor = Monitor(kube, config)
     memo.kube = kube
     memo.monitor = monitor
     memo.monitor_task = asyncio.create_task(monitor.run(), name="ostinato-status")
+
+
+def _own_webhook_configs(kube: Kube, config: OperatorSettings) -> None:
+    assert config.webhook_owner_cluster_role is not None
+    timeout = config.lease_request_timeout_seconds
+    owner = cluster_role_owner(kube.api, config.webhook_owner_cluster_role, timeout)
+    if owner is not None:
+        own_webhook_configs(kube.api, config.webhook_config_name, owner, timeout)
 
 
 @kopf.on.cleanup()

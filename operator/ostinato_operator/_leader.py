@@ -19,6 +19,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from ._owners import OwnerReference, owner_dicts, with_owner
+
 __all__ = ["LeaseHolder"]
 
 log = logging.getLogger("ostinato.operator.leader")
@@ -53,6 +55,7 @@ class LeaseHolder:
         renew_seconds: float,
         identity: str | None = None,
         request_timeout_seconds: float = 3.0,
+        owner: OwnerReference | None = None,
     ) -> None:
         self.leases: Any = kubernetes.client.CoordinationV1Api(api)
         self.name = name
@@ -61,6 +64,8 @@ class LeaseHolder:
         self.renew = renew_seconds
         self.identity = identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         self.timeout = request_timeout_seconds
+        #: Set as the Lease's owner (the operator's Deployment), so helm uninstall removes it.
+        self.owner = owner
         # What the last read of the Lease showed, for a standby's /healthz.
         self.last_holder: str | None = None
         self.last_error: str | None = None
@@ -80,8 +85,27 @@ class LeaseHolder:
             "renewTime": _micro(now),
         }
 
-    def try_acquire(self) -> bool:
-        """True when this process holds the Lease after the call."""
+    def _metadata(self, lease: Any = None) -> dict[str, Any]:
+        """The Lease's metadata for a create (``lease`` None) or a replace: a replace keeps the
+        owners already there (it would clear them otherwise) and adds ours."""
+        meta: dict[str, Any] = {"name": self.name}
+        refs: list[dict[str, Any]] = []
+        if lease is not None:
+            meta["resourceVersion"] = lease.metadata.resource_version
+            refs = owner_dicts(lease.metadata.owner_references)
+        if self.owner is not None:
+            refs = with_owner(refs, self.owner) or refs
+        if refs:
+            meta["ownerReferences"] = refs
+        return meta
+
+    def try_acquire(self, create: bool = True) -> bool:
+        """True when this process holds the Lease after the call.
+
+        ``create``: make the Lease when there is none. A renewal passes False: a Lease deleted
+        under its holder was deleted on purpose (helm uninstall, through its owner), and the
+        holder must stop rather than bring it back.
+        """
         now = datetime.datetime.now(datetime.UTC)
         try:
             lease = self.leases.read_namespaced_lease(
@@ -90,7 +114,10 @@ class LeaseHolder:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            body = {"metadata": {"name": self.name}, "spec": self._spec(now)}
+            if not create:
+                log.error("lease %s/%s was deleted", self.namespace, self.name)
+                return False
+            body = {"metadata": self._metadata(), "spec": self._spec(now)}
             try:
                 self.leases.create_namespaced_lease(
                     self.namespace, body, _request_timeout=self.timeout
@@ -110,7 +137,7 @@ class LeaseHolder:
             return False
         acquired = _parse(spec.acquire_time) if spec and holder == self.identity else None
         body = {
-            "metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version},
+            "metadata": self._metadata(lease),
             "spec": self._spec(now, _micro(acquired) if acquired else None),
         }
         try:
@@ -162,11 +189,11 @@ class LeaseHolder:
                     with self._write:
                         if self._stop.is_set():
                             return
-                        renewed = self.try_acquire()
+                        renewed = self.try_acquire(create=False)
                     if renewed:
                         last_ok = time.monotonic()
                         continue
-                    log.error("lease %s/%s was taken over", self.namespace, self.name)
+                    log.error("lease %s/%s is no longer ours", self.namespace, self.name)
                 except Exception as exc:  # the API server may be briefly away
                     log.warning("cannot renew lease %s/%s: %s", self.namespace, self.name, exc)
                     if time.monotonic() - last_ok < self.duration:
@@ -194,7 +221,7 @@ class LeaseHolder:
             if not (lease.spec and lease.spec.holder_identity == self.identity):
                 return False
             body = {
-                "metadata": {"name": self.name, "resourceVersion": lease.metadata.resource_version},
+                "metadata": self._metadata(lease),
                 "spec": {"holderIdentity": None, "leaseDurationSeconds": self.duration},
             }
             self.leases.replace_namespaced_lease(

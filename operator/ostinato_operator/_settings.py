@@ -98,6 +98,12 @@ class OperatorSettings(BaseModel):
         "validate.ostinato.dev",
         description="Name of the ValidatingWebhookConfiguration kopf creates and patches.",
     )
+    webhook_owner_cluster_role: str | None = Field(
+        None,
+        description="ClusterRole made the owner of the webhook configurations kopf registers, "
+        "so deleting it (helm uninstall) deletes them; the chart sets its webhook ClusterRole. "
+        "Unset: nothing removes them but `kubectl delete`.",
+    )
     leader_election: bool = Field(
         False,
         description="Hold a Lease while running so only one replica acts. Off outside a "
@@ -106,6 +112,12 @@ class OperatorSettings(BaseModel):
     lease_name: str = Field("ostinato-operator", description="Name of the coordination Lease.")
     lease_namespace: str | None = Field(
         None, description="Namespace of the Lease; unset: the pod's own namespace."
+    )
+    lease_owner_deployment: str | None = Field(
+        None,
+        description="Deployment (in the Lease's namespace) made the owner of the Lease, so "
+        "deleting it (helm uninstall) deletes the Lease; the chart sets its own Deployment. "
+        "Unset: the Lease stays after the operator is gone.",
     )
     lease_duration_seconds: int = Field(
         15,

@@ -123,6 +123,7 @@ RESUME = _patch("replace", "/spec/loops/1/state", "running")
 STOP_ALL = _patch("", "", {"spec": {"state": "stopped"}})
 RUN_ALL = _patch("", "", {"spec": {"state": "running"}})
 SCALE = _patch("replace", "/spec/loops/1/replicas", 3)
+UNINSTALL = "helm uninstall ostinato -n ostinato-system"
 # Every command of the walk; one the page gains or changes fails the test until it is added.
 KNOWN = {
     _norm(line)
@@ -149,8 +150,7 @@ KNOWN = {
         SCALE,
         "kubectl delete owf counter",
         NOTHING_LEFT,
-        "helm uninstall ostinato -n ostinato-system",
-        "kubectl delete validatingwebhookconfiguration validate.ostinato.dev",
+        UNINSTALL,
     )
 }
 
@@ -191,6 +191,17 @@ def _phase(kube: Kube) -> str | None:
 
 def _hub_uids(kube: Kube) -> list[str]:
     return [p["metadata"]["uid"] for p in _pods(kube, "app.kubernetes.io/component=hub")]
+
+
+def _left_behind(kube: Kube) -> list[str]:
+    """What the operator made outside Helm and still exists after the uninstall."""
+    left = []
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        if kube.get(kind, WEBHOOK_CONFIG) is not None:
+            left.append(f"{kind}/{WEBHOOK_CONFIG}")
+    leases = kube.get("lease", "-n", NAMESPACE) or {"items": []}
+    left += [f"lease/{item['metadata']['name']}" for item in leases["items"]]
+    return left
 
 
 def test_the_kubernetes_page_works_as_written(user: User) -> None:
@@ -243,5 +254,11 @@ def test_the_kubernetes_page_works_as_written(user: User) -> None:
                     timeout=240, what="three reader pods", every=1.0,
                 )  # fmt: skip
                 assert _hub_uids(kube) == hub, "scaling a loop restarted the hub"
+            elif line == UNINSTALL:  # "nothing else stays"
+                poll(
+                    lambda: True if not _left_behind(kube) else None,
+                    timeout=120, what="no Lease and no webhook configuration left", every=1.0,
+                    show=lambda: str(_left_behind(kube)),
+                )  # fmt: skip
     # Every command the test knows is still on the page (none was dropped from it unnoticed).
     assert walked == KNOWN, sorted(KNOWN ^ walked)
