@@ -150,10 +150,176 @@ def direct(plane: ControlPlane, kube: Kube, n: int, ns: str) -> float:
     return time.perf_counter() - start
 
 
+def _rss_now_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc status")
+
+
+def _replicas_doc(pods: int) -> str:
+    """One Workflow with ``pods`` loop pods: the writer and ``pods - 1`` reader replicas."""
+    doc = _docs(1)[0]
+    doc["metadata"]["name"] = "wide"
+    doc["spec"]["loops"][1]["replicas"] = pods - 1
+    return yaml.safe_dump(doc)
+
+
+def by_operator_wide(plane: ControlPlane, kube: Kube, pods: int, ns: str) -> float:
+    """One Workflow with ``pods`` loop pods (the limit of maxPodsPerWorkflow's range)."""
+    _namespace(plane, ns)
+    start = time.perf_counter()
+    plane.kubectl("apply", "-n", ns, "-f", "-", input=_replicas_doc(pods))
+    wait_until(
+        lambda: True if _count(kube, ns) == (pods, 1) else None,
+        timeout=900,
+        what=f"the {pods} loop pods of one workflow",
+        interval=0.2,
+    )
+    return time.perf_counter() - start
+
+
+def direct_wide(plane: ControlPlane, kube: Kube, pods: int, ns: str) -> float:
+    """The peer of the wide case: its loop pods created by one client, no operator."""
+    _namespace(plane, ns)
+    settings = OperatorSettings(max_pods_per_workflow=1000)
+    doc = yaml.safe_load(_replicas_doc(pods))
+    start = time.perf_counter()
+    plane.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-", input=yaml.safe_dump(doc))
+    doc["metadata"].update(namespace=ns, uid="00000000-0000-0000-0000-000000000000")
+    wf = Workflow.model_validate(doc)
+    owner = Owner("wide", ns, doc["metadata"]["uid"])
+    for pod in loop_pods(owner, wf, settings).values():
+        kube.create(pod)
+    return time.perf_counter() - start
+
+
+class Case:
+    """One row: a fresh control plane and operator, N Workflows (or one with R replicas)."""
+
+    def __init__(self, workflows: int, replicas: int | None = None) -> None:
+        self.workflows = workflows
+        self.replicas = replicas
+
+    @property
+    def label(self) -> str:
+        if self.replicas is None:
+            return f"{self.workflows} workflow(s)"
+        return f"1 workflow, {self.replicas} loop pods"
+
+    @property
+    def pods(self) -> int:
+        return 2 * self.workflows if self.replicas is None else self.replicas
+
+
+def run_case(case: Case, work: Path, settle_seconds: float, log: Path | None) -> dict[str, Any]:
+    with ControlPlane(work / "plane") as plane:
+        plane.kubectl("apply", "-f", str(ROOT / "crds" / "workflows.ostinato.dev.yaml"))
+        plane.kubectl(
+            "wait", "--for=condition=Established", "crd/workflows.ostinato.dev", "--timeout=30s"
+        )
+        webhook = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(plane.kubeconfig),
+            "OSTINATO_HUB_TIMEOUT_SECONDS": "0.2",
+            # As in a pod: the admission webhook served (here on loopback, where the API server
+            # reaches it) and registered, so its memory is part of the figure.
+            "OSTINATO_WEBHOOK_ADDR": "127.0.0.1",
+            "OSTINATO_WEBHOOK_HOST": "127.0.0.1",
+            "OSTINATO_WEBHOOK_PORT": str(webhook),
+        }
+        liveness = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "ostinato_operator",
+            "--all-namespaces",
+            "--no-leader-elect",
+            "--webhook",
+            "--max-pods-per-workflow",
+            "1000",
+            "--metrics-port",
+            str(free_port()),
+            "--liveness-port",
+            str(liveness),
+        ]
+        proc = start_process(argv, log or work / "operator.log", env)
+        kube = Kube(plane.api_client())
+        try:
+            # Measure a running operator: its start (imports, login, first listing, webhook
+            # registration) is not part of the time from apply to children.
+            wait_until(
+                lambda: _ready(f"http://127.0.0.1:{liveness}/healthz"),
+                timeout=60,
+                what="the operator's liveness endpoint",
+            )
+            wait_until(
+                lambda: (
+                    True
+                    if plane.kubectl(
+                        "get",
+                        "validatingwebhookconfiguration",
+                        "validate.ostinato.dev",
+                        check=False,
+                    ).returncode
+                    == 0
+                    else None
+                ),
+                timeout=60,
+                what="the webhook's registration",
+            )
+            idle = _rss_now_mib(proc.pid)
+            print(f"{case.label}: operator", file=sys.stderr, flush=True)
+            if case.replicas is None:
+                op_s = by_operator(plane, kube, case.workflows, "op")
+            else:
+                op_s = by_operator_wide(plane, kube, case.replicas, "op")
+            # The operator keeps working once the children exist (status rounds, pod events):
+            # the figure is the resident set it settles at, and the peak on the way.
+            time.sleep(settle_seconds)
+            settled, peak = _rss_now_mib(proc.pid), _rss_peak_mib(proc.pid)
+            assert proc.poll() is None, f"the operator exited ({proc.returncode})"
+            print(f"{case.label}: direct", file=sys.stderr, flush=True)
+            if case.replicas is None:
+                peer_s = direct(plane, kube, case.workflows, "direct")
+            else:
+                peer_s = direct_wide(plane, kube, case.replicas, "direct")
+        finally:
+            stop_pids([proc.pid], grace=10)
+            kube.close()
+    return {
+        "case": case.label,
+        "workflows": case.workflows,
+        "replicas": case.replicas,
+        "loop_pods": case.pods,
+        "operator_seconds": round(op_s, 3),
+        "direct_seconds": round(peer_s, 3),
+        "ratio": round(op_s / peer_s, 2),
+        "operator_idle_rss_mib": round(idle, 1),
+        "operator_rss_mib": round(settled, 1),
+        "operator_peak_rss_mib": round(peak, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        nargs="*",
+        default=[1000],
+        help="also one Workflow with this many loop pods (1000: maxPodsPerWorkflow's highest); "
+        "none: skip",
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=15.0,
+        help="seconds the operator runs on after the children exist, before its memory is read",
+    )
     parser.add_argument("--log", type=Path, help="keep the operator's log in this file")
     args = parser.parse_args()
     try:
@@ -161,76 +327,25 @@ def main() -> int:
     except binaries.Unavailable as exc:
         print(f"bench/operator_apply.py: cannot start a control plane: {exc}", file=sys.stderr)
         return 1
+    cases = [Case(n) for n in args.sizes] + [Case(1, r) for r in args.replicas]
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="ostinato-bench-op-") as tmp:
-        work = Path(tmp)
-        with ControlPlane(work / "plane") as plane:
-            plane.kubectl("apply", "-f", str(ROOT / "crds" / "workflows.ostinato.dev.yaml"))
-            plane.kubectl(
-                "wait", "--for=condition=Established", "crd/workflows.ostinato.dev", "--timeout=30s"
-            )
-            env = {
-                **os.environ,
-                "KUBECONFIG": str(plane.kubeconfig),
-                "OSTINATO_HUB_TIMEOUT_SECONDS": "0.2",
-            }
-            liveness = free_port()
-            argv = [
-                sys.executable,
-                "-m",
-                "ostinato_operator",
-                "--all-namespaces",
-                "--no-leader-elect",
-                "--no-webhook",
-                "--metrics-port",
-                "0",
-                "--liveness-port",
-                str(liveness),
-            ]
-            log = args.log or work / "operator.log"
-            proc = start_process(argv, log, env)
-            kube = Kube(plane.api_client())
-            # Measure a running operator: its start (imports, login, first listing) is not
-            # part of the time from apply to children.
-            wait_until(
-                lambda: _ready(f"http://127.0.0.1:{liveness}/healthz"),
-                timeout=60,
-                what="the operator's liveness endpoint",
-            )
-            try:
-                idle = None
-                for n in args.sizes:
-                    print(f"{n} workflow(s): operator", file=sys.stderr, flush=True)
-                    op_s = by_operator(plane, kube, n, f"op-{n}")
-                    rss = _rss_peak_mib(proc.pid)
-                    idle = idle or rss
-                    print(f"{n} workflow(s): direct", file=sys.stderr, flush=True)
-                    peer_s = direct(plane, kube, n, f"direct-{n}")
-                    results.append(
-                        {
-                            "workflows": n,
-                            "children": 7 * n,
-                            "operator_seconds": round(op_s, 3),
-                            "direct_seconds": round(peer_s, 3),
-                            "ratio": round(op_s / peer_s, 2),
-                            "operator_peak_rss_mib": round(rss, 1),
-                        }
-                    )
-            finally:
-                stop_pids([proc.pid], grace=10)
-                kube.close()
+    for case in cases:
+        with tempfile.TemporaryDirectory(prefix="ostinato-bench-op-") as tmp:
+            results.append(run_case(case, Path(tmp), args.settle_seconds, args.log))
     if args.json:
         print(json.dumps({"machine": machine(), "results": results}, indent=2))
         return 0
-    head = ("WORKFLOWS", "CHILDREN", "OPERATOR S", "DIRECT S", "RATIO", "OPERATOR PEAK RSS MiB")
+    head = ("CASE", "LOOP PODS", "OPERATOR S", "DIRECT S", "RATIO", "RSS IDLE", "RSS", "PEAK")
     rows = [head] + [
         (
-            str(r["workflows"]),
-            str(r["children"]),
+            r["case"],
+            str(r["loop_pods"]),
             f"{r['operator_seconds']:.2f}",
             f"{r['direct_seconds']:.2f}",
             f"{r['ratio']:.1f}x",
-            f"{r['operator_peak_rss_mib']:.0f}",
+            f"{r['operator_idle_rss_mib']:.0f} MiB",
+            f"{r['operator_rss_mib']:.0f} MiB",
+            f"{r['operator_peak_rss_mib']:.0f} MiB",
         )
         for r in results
     ]
