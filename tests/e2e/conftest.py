@@ -153,9 +153,10 @@ def _webhook_namespaces(kube: Kube) -> set[str]:
 
 
 def _drop_webhook_registration(kube: Kube, operator_namespace: str) -> None:
-    """The operator registers its webhook itself (kopf), so `helm uninstall` leaves the
-    registration behind; remove it when it points at this test's operator, or every later
-    Workflow apply on a reused cluster would be sent to a Service that is gone."""
+    """The garbage collector removes the operator's webhook registration some seconds after
+    `helm uninstall` (its owner, the release's ClusterRole, is gone); remove it at once when it
+    points at this test's operator, so the next module's applies never meet a Service that is
+    gone."""
     if operator_namespace in _webhook_namespaces(kube):
         kube.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK_CONFIG, check=False)
 
