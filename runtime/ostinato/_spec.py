@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
 from pydantic.alias_generators import to_camel
 
 __all__ = [
@@ -41,13 +41,21 @@ Name = Annotated[
 ]
 
 
+def _whole(value: Any) -> Any:
+    """3.0 -> 3 (the API server's reading of a JSON number); anything else as it came."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 #: The largest integer Kubernetes stores (int64): a larger one is refused, not silently kept.
 INT64_MAX = 2**63 - 1
 #: The workflow's own numbers and switches are typed as the CRD declares them, so a document
-#: means the same to `ostinato run` as to the API server: no "3" or 3.0 or true for an integer,
-#: no "0.1" for a number (an integer is one), no "yes" or 1 for a boolean.
+#: means the same to `ostinato run` as to the API server: no "3" or 2.5 or true for an integer,
+#: no "0.1" for a number (an integer is one), no "yes" or 1 for a boolean. A number with no
+#: fraction (3.0) is an integer, as it is to the API server (it stores 3), within int64.
 # Each integer field has an upper bound (`le`), INT64_MAX where nothing smaller makes sense.
-Int = Annotated[int, Strict()]
+Int = Annotated[int, Strict(), BeforeValidator(_whole)]
 Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
 
@@ -232,10 +240,12 @@ class LoopSpec(_Model):
         description="Copies of the loop that run at once; a work queue spreads its messages "
         "over them, a broadcast queue gives each message to one of them.",
     )
-    max_iterations: Int | None = Field(
+    # The bounds on the int itself, inside the Optional and before Int's conversion: pydantic
+    # would not otherwise write them into the JSON schema (and the CRD) as minimum and maximum.
+    max_iterations: (
+        Annotated[int, Field(ge=1, le=INT64_MAX), Strict(), BeforeValidator(_whole)] | None
+    ) = Field(
         None,
-        ge=1,
-        le=INT64_MAX,
         description="Stop the loop after this many iterations; unset runs forever.",
     )
     drain_timeout_seconds: Float = Field(

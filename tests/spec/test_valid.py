@@ -355,6 +355,20 @@ def test_circuit_breaker_and_queue_defaults() -> None:
     assert (queue.durable, queue.max_message_bytes) == (False, 1 << 20)
 
 
+def test_a_whole_number_written_with_a_point_is_an_integer() -> None:
+    """The API server stores `replicas: 2.0` as 2 (kubectl and a raw JSON body alike), so
+    `ostinato run` reads it as 2 too; 2.5 stays refused (tests/spec/test_invalid.py)."""
+    doc = minimal(replicas=2.0, maxIterations=5.0, sideEffectWorkers=3.0)
+    doc["spec"]["queues"] = [{"name": "q", "capacity": 10.0, "maxMessageBytes": 1024.0}]
+    plan = ostinato.load_workflow(doc)
+    loop = plan.loops[0].spec
+    assert (loop.replicas, loop.max_iterations, loop.side_effect_workers) == (2, 5, 3)
+    assert all(type(v) is int for v in (loop.replicas, loop.max_iterations))
+    queue = plan.queues["q"]
+    assert (queue.capacity, queue.max_message_bytes) == (10, 1024)
+    assert type(queue.capacity) is int
+
+
 def test_queues_and_api_server_metadata_parse() -> None:
     plan = ostinato.load_workflow(copy.deepcopy(RICH))
     meta = plan.workflow.metadata
