@@ -13,7 +13,6 @@ over the budget gets a Failed status instead of pods when the webhook is off.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +27,6 @@ __all__ = ["LAST_APPLIED", "Verdict", "check", "loop_pod_count", "sent_document"
 #: Where `kubectl apply` keeps the document it sent, unknown fields and all.
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
-# The hub's Service is "<name>-hub": a DNS-1035 label (starts with a letter, at most 63).
-_SERVICE_SAFE = re.compile(r"^[a-z]([-a-z0-9]{0,57}[a-z0-9])?$")
 _DOCUMENT_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")
 
 
@@ -121,15 +118,6 @@ def check(
     verdict = Verdict()
     if sent is not None:
         verdict.errors.extend(_unknown_fields(sent))
-    name = str(body.get("metadata", {}).get("name") or "")
-    if name and not _SERVICE_SAFE.match(name):
-        verdict.errors.append(
-            FieldError(
-                "metadata.name",
-                f"{name!r}: a Workflow's name must start with a letter and have at most 59 "
-                "characters (its hub's Service is called <name>-hub)",
-            )
-        )
     try:
         plan = load_workflow(doc)
     except WorkflowError as exc:

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
 from pydantic.alias_generators import to_camel
 
 __all__ = [
     "API_VERSION",
     "NAME_PATTERN",
+    "WORKFLOW_NAME_PATTERN",
     "CircuitBreakerSpec",
     "DesiredState",
     "ErrorPolicy",
@@ -39,6 +49,21 @@ Name = Annotated[
     StringConstraints(pattern=NAME_PATTERN, max_length=63),
     Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63."),
 ]
+
+
+#: A Workflow's name also names its hub's Service on Kubernetes, "<name>-hub": a DNS-1035
+#: label, so it starts with a letter and leaves four characters for the suffix. Checked here,
+#: not only by the operator, so that `ostinato validate` refuses what `kubectl apply` would.
+WORKFLOW_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,57}[a-z0-9])?$"
+
+
+def _service_safe(name: str) -> str:
+    if not re.match(WORKFLOW_NAME_PATTERN, name):
+        raise ValueError(
+            f"{name!r}: a Workflow's name must start with a letter and have at most 59 "
+            "characters (its hub's Service is called <name>-hub)"
+        )
+    return name
 
 
 def _whole(value: Any) -> Any:
@@ -326,7 +351,7 @@ class Metadata(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: Name
+    name: Annotated[Name, AfterValidator(_service_safe)]
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)

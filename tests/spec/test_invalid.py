@@ -137,6 +137,13 @@ CASES = [
          "'my_flow' is not a valid name"),
     case("metadata-name-too-long", put("metadata.name", "a" * 64), "metadata.name",
          "at most 63 characters"),
+    # the hub's Service is "<name>-hub", a DNS-1035 label: the operator's admission refused
+    # these while `ostinato validate` accepted them
+    case("metadata-name-starts-with-a-digit", put("metadata.name", "9lives"), "metadata.name",
+         "'9lives': a Workflow's name must start with a letter and have at most 59 characters "
+         "(its hub's Service is called <name>-hub)"),
+    case("metadata-name-too-long-for-its-hub", put("metadata.name", "a" * 60), "metadata.name",
+         "must start with a letter and have at most 59 characters"),
     case("metadata-label-not-a-string", put("metadata.labels", {"team": 7}),
          "metadata.labels.team", "valid string"),
     case("top-level-typo", put("stauts", {}), "stauts", "unknown field"),
