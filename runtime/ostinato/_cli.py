@@ -316,13 +316,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.log_format == "text":
         print(format_table(final), flush=True)
     for lp in final.loops:
+        # The loop's reason repeats the drain's counts; what it says before them is the cause,
+        # when there was more than a request to stop (a node's onError: stopLoop, a limit).
+        drain = f"drained {lp.drained}, abandoned {lp.abandoned} non-blocking call(s)"
+        cause = (lp.reason or "").removesuffix(drain).removesuffix("; ")
         log.info(
-            "loop %s: %s after %d iteration(s); drained %d, abandoned %d non-blocking call(s)",
+            "loop %s: %s after %d iteration(s); %s%s",
             lp.name,
             lp.state.value,
             lp.iterations,
-            lp.drained,
-            lp.abandoned,
+            drain,
+            f"; {cause}" if cause else "",
         )
     code = 0 if all(lp.state in _ENDED_WELL for lp in final.loops) else 1
     if any(lp.abandoned for lp in final.loops):

@@ -110,6 +110,8 @@ class LoopManager:
         self._last_error: str | None = None
         self._desired = _Desired.RUN
         self._pause_reason: str | None = None
+        #: Why the loop was told to stop, when a node's onError did it; shown in the reason.
+        self._stop_cause: str | None = None
         self._paused_total = 0.0  # seconds spent paused, told to producers via their context
         self._token = 0  # bumped by every control request; lets a breaker resume only its pause
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -164,6 +166,8 @@ class LoopManager:
             token = self._token
             if desired is _Desired.PAUSE:
                 self._pause_reason = reason
+            elif desired is _Desired.STOP:
+                self._stop_cause = reason
         if desired is _Desired.STOP:
             self._stop_signal.set()
         loop = self._loop
@@ -387,7 +391,8 @@ class LoopManager:
             worker.shutdown(wait=False)
 
     def _stop_reason(self) -> str:
-        return f"drained {self._drained}, abandoned {self._abandoned} non-blocking call(s)"
+        drain = f"drained {self._drained}, abandoned {self._abandoned} non-blocking call(s)"
+        return f"{self._stop_cause}; {drain}" if self._stop_cause else drain
 
     def _make_runner(self, plan: NodePlan, offload: bool, worker: ThreadPoolExecutor) -> NodeRunner:
         context = NodeContext(
@@ -617,14 +622,23 @@ class LoopManager:
             else:
                 r.succeeded()
                 return result
-        policy = r.failed(exc)
+        self._on_error(r, r.failed(exc))
+        return _FAILED
+
+    def _on_error(self, r: NodeRunner, policy: ErrorPolicy) -> None:
+        """After a call of ``r`` failed for good: record it, and pause or stop the loop when
+        its onError says so, with the node and its error as the reason (not only in the
+        node's lastError, where the loop's status would hide it)."""
         self._last_error = f"{r.name}: {r.last_error}"
         if policy is ErrorPolicy.PAUSE_LOOP:
-            self._request(_Desired.PAUSE, f"node {r.name!r} failed (onError=pauseLoop)")
+            self._request(
+                _Desired.PAUSE, f"paused by node {r.name!r} (onError: pauseLoop): {r.last_error}"
+            )
         elif policy is ErrorPolicy.STOP_LOOP:
             self.log.warning("stopping: node %r failed (onError=stopLoop)", r.name)
-            self._request(_Desired.STOP, None)
-        return _FAILED
+            self._request(
+                _Desired.STOP, f"stopped by node {r.name!r} (onError: stopLoop): {r.last_error}"
+            )
 
     # -- non-blocking side effects -------------------------------------------------------------
 
@@ -807,12 +821,7 @@ class LoopManager:
         elif error is None:
             r.succeeded()
         else:
-            policy = r.failed(error)
-            self._last_error = f"{r.name}: {r.last_error}"
-            if policy is ErrorPolicy.PAUSE_LOOP:
-                self._request(_Desired.PAUSE, f"node {r.name!r} failed (onError=pauseLoop)")
-            elif policy is ErrorPolicy.STOP_LOOP:
-                self._request(_Desired.STOP, None)
+            self._on_error(r, r.failed(error))
         self._release(r, drained=not abandoned)
 
     def _release(self, r: NodeRunner, drained: bool) -> None:

@@ -631,3 +631,48 @@ def test_a_loop_whose_setup_always_fails_ends_the_run_in_error_in_every_pool(
     assert result.returncode == 1, result.stderr
     assert result.summaries()["broken"]["state"] == "error", result.stderr
     assert result.table()["broken"]["STATE"] == "error"
+
+
+FAILING_NODES = """
+from ostinato import BlockingNode
+
+
+class Parse(BlockingNode):
+    def process(self, data):
+        if data.iteration == 3:
+            raise ValueError("bad input")
+        return data.payload
+"""
+
+
+def test_a_loop_stopped_by_its_node_says_why_in_the_table_and_the_last_line(
+    tmp_path: Path, ostinato: Callable[..., Ostinato]
+) -> None:
+    """`onError: stopLoop` ended the loop with only the drain as its reason; the cause was in
+    the node's lastError, which neither the table nor the closing line shows."""
+    (tmp_path / "failing_nodes.py").write_text(FAILING_NODES, encoding="utf-8")
+    parse = {
+        "name": "parse",
+        "kind": "blocking",
+        "class": "failing_nodes:Parse",
+        "onError": "stopLoop",
+    }
+    other = loop("other", "thread", counter(count=5), log_sink())
+    path = write_workflow(tmp_path, "parsing", [loop("parser", "thread", counter(), parse), other])
+
+    # the run ends by itself: one loop stopped, the other finished
+    result = ostinato("run", path, "--status-every", "0").finish()
+
+    assert result.returncode == 0, result.stderr
+    cause = "stopped by node 'parse' (onError: stopLoop): ValueError: bad input"
+    assert result.table()["parser"]["REASON"].startswith(f"{cause}; drained 0"), result.stdout
+    assert result.summaries()["parser"] == {
+        "state": "stopped",
+        "iterations": 3,
+        "drained": 0,
+        "abandoned": 0,
+    }
+    assert (
+        "ostinato.cli: loop parser: stopped after 3 iteration(s); drained 0, abandoned 0 "
+        f"non-blocking call(s); {cause}\n" in result.stderr
+    ), result.stderr

@@ -120,6 +120,40 @@ def test_stop_loop_policy_stops_only_that_loop(run: Any, journal: str, pool: str
 
 
 @pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("kind", ["blocking", "nonBlocking"])
+def test_a_loop_stopped_by_a_node_says_which_and_why(
+    run: Any, journal: str, pool: str, kind: str
+) -> None:
+    """The loop's reason named only the drain; the cause was left in the node's lastError."""
+    cls = "Step" if kind == "blocking" else "Effect"
+    b = {**node("b", cls, kind, journal=journal, tag="b", fail_on=[2]), "onError": "stopLoop"}
+    orch = run(chain(journal, pool, b, count=None))
+    main = orch.loop("main")
+    assert main.wait_for_state(LoopState.STOPPED, timeout=WAIT)
+    reason = main.status().reason or ""
+    assert reason.startswith(
+        "stopped by node 'b' (onError: stopLoop): ValueError: b: failure at iteration 2; drained "
+    ), reason
+    assert reason.endswith("non-blocking call(s)"), reason
+    # what `ostinato status` and the hub's /status show: the orchestrator's view of the loop
+    assert orch.status().loop("main").reason == reason
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_a_loop_paused_by_a_node_says_which_and_why(run: Any, journal: str, pool: str) -> None:
+    b = {
+        **node("b", "Step", "blocking", journal=journal, tag="b", fail_on=[2]),
+        "onError": "pauseLoop",
+    }
+    orch = run(chain(journal, pool, b, count=None))
+    main = orch.loop("main")
+    assert main.wait_for_state(LoopState.PAUSED, timeout=WAIT)
+    assert main.status().reason == (
+        "paused by node 'b' (onError: pauseLoop): ValueError: b: failure at iteration 2"
+    )
+
+
+@pytest.mark.parametrize("pool", POOLS)
 def test_producer_errors_are_retried_then_skipped(run: Any, journal: str, pool: str) -> None:
     doc = workflow(
         loop(
