@@ -67,7 +67,8 @@ def _deployment(api: Any, namespace: str, name: str) -> None:
 def test_the_lease_goes_with_its_deployment(api: Any, namespace: str) -> None:
     _deployment(api, namespace, "operator")
     owner = deployment_owner(api, "operator", namespace, 5.0)
-    assert owner is not None and owner["kind"] == "Deployment"
+    assert owner is not None
+    assert owner["kind"] == "Deployment"
     holder = LeaseHolder(api, "operator", namespace, 15, 5.0, owner=owner)
     assert holder.try_acquire()
     leases = CoordinationV1Api(api)
@@ -107,7 +108,8 @@ def test_the_webhook_configurations_go_with_their_cluster_role(api: Any) -> None
     # owner; the other is created with it.
     admission.create_validating_webhook_configuration({"metadata": {"name": config}})
     owner = cluster_role_owner(api, role, 5.0)
-    assert owner is not None and owner["kind"] == "ClusterRole"
+    assert owner is not None
+    assert owner["kind"] == "ClusterRole"
     own_webhook_configs(api, config, owner, 5.0)
     own_webhook_configs(api, config, owner, 5.0)  # again, as at every start: no duplicate
     for read in (
