@@ -77,7 +77,7 @@ def until(predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-class Cluster:
+class Processes:
     """One hub and its loops, each an `ostinato` process on loopback."""
 
     def __init__(self, folder: Path) -> None:
@@ -138,8 +138,8 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    c = Processes(tmp_path)
     try:
         yield c
     finally:
@@ -147,55 +147,55 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 @pytest.mark.timeout(120)
-def test_hub_status_control_and_loss(cluster: Cluster) -> None:
-    cluster.hub()
+def test_hub_status_control_and_loss(processes: Processes) -> None:
+    processes.hub()
     # Before any loop connects, every declared replica is listed as pending.
-    status, doc = get(cluster.url + "/status")
+    status, doc = get(processes.url + "/status")
     assert status == 200
     assert {(lp["name"], lp["state"]) for lp in doc["loops"]} == {
         ("gen", "pending"),
         ("sink", "pending"),
     }
-    assert get(cluster.url + "/readyz")[0] == 200  # the hub serves: ready
-    cluster.loop("gen")
-    sink = cluster.loop("sink")
+    assert get(processes.url + "/readyz")[0] == 200  # the hub serves: ready
+    processes.loop("gen")
+    sink = processes.loop("sink")
 
     # spec.loops[sink].state is paused: the reader never runs, the writer fills the queue
     # (capacity 50, onFull block) and waits, and the hub reports both from their heartbeats.
-    until(lambda: cluster.loops()["sink"]["state"] == "paused", "sink paused")
-    until(lambda: get(cluster.url + "/status")[1]["queues"][0]["depth"] >= 50, "a full queue")
-    assert cluster.loops()["sink"]["iterations"] == 0
-    loop_url = f"http://127.0.0.1:{cluster.loop_ports['sink']}"
+    until(lambda: processes.loops()["sink"]["state"] == "paused", "sink paused")
+    until(lambda: get(processes.url + "/status")[1]["queues"][0]["depth"] >= 50, "a full queue")
+    assert processes.loops()["sink"]["iterations"] == 0
+    loop_url = f"http://127.0.0.1:{processes.loop_ports['sink']}"
     until(lambda: get(loop_url + "/readyz")[0] == 200, "the sink loop ready")
     assert get(loop_url + "/status")[1]["loops"][0]["name"] == "sink"
 
     # Resume through the hub: the reader drains the queue.
-    code, reply = post(cluster.url + "/control", b'{"loop": "sink", "state": "running"}')
+    code, reply = post(processes.url + "/control", b'{"loop": "sink", "state": "running"}')
     assert (code, reply["loops"]) == (200, {"gen": "running", "sink": "running"})
-    until(lambda: cluster.loops()["sink"]["iterations"] > 100, "the sink reading")
+    until(lambda: processes.loops()["sink"]["iterations"] > 100, "the sink reading")
 
     # Pause every loop at once, then resume them.
-    assert post(cluster.url + "/control", b'{"state": "paused"}')[0] == 200
+    assert post(processes.url + "/control", b'{"state": "paused"}')[0] == 200
     until(
-        lambda: {lp["state"] for lp in cluster.loops().values()} == {"paused"}, "all loops paused"
+        lambda: {lp["state"] for lp in processes.loops().values()} == {"paused"}, "all loops paused"
     )
-    assert post(cluster.url + "/control", b'{"loop": null, "state": "running"}')[0] == 200
-    until(lambda: {lp["state"] for lp in cluster.loops().values()} == {"running"}, "all running")
+    assert post(processes.url + "/control", b'{"loop": null, "state": "running"}')[0] == 200
+    until(lambda: {lp["state"] for lp in processes.loops().values()} == {"running"}, "all running")
 
     # A loop killed without a word is reported lost after three of its heartbeats (2 s min).
     os.kill(sink.pid, signal.SIGKILL)
     sink.wait(WAIT)
     lost = until(
-        lambda: "lost" in (cluster.loops()["sink"]["reason"] or "") and cluster.loops()["sink"],
+        lambda: "lost" in (processes.loops()["sink"]["reason"] or "") and processes.loops()["sink"],
         "the killed loop reported lost",
     )
     assert lost["state"] == "error"
 
     # Stop through the hub: the loop drains and its process exits by itself with 0.
-    gen = cluster.procs[1]
-    assert post(cluster.url + "/control", b'{"loop": "gen", "state": "stopped"}')[0] == 200
+    gen = processes.procs[1]
+    assert post(processes.url + "/control", b'{"loop": "gen", "state": "stopped"}')[0] == 200
     assert gen.wait(WAIT) == 0
-    until(lambda: cluster.loops()["gen"]["state"] == "stopped", "gen reported stopped")
+    until(lambda: processes.loops()["gen"]["state"] == "stopped", "gen reported stopped")
 
 
 @pytest.mark.timeout(60)
@@ -210,68 +210,70 @@ def test_hub_status_control_and_loss(cluster: Cluster) -> None:
     ],
 )
 def test_bad_control_requests_are_refused_naming_the_field(
-    cluster: Cluster, body: bytes, code: int, names: str
+    processes: Processes, body: bytes, code: int, names: str
 ) -> None:
-    cluster.hub()
-    got, reply = post(cluster.url + "/control", body)
+    processes.hub()
+    got, reply = post(processes.url + "/control", body)
     assert got == code
     assert names in reply["error"]
     # Nothing was applied: every loop still wants what the spec says.
-    ok, doc = post(cluster.url + "/control", b'{"loop": "sink", "state": "paused"}')
+    ok, doc = post(processes.url + "/control", b'{"loop": "sink", "state": "paused"}')
     assert (ok, doc["loops"]) == (200, {"gen": "running", "sink": "paused"})
 
 
 @pytest.mark.timeout(120)
-def test_a_restarted_loop_that_the_hub_paused_runs_not_one_iteration(cluster: Cluster) -> None:
+def test_a_restarted_loop_that_the_hub_paused_runs_not_one_iteration(processes: Processes) -> None:
     """Paused through the hub's POST /control (not the spec), killed and started again, a
     remote loop ran one iteration before the pause reached it (3 of 3 tries in the report)."""
-    cluster.hub()
-    gen = cluster.loop("gen")
-    cluster.loop("sink")  # its reader, resumed, so the writer never waits on a full queue
-    until(lambda: cluster.loops()["sink"]["state"] == "paused", "sink connected, paused")
-    assert post(cluster.url + "/control", b'{"loop": "sink", "state": "running"}')[0] == 200
-    until(lambda: cluster.loops()["gen"]["iterations"] > 10, "gen iterating")
-    assert post(cluster.url + "/control", b'{"loop": "gen", "state": "paused"}')[0] == 200
+    processes.hub()
+    gen = processes.loop("gen")
+    processes.loop("sink")  # its reader, resumed, so the writer never waits on a full queue
+    until(lambda: processes.loops()["sink"]["state"] == "paused", "sink connected, paused")
+    assert post(processes.url + "/control", b'{"loop": "sink", "state": "running"}')[0] == 200
+    until(lambda: processes.loops()["gen"]["iterations"] > 10, "gen iterating")
+    assert post(processes.url + "/control", b'{"loop": "gen", "state": "paused"}')[0] == 200
     before = until(
-        lambda: (lp := cluster.loops()["gen"])["state"] == "paused" and lp, "gen paused"
+        lambda: (lp := processes.loops()["gen"])["state"] == "paused" and lp, "gen paused"
     )["iterations"]
     os.kill(gen.pid, signal.SIGKILL)
     gen.wait(WAIT)
-    cluster.loop("gen")
+    processes.loop("gen")
     # The new process's reports replace the old one's: wait for its first paused report.
     again = until(
         lambda: (
-            (lp := cluster.loops()["gen"])["state"] == "paused" and lp["iterations"] < before and lp
+            (lp := processes.loops()["gen"])["state"] == "paused"
+            and lp["iterations"] < before
+            and lp
         ),
         "the restarted gen reported paused",
     )
     assert again["iterations"] == 0, again
     # And it does run once the hub says so.
-    assert post(cluster.url + "/control", b'{"loop": "gen", "state": "running"}')[0] == 200
-    until(lambda: cluster.loops()["gen"]["iterations"] > 0, "the restarted gen resumed")
+    assert post(processes.url + "/control", b'{"loop": "gen", "state": "running"}')[0] == 200
+    until(lambda: processes.loops()["gen"]["iterations"] > 0, "the restarted gen resumed")
 
 
 @pytest.mark.timeout(120)
 def test_the_final_state_file_says_finished_only_for_a_loop_that_ended_by_itself(
-    cluster: Cluster, tmp_path: Path
+    processes: Processes, tmp_path: Path
 ) -> None:
     """On Kubernetes it is the termination log: only a pod whose loop finished is kept."""
-    cluster.hub()
-    cluster.loop("sink")
-    assert post(cluster.url + "/control", b'{"loop": "sink", "state": "running"}')[0] == 200
+    processes.hub()
+    processes.loop("sink")
+    assert post(processes.url + "/control", b'{"loop": "sink", "state": "running"}')[0] == 200
     ended = tmp_path / "finished"
-    done = cluster._start(
-        "loop", str(cluster.file), "--loop", "gen", "--hub", f"tcp://127.0.0.1:{cluster.zmq}",
+    done = processes._start(
+        "loop", str(processes.file), "--loop", "gen", "--hub", f"tcp://127.0.0.1:{processes.zmq}",
         "--iterations", "5", "--final-state-file", str(ended),
     )  # fmt: skip
     assert done.wait(WAIT) == 0
     assert ended.read_text().startswith("finished: reached its limit of 5 iteration(s)")
     stopped = tmp_path / "stopped"
-    running = cluster._start(
-        "loop", str(cluster.file), "--loop", "gen", "--hub", f"tcp://127.0.0.1:{cluster.zmq}",
+    running = processes._start(
+        "loop", str(processes.file), "--loop", "gen", "--hub", f"tcp://127.0.0.1:{processes.zmq}",
         "--final-state-file", str(stopped),
     )  # fmt: skip
-    until(lambda: cluster.loops()["gen"]["state"] == "running", "gen running again")
+    until(lambda: processes.loops()["gen"]["state"] == "running", "gen running again")
     running.send_signal(signal.SIGTERM)
     assert running.wait(WAIT) == 0
     assert stopped.read_text().startswith("stopped: ")
