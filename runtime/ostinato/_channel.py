@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import zmq
 
+from ._ports import Done, QueueError
 from ._wire import BATCH_BYTES, WireError, decode, encode
 
 __all__ = ["DATA_SUFFIX", "DataChannel", "Done", "Inbox", "Pending", "QueueError", "settle"]
@@ -40,12 +41,6 @@ IO_EVERY_NS = 200_000
 READ_BURST = 256
 
 
-class QueueError(RuntimeError):
-    """The hub refused a message (too large, unknown queue) or a subscription."""
-
-
-#: Told the outcome of a put, on its event loop: ``done(None)`` or ``done(error)``, once.
-Done = Callable[[QueueError | None], None]
 #: What a put waits on: a thread future, or a callback on an event loop (with the loop).
 Pending = Future[None] | tuple[asyncio.AbstractEventLoop, Done]
 

@@ -13,13 +13,15 @@ import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._live import LiveView, wants_live_view
 from ._logs import configure_logging
-from ._orchestrator import WorkflowOrchestrator, importable_folder
-from ._plan import WorkflowError, WorkflowPlan, load_workflow
+from ._plan import WorkflowError, WorkflowPlan, importable_folder, load_workflow
 from ._status import LoopState, WorkflowStatus
+
+if TYPE_CHECKING:
+    from ._orchestrator import WorkflowOrchestrator
 
 log = logging.getLogger("ostinato.cli")
 # Loop states a run may end in and still exit 0.
@@ -253,6 +255,9 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Here, not at the top: the orchestrator brings ZeroMQ, which `validate` must not load.
+    from ._orchestrator import WorkflowOrchestrator
+
     plan = _load_or_report(args.file)
     if plan is None:
         return 1

@@ -18,8 +18,9 @@ from typing import Any
 
 import zmq
 
-from ._channel import DATA_SUFFIX, DataChannel, Done, Inbox, Pending, QueueError
+from ._channel import DATA_SUFFIX, DataChannel, Inbox, Pending
 from ._mailbox import Mailbox
+from ._ports import Done, QueueError
 from ._wire import WireError, decode, encode
 
 __all__ = ["HubClient", "Inbox", "QueueError"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -15,7 +13,7 @@ from typing import Any
 from ._client import HubClient
 from ._handles import EventLoopThread, InProcessLoop, LoopHandle
 from ._hub import Hub, default_state_dir, lost_after
-from ._plan import LoopPlan, WorkflowPlan, dump_document, load_workflow
+from ._plan import LoopPlan, WorkflowPlan, dump_document, importable_folder, load_workflow
 from ._process import ProcessLoop
 from ._spec import DesiredState, Pool
 from ._status import LoopState, LoopStatus, WorkflowStatus
@@ -23,14 +21,6 @@ from ._status import LoopState, LoopStatus, WorkflowStatus
 __all__ = ["WorkflowOrchestrator"]
 
 log = logging.getLogger("ostinato.orchestrator")
-
-
-def importable_folder(path: str | Path) -> None:
-    """Make node modules beside a workflow file (and in the working directory) importable,
-    as they would be when running a script there; process loops inherit the same path."""
-    for folder in (str(Path(path).resolve().parent), os.getcwd()):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
 
 
 class WorkflowOrchestrator:

@@ -6,6 +6,8 @@ import difflib
 import functools
 import importlib
 import json
+import os
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,10 @@ from typing import Any
 import pydantic
 from pydantic.alias_generators import to_camel
 
+from . import _builtins
 from ._document import DocumentError, check_bounds, read_document
 from ._nodes import BaseNode, NodeConfig, NodeKind
+from ._queue_nodes import QueueConfig, QueueNode
 from ._spec import NAME_PATTERN, LoopSpec, NodeSpec, QueueSpec, Workflow
 
 __all__ = [
@@ -25,6 +29,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowPlan",
     "build_plan",
+    "importable_folder",
     "load_document",
     "load_workflow",
     "parse_workflow",
@@ -249,9 +254,15 @@ class NotImported(BaseNode[NodeConfig]):
 NotImported.kinds = frozenset(NodeKind)
 
 
-def _builtin(name: str) -> type[BaseNode[Any]] | None:
-    from . import _builtins
+def importable_folder(path: str | Path) -> None:
+    """Make node modules beside a workflow file (and in the working directory) importable,
+    as they would be when running a script there; process loops inherit the same path."""
+    for folder in (str(Path(path).resolve().parent), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
 
+
+def _builtin(name: str) -> type[BaseNode[Any]] | None:
     found = getattr(_builtins, name, None)
     if isinstance(found, type) and issubclass(found, BaseNode) and name in _builtins.__all__:
         return found
@@ -294,8 +305,6 @@ def resolve_class(path: str) -> type[BaseNode[Any]]:
 
 
 def _builtin_names() -> list[str]:
-    from . import _builtins
-
     return list(_builtins.__all__)
 
 
@@ -354,8 +363,6 @@ def _plan_node(
                 errors.append(FieldError(f"{path}.config.{key}", "set by the node's 'queue' field"))
         if len(errors) > count:
             return None
-        from ._queue_nodes import QueueConfig, QueueNode
-
         role, name = ("read", ref.read) if ref.read is not None else ("write", ref.write)
         try:
             qconfig = QueueConfig.model_validate({**spec.config, "queue": name, "role": role})

@@ -11,8 +11,6 @@ from typing import Any, Literal
 import msgpack
 from pydantic import Field
 
-from ._channel import Done
-from ._client import HubClient, Inbox, QueueError
 from ._nodes import (
     BlockingNode,
     NodeConfig,
@@ -21,7 +19,7 @@ from ._nodes import (
     ProducerNode,
     new_trace_id,
 )
-from ._runner import Submit
+from ._ports import Done, HubPort, InboxPort, QueueError, Submit
 
 __all__ = ["QueueConfig", "QueueNode"]
 
@@ -79,10 +77,10 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
 
     def setup(self) -> None:
         client = self.context.hub
-        if not isinstance(client, HubClient):
+        if not isinstance(client, HubPort):
             raise QueueError(f"queue node {self.context.node!r} has no connection to a hub")
         self.client = client
-        self.inbox: Inbox | None = None
+        self.inbox: InboxPort | None = None
         self._attached = False
         self._pack = msgpack.Packer(use_bin_type=True).pack  # this loop's thread only
         self._put: Callable[[str, bytes, bytes, Done], None] | None = None  # (_submit)

@@ -13,16 +13,11 @@ from typing import Any
 
 from ._nodes import BaseNode, NodeKind, is_async_callable
 from ._plan import NodePlan
+from ._ports import Submit
 from ._spec import ErrorPolicy, OnFull, RetrySpec
 from ._status import Durations, NodeHealth, NodeStatus, truncate
 
 log = logging.getLogger("ostinato.loop")
-
-#: ``submit(data, done)``: start a non-blocking node's side effect for ``data`` and return at
-#: once; call ``done(None)`` or ``done(error)`` exactly once, on the loop's thread, when it has
-#: finished. A node offers one by defining ``_submitter()`` (returning it, or None when this
-#: node cannot): the queue writer does, so a put costs no task and no future of its own.
-Submit = Callable[[Any, Callable[[BaseException | None], None]], None]
 
 
 def backoff(policy: RetrySpec, retry: int) -> float:

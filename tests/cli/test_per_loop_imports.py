@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_distributed_http import REPO, WAIT, Cluster, get, until
+from .test_distributed_http import REPO, WAIT, Processes, get, until
 
 WORKFLOW = textwrap.dedent("""
     apiVersion: ostinato.dev/v1alpha1
@@ -42,8 +42,8 @@ SINK_ONLY = textwrap.dedent("""
 """)
 
 
-class SplitImages(Cluster):
-    """The distributed test's cluster, where only the sink's process can import its node."""
+class SplitImages(Processes):
+    """The distributed test's processes, where only the sink's process can import its node."""
 
     def __init__(self, folder: Path) -> None:
         super().__init__(folder)

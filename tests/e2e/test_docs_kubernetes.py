@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,17 @@ class User:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
+        #: Seconds each command took, in order: the figures a user meets (pytest -s prints them).
+        self.took: list[tuple[str, float]] = []
 
     def run(self, line: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        try:
+            return self._run(line, check)
+        finally:
+            self.took.append((line, time.monotonic() - started))
+
+    def _run(self, line: str, check: bool) -> subprocess.CompletedProcess[str]:
         words = shlex.split(line)
         binary = {"kubectl": self.kube.kubectl_bin, "helm": self.kube.helm_bin}[words[0]]
         env = {
@@ -260,5 +270,6 @@ def test_the_kubernetes_page_works_as_written(user: User) -> None:
                     timeout=120, what="no Lease and no webhook configuration left", every=1.0,
                     show=lambda: str(_left_behind(kube)),
                 )  # fmt: skip
+    print("\n" + "\n".join(f"{secs:6.1f} s  {line}" for line, secs in user.took if secs >= 1))
     # Every command the test knows is still on the page (none was dropped from it unnoticed).
     assert walked == KNOWN, sorted(KNOWN ^ walked)

@@ -1,0 +1,58 @@
+"""What a loop's nodes may ask of their hub connection, with no ZeroMQ in sight.
+
+Queue nodes are part of every workflow's plan, so validating a workflow imports them; they
+name the connection by these types only, and the messaging modules (which import zmq) provide
+them. So `ostinato validate` and the operator's admission webhook load no ZeroMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Done", "HubPort", "InboxPort", "QueueError", "Submit"]
+
+
+class QueueError(RuntimeError):
+    """The hub refused a message (too large, unknown queue) or a subscription."""
+
+
+#: Told the outcome of a put, on its event loop: ``done(None)`` or ``done(error)``, once.
+Done = Callable[[QueueError | None], None]
+
+#: ``submit(data, done)``: start a non-blocking node's side effect for ``data`` and return at
+#: once; call ``done(None)`` or ``done(error)`` exactly once, on the loop's thread, when it has
+#: finished. A node offers one by defining ``_submitter()`` (returning it, or None when this
+#: node cannot): the queue writer does, so a put costs no task and no future of its own.
+Submit = Callable[[Any, Callable[[BaseException | None], None]], None]
+
+
+class InboxPort(Protocol):
+    """Messages the hub delivered to one reader of one queue, taken by the loop's thread."""
+
+    @property
+    def error(self) -> str | None: ...
+
+    def take(self) -> list[Any] | None: ...
+
+    def arrival(self) -> asyncio.Future[bool]: ...
+
+
+@runtime_checkable
+class HubPort(Protocol):
+    """A loop replica's connection to its workflow's hub, as queue nodes use it."""
+
+    def attach(self) -> None: ...
+
+    def putter(self) -> Callable[[str, bytes, bytes, Done], None]: ...
+
+    def acker(self, queue: str) -> Callable[[int], None]: ...
+
+    def subscribe(self, queue: str, prefetch: int) -> InboxPort: ...
+
+    def ack(self, queue: str, msg_id: int) -> None: ...
+
+    def release_wait(self, queue: str, timeout: float) -> bool: ...
+
+    def renew(self, queue: str) -> None: ...
