@@ -21,6 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check runtime operator tests bench examples hack
 	$(BIN)/ruff format --check runtime operator tests bench examples hack
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # --durations=20: where the suite spends its time, in every CI log (the README's budget).
 pytest: $(STAMP) k8s-binaries prometheus
@@ -79,4 +80,4 @@ e2e-kind: $(STAMP)
 	PYTHON=$(BIN)/python hack/kind.sh
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
