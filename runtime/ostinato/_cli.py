@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ._live import LiveView, wants_live_view
 from ._logs import configure_logging
 from ._plan import WorkflowError, WorkflowPlan, importable_folder, load_workflow
-from ._status import LoopState, WorkflowStatus
+from ._status import LoopState, WorkflowStatus, replica_key
 
 if TYPE_CHECKING:
     from ._orchestrator import WorkflowOrchestrator
@@ -199,7 +199,7 @@ def format_table(
     for lp in status.loops:
         failing = ",".join(n.name for n in lp.nodes if n.health.value != "healthy") or "-"
         row = [
-            lp.name if lp.replica == 0 else f"{lp.name}-{lp.replica}",
+            replica_key(lp.name, lp.replica),
             lp.pool,
             lp.state.value,
             str(lp.iterations),

@@ -14,7 +14,7 @@ from ._client import HubClient
 from ._engine import LoopManager
 from ._plan import LoopPlan
 from ._spec import Pool
-from ._status import LoopState, LoopStatus
+from ._status import LoopState, LoopStatus, replica_key
 
 __all__ = ["EventLoopThread", "InProcessLoop", "LoopHandle"]
 
@@ -29,7 +29,7 @@ class LoopHandle(abc.ABC):
         self.name = plan.name
         self.replica = replica
         #: How the orchestrator names this handle: the loop's name, '-N' for replica N > 0.
-        self.key = plan.name if replica == 0 else f"{plan.name}-{replica}"
+        self.key = replica_key(plan.name, replica)
         self.pool = plan.spec.pool
 
     @abc.abstractmethod

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import IO
 
 from ._http import IterationRates
-from ._status import LoopState, NodeHealth, WorkflowStatus
+from ._status import LoopState, NodeHealth, WorkflowStatus, replica_key
 
 __all__ = ["LiveView", "render", "wants_live_view"]
 
@@ -83,7 +83,7 @@ def render(
         rate = rates.get((lp.name, lp.replica))
         rows.append(
             [
-                lp.name if lp.replica == 0 else f"{lp.name}-{lp.replica}",
+                replica_key(lp.name, lp.replica),
                 lp.pool,
                 lp.state.value,
                 "-" if rate is None else f"{rate:.1f}",
@@ -97,7 +97,7 @@ def render(
     lines += _table(rows, colours)
     failing = [
         [
-            f"{lp.name if lp.replica == 0 else f'{lp.name}-{lp.replica}'}/{n.name}",
+            f"{replica_key(lp.name, lp.replica)}/{n.name}",
             n.health.value,
             str(n.errors),
             (n.last_error or "").splitlines()[0][:100] if n.last_error else "",

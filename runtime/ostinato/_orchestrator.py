@@ -16,7 +16,7 @@ from ._hub import Hub, default_state_dir, lost_after
 from ._plan import LoopPlan, WorkflowPlan, dump_document, importable_folder, load_workflow
 from ._process import ProcessLoop
 from ._spec import DesiredState, Pool
-from ._status import LoopState, LoopStatus, WorkflowStatus
+from ._status import LoopState, LoopStatus, WorkflowStatus, replica_key
 
 __all__ = ["WorkflowOrchestrator"]
 
@@ -215,7 +215,7 @@ class WorkflowOrchestrator:
         if hub is None or not hub.alive:
             return "the messaging hub is not running"
         pending = [
-            (f"{lp.name}-{lp.replica}" if lp.replica else lp.name, lp.reason)
+            (replica_key(lp.name, lp.replica), lp.reason)
             for lp in self.status().loops
             if lp.state is LoopState.PENDING
         ]

@@ -21,6 +21,7 @@ from ._document import DocumentError, check_bounds, read_document
 from ._nodes import BaseNode, NodeConfig, NodeKind
 from ._queue_nodes import QueueConfig, QueueNode
 from ._spec import NAME_PATTERN, LoopSpec, NodeSpec, QueueSpec, Workflow
+from ._status import replica_key
 
 __all__ = [
     "FieldError",
@@ -425,11 +426,11 @@ def build_plan(
     loop_names = {lp.name for lp in spec.loops}
     for i, lp in enumerate(spec.loops):
         for r in range(1, lp.replicas):
-            if f"{lp.name}-{r}" in loop_names:
+            if replica_key(lp.name, r) in loop_names:
                 errors.append(
                     FieldError(
                         f"spec.loops[{i}].replicas",
-                        f"replica {r} of loop {lp.name!r} is called {lp.name}-{r}, "
+                        f"replica {r} of loop {lp.name!r} is called {replica_key(lp.name, r)}, "
                         "the name of another loop",
                     )
                 )

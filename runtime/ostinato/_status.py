@@ -18,6 +18,7 @@ __all__ = [
     "NodeStatus",
     "QueueStatus",
     "WorkflowStatus",
+    "replica_key",
     "truncate",
 ]
 
@@ -107,6 +108,12 @@ class LoopState(enum.StrEnum):
     ERROR = "error"
     #: Ended by itself (maxIterations reached, or the producer exhausted): not to be restarted.
     FINISHED = "finished"
+
+
+def replica_key(loop: str, replica: int) -> str:
+    """How one replica of a loop is named where a single name is needed (tables, log lines,
+    thread names): the loop's name for replica 0, ``name-N`` for replica N."""
+    return loop if replica == 0 else f"{loop}-{replica}"
 
 
 class NodeHealth(enum.StrEnum):

@@ -377,6 +377,10 @@ CASES = [
          f"{L0}.max_iterations", "unknown field; did you mean maxIterations?"),
     case("node-setting-snake-case", put("spec.loops.0.nodes.0.on_error", "continue"),
          f"{L0}.nodes[0].on_error", "unknown field; did you mean onError?"),
+    # replica 1 of "first" is "first-1" in tables and logs: no other loop may be called so
+    case("replica-named-like-a-loop",
+         both(put("spec.loops.0.replicas", 2), put("spec.loops.1.name", "first-1")),
+         f"{L0}.replicas", "replica 1 of loop 'first' is called first-1, the name of another"),
 ]  # fmt: skip
 
 
