@@ -20,7 +20,7 @@ from typing import Any
 import pydantic
 
 from ostinato import DesiredState, FieldError, Workflow, WorkflowError, load_workflow
-from ostinato._plan import errors_from_pydantic
+from ostinato.lowlevel import errors_from_pydantic
 
 __all__ = ["LAST_APPLIED", "Verdict", "check", "loop_pod_count", "sent_document"]
 

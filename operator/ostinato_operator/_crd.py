@@ -56,6 +56,9 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
     variants = node.get("anyOf")
     if variants is not None:
         rest = [v for v in variants if v.get("type") != "null"]
+        if len(rest) > 1 and all(_is_string_choice(v, defs) for v in rest):
+            # an enum and more values (LoopState | Literal["unknown"]): one enum of them all
+            rest = [_string_choices(rest, defs)]
         if len(rest) != 1:
             raise ValueError(f"cannot express anyOf {variants!r} structurally")
         if len(rest) != len(variants) and node.get("default") is not None:
@@ -113,6 +116,27 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
     if "default" in node and node["default"] not in (None, "", [], {}) and "description" in out:
         out["description"] += f" Default: {_default_text(node['default'])}."
     return _ordered(out)
+
+
+def _resolved(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:
+        return {
+            **defs[node["$ref"].rsplit("/", 1)[-1]],
+            **{k: v for k, v in node.items() if k != "$ref"},
+        }
+    return node
+
+
+def _is_string_choice(node: dict[str, Any], defs: dict[str, Any]) -> bool:
+    node = _resolved(node, defs)
+    return node.get("type") == "string" and ("enum" in node or "const" in node)
+
+
+def _string_choices(variants: list[dict[str, Any]], defs: dict[str, Any]) -> dict[str, Any]:
+    values: list[Any] = []
+    for variant in (_resolved(v, defs) for v in variants):
+        values += variant.get("enum", [variant.get("const")])
+    return {"type": "string", "enum": values}
 
 
 _ORDER = ["description", "type", "nullable", "enum"]

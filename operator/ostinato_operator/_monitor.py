@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ostinato import DesiredState, Workflow, WorkflowStatus
+from ostinato import DesiredState, LoopState, Workflow, WorkflowStatus
 
 from . import _metrics
 from ._children import Owner, effective_state, loop_pods, needs_state_volume
@@ -31,7 +31,7 @@ from ._status import (
     previous_status,
     rates_between,
 )
-from ._status_models import LoopSummary, Phase, WorkflowResourceStatus
+from ._status_models import UNKNOWN, LoopSummary, Phase, WorkflowResourceStatus
 
 __all__ = ["Monitor", "Tracked"]
 
@@ -240,9 +240,9 @@ class Monitor:
         changed since, or a replica disagreeing (a restarted hub forgets what it was told)."""
         for loop in workflow.spec.loops:
             desired = effective_state(workflow, loop)
-            reported = {r.state.value for r in hub.loops if r.name == loop.name}
-            disagree = (desired is DesiredState.PAUSED and bool(reported & {"running"})) or (
-                desired is DesiredState.RUNNING and bool(reported & {"paused"})
+            reported = {r.state for r in hub.loops if r.name == loop.name}
+            disagree = (desired is DesiredState.PAUSED and LoopState.RUNNING in reported) or (
+                desired is DesiredState.RUNNING and LoopState.PAUSED in reported
             )
             if entry.posted.get(loop.name) == desired.value and not disagree:
                 continue
@@ -270,29 +270,29 @@ class Monitor:
         before: dict[str, LoopSummary] = {lp.name: lp for lp in previous.loops}
         for lp in status.loops:
             old = before.get(lp.name)
-            was = old.state if old is not None else "pending"
-            if lp.state == was or lp.state == "unknown":
+            was = old.state if old is not None else LoopState.PENDING
+            if lp.state == was or lp.state == UNKNOWN:
                 continue
-            if lp.state == "paused":
+            if lp.state is LoopState.PAUSED:
                 self.kube.event(body, "Paused", f"loop {lp.name} is paused (took effect)")
-            elif lp.state == "running" and was == "paused":
+            elif lp.state is LoopState.RUNNING and was is LoopState.PAUSED:
                 self.kube.event(body, "Resumed", f"loop {lp.name} runs again")
-            elif lp.state == "stopped":
+            elif lp.state is LoopState.STOPPED:
                 self.kube.event(body, "Stopped", f"loop {lp.name} is stopped")
-            elif lp.state == "finished":
+            elif lp.state is LoopState.FINISHED:
                 self.kube.event(body, "Finished", f"loop {lp.name} ended by itself")
-            elif lp.state == "error":
+            elif lp.state is LoopState.ERROR:
                 msg = f"loop {lp.name} is in error: {lp.last_error or 'see its pods'}"
                 self.kube.event(body, "LoopError", msg, warning=True)
         first_wait = previous.phase is None and status.phase is Phase.PENDING
         if previous.phase != status.phase and status.phase is not None and not first_wait:
-            ready = status.phase.value in ("Running", "Paused")
+            ready = status.phase in (Phase.RUNNING, Phase.PAUSED)
             first = status.conditions[0]
             self.kube.event(
                 body,
                 "Ready" if ready else status.phase.value,
                 f"phase {status.phase.value}: {first.reason}: {first.message}",
-                warning=status.phase.value == "Degraded",
+                warning=status.phase is Phase.DEGRADED,
             )
             if status.phase is Phase.DEGRADED:
                 return  # that event names the cause already

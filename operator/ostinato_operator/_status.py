@@ -7,17 +7,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ostinato import DesiredState, LoopState, LoopStatus, Workflow, WorkflowStatus
+from ostinato import DesiredState, LoopState, LoopStatus, NodeHealth, Workflow, WorkflowStatus
+from ostinato.lowlevel import truncate
 
 from ._children import effective_state, pod_finished
 from ._problems import CAUSES, Problem, cut, pod_problems, queue_problems, summary
 from ._status_models import (
-    MAX_ERROR_CHARS,
+    UNKNOWN,
     Condition,
     LoopSummary,
     NodeSummary,
     Phase,
-    QueueSummary,
+    ReportedState,
     WorkflowResourceStatus,
 )
 
@@ -33,7 +34,9 @@ __all__ = [
     "to_json",
 ]
 
-_HEALTH_ORDER = ["healthy", "retrying", "failing"]
+_HEALTH_ORDER = [NodeHealth.HEALTHY, NodeHealth.RETRYING, NodeHealth.FAILING]
+#: Replica states counted as ready: the replica is connected and does as told.
+_READY = (LoopState.RUNNING, LoopState.PAUSED)
 #: Degraded reasons that come from a pod's failure (HubCrashLooping, LoopUnschedulable, ...).
 POD_REASONS = frozenset(f"{who}{cause}" for who in ("Hub", "Loop") for cause in CAUSES)
 
@@ -47,9 +50,7 @@ def previous_status(body: Mapping[str, Any]) -> WorkflowResourceStatus:
 
 
 def _cut(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+    return None if text is None else truncate(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,23 +148,25 @@ class Observation:
         return found
 
 
-def _aggregate(expected: int, replicas: list[LoopStatus], desired: DesiredState) -> str:
-    states = [r.state.value for r in replicas]
+def _aggregate(expected: int, replicas: list[LoopStatus], desired: DesiredState) -> LoopState:
+    states = [r.state for r in replicas]
+    done = (LoopState.STOPPED, LoopState.FINISHED)
     if desired is DesiredState.STOPPED:
-        return "stopped" if all(s == "stopped" for s in states) else "stopping"
-    if "error" in states:
-        return "error"
-    if len(states) < expected or "pending" in states:
-        return "pending"
-    if "stopping" in states:
-        return "stopping"
-    if states and all(s in ("stopped", "finished") for s in states) and "finished" in states:
-        return "finished"
-    if states and all(s == "stopped" for s in states):
-        return "stopped"
-    if states and all(s == "paused" for s in states):
-        return "paused"
-    return "running"
+        stopped = all(s is LoopState.STOPPED for s in states)
+        return LoopState.STOPPED if stopped else LoopState.STOPPING
+    if LoopState.ERROR in states:
+        return LoopState.ERROR
+    if len(states) < expected or LoopState.PENDING in states:
+        return LoopState.PENDING
+    if LoopState.STOPPING in states:
+        return LoopState.STOPPING
+    if states and all(s in done for s in states) and LoopState.FINISHED in states:
+        return LoopState.FINISHED
+    if states and all(s is LoopState.STOPPED for s in states):
+        return LoopState.STOPPED
+    if states and all(s is LoopState.PAUSED for s in states):
+        return LoopState.PAUSED
+    return LoopState.RUNNING
 
 
 def _with_finished(
@@ -210,13 +213,14 @@ def _loop_summary(
     finished = {r for r in obs.finished_replicas(spec.name) if r < spec.replicas}
     if finished and desired is not DesiredState.STOPPED:
         replicas = _with_finished(spec.name, spec.pool.value, replicas, finished)
+    state: ReportedState
     if obs.hub is None:
         if desired is DesiredState.STOPPED and not obs.pods_of(spec.name):
-            state = "stopped"
+            state = LoopState.STOPPED
         elif expected and len(finished) >= expected:
-            state = "finished"
+            state = LoopState.FINISHED
         else:
-            state = "unknown"
+            state = UNKNOWN
     else:
         state = _aggregate(expected, replicas, desired)
     before = previous.get(spec.name)
@@ -229,21 +233,17 @@ def _loop_summary(
     iterations = sum(r.iterations for r in replicas)
     errors = sum(r.failed_iterations for r in replicas)
     counts_as_of = None
-    if (
-        obs.hub is None
-        and before is not None
-        and (before.counts_as_of or before.state != "unknown")
-    ):
+    if obs.hub is None and before is not None and (before.counts_as_of or before.state != UNKNOWN):
         # The hub is away: its last answer, marked as such, says more than zeros.
         iterations, errors, last_error = before.iterations, before.errors, before.last_error
         counts_as_of = before.counts_as_of or answered
     loop_summary = LoopSummary(
         name=spec.name,
-        desired_state=desired.value,
+        desired_state=desired,
         state=state,
         state_since=since,
         replicas=expected,
-        replicas_ready=sum(1 for r in replicas if r.state.value in ("running", "paused")),
+        replicas_ready=sum(1 for r in replicas if r.state in _READY),
         pods=obs.pods_of(spec.name),
         iterations=iterations,
         iterations_per_second=round(sum(rates), 3) if rates else None,
@@ -256,7 +256,7 @@ def _loop_summary(
     for r in replicas:
         for n in r.nodes:
             cur = nodes.get(n.name)
-            health = n.health.value
+            health = n.health
             if cur is not None:
                 worst = max(cur.health, health, key=_HEALTH_ORDER.index)
                 nodes[n.name] = cur.model_copy(
@@ -321,14 +321,15 @@ def compute_status(
         )
         loops.append(loop_summary)
         nodes.extend(node_summaries)
-    active = [lp for lp in loops if lp.desired_state != DesiredState.STOPPED.value]
+    active = [lp for lp in loops if lp.desired_state is not DesiredState.STOPPED]
     # A finished loop waits for nothing: it counts with the ready ones.
     ready = [
         lp
         for lp in active
-        if lp.state == "finished" or (lp.replicas_ready >= lp.replicas and lp.state != "error")
+        if lp.state is LoopState.FINISHED
+        or (lp.replicas_ready >= lp.replicas and lp.state is not LoopState.ERROR)
     ]
-    errored = [lp.name for lp in active if lp.state == "error"]
+    errored = [lp.name for lp in active if lp.state is LoopState.ERROR]
     was_ready = any(c.type == "Ready" and c.status == "True" for c in previous.conditions)
     # Degraded by a pod's failure only: once it is fixed, a workflow never ready is Pending again.
     was_degraded = previous.phase is Phase.DEGRADED and not any(
@@ -336,7 +337,7 @@ def compute_status(
     )
     if not active:
         phase, reason, message = Phase.STOPPED, "AllLoopsStopped", "every loop is stopped"
-    elif all(lp.state == "finished" for lp in active):
+    elif all(lp.state is LoopState.FINISHED for lp in active):
         phase, reason = Phase.FINISHED, "AllLoopsFinished"
         message = f"every loop ended by itself ({', '.join(lp.name for lp in active)})"
     elif obs.hub is None:
@@ -348,7 +349,7 @@ def compute_status(
         phase, reason = Phase.DEGRADED, "LoopError"
         message = f"loops in error: {', '.join(errored)}"
     elif len(ready) == len(active):
-        paused = all(lp.state == "paused" for lp in active)
+        paused = all(lp.state is LoopState.PAUSED for lp in active)
         phase = Phase.PAUSED if paused else Phase.RUNNING
         reason = "AllLoopsPaused" if paused else "AllLoopsReady"
         message = f"{len(ready)}/{len(active)} loops ready"
@@ -393,16 +394,6 @@ def compute_status(
     # What `kubectl get` shows: what is wrong (Degraded), else what is awaited (Progressing).
     telling = next((c for c in (conditions[2], conditions[1]) if c.status == "True"), None)
     rates = [lp.iterations_per_second for lp in loops if lp.iterations_per_second is not None]
-    queues = [
-        QueueSummary(
-            name=q.name,
-            depth=q.depth,
-            enqueued=q.enqueued,
-            delivered=q.delivered,
-            dropped=q.dropped,
-        )
-        for q in (obs.hub.queues if obs.hub else [])
-    ]
     return WorkflowResourceStatus(
         observed_generation=generation,
         phase=phase,
@@ -415,7 +406,7 @@ def compute_status(
         conditions=conditions,
         loops=loops,
         nodes=nodes,
-        queues=queues,
+        queues=list(obs.hub.queues) if obs.hub else [],
         hub_url=hub_url,
         last_update_time=now,
     )

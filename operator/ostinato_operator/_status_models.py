@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import enum
+from typing import Final, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ostinato import DesiredState, LoopState, NodeHealth, QueueStatus
+from ostinato.lowlevel import MAX_ERROR_CHARS
+
 __all__ = [
+    "UNKNOWN",
     "Condition",
     "LoopSummary",
     "NodeSummary",
     "Phase",
-    "QueueSummary",
+    "ReportedState",
     "WorkflowResourceStatus",
 ]
 
-#: Last errors in status are cut to this many characters.
-MAX_ERROR_CHARS = 200
+#: A loop's state in status while the hub does not answer: the one state the runtime has not.
+UNKNOWN: Final = "unknown"
+#: What a loop's replicas report (the runtime's states), or unknown.
+ReportedState: TypeAlias = LoopState | Literal["unknown"]
+
+# Last errors are cut to the runtime's MAX_ERROR_CHARS (500), the length the hub sends them at:
+# cutting them shorter here lost the end of a chained exception's message, its cause. fit()
+# keeps .status small by leaving out node details (and then loops' errors) first.
+
 #: Condition and status messages (a pod's failure with its cause) are cut to this many characters.
 MAX_MESSAGE_CHARS = 400
 
@@ -55,21 +67,21 @@ class NodeSummary(_Model):
 
     loop: str
     name: str
-    health: str = Field(description="healthy, retrying or failing (the worst replica's).")
+    health: NodeHealth = Field(description="healthy, retrying or failing (the worst replica's).")
     calls: int = 0
     errors: int = 0
-    last_error: str | None = Field(None, description="Truncated to 200 characters.")
+    last_error: str | None = Field(None, description=f"Truncated to {MAX_ERROR_CHARS} characters.")
 
 
 class LoopSummary(_Model):
     """One loop, summed over its replicas."""
 
     name: str
-    desired_state: str = Field(
+    desired_state: DesiredState = Field(
         description="running, paused or stopped: spec.state and the "
         "loop's own state, the stricter one."
     )
-    state: str = Field(
+    state: ReportedState = Field(
         description="What the replicas report: pending, running, paused, stopping, stopped, "
         "error (the least advanced replica's), finished when every replica ended by itself "
         "(maxIterations, an exhausted producer; its pods stay Succeeded and are not restarted), "
@@ -91,7 +103,7 @@ class LoopSummary(_Model):
         "for a round after a hub restart and while the hub does not answer.",
     )
     errors: int = Field(0, description="Failed iterations, all replicas.")
-    last_error: str | None = Field(None, description="Truncated to 200 characters.")
+    last_error: str | None = Field(None, description=f"Truncated to {MAX_ERROR_CHARS} characters.")
     counts_as_of: str | None = Field(
         None,
         description="Set while the hub does not answer: iterations, errors and lastError are "
@@ -102,14 +114,6 @@ class LoopSummary(_Model):
         description="Why the loop's pods do not run, as 'Reason: message' (e.g. "
         "LoopCrashLooping with the container's last log line); unset when they do.",
     )
-
-
-class QueueSummary(_Model):
-    name: str
-    depth: int = Field(0, description="Messages waiting in the fullest consumer group.")
-    enqueued: int = 0
-    delivered: int = 0
-    dropped: int = 0
 
 
 class WorkflowResourceStatus(_Model):
@@ -135,7 +139,9 @@ class WorkflowResourceStatus(_Model):
     conditions: list[Condition] = Field(default_factory=list)
     loops: list[LoopSummary] = Field(default_factory=list)
     nodes: list[NodeSummary] = Field(default_factory=list)
-    queues: list[QueueSummary] = Field(default_factory=list)
+    queues: list[QueueStatus] = Field(
+        default_factory=list, description="The queues as the hub reports them."
+    )
     hub_url: str | None = Field(None, description="Where the operator reads /status from.")
     last_update_time: str | None = Field(
         None,

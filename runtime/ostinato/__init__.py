@@ -20,7 +20,7 @@ from ._nodes import (
 )
 from ._plan import FieldError, LoopPlan, WorkflowError, WorkflowPlan, load_workflow
 from ._spec import DesiredState, LoopSpec, QueueSpec, ResourcesSpec, Workflow, WorkflowSpec
-from ._status import LoopState, LoopStatus, NodeHealth, NodeStatus, WorkflowStatus
+from ._status import LoopState, LoopStatus, NodeHealth, NodeStatus, QueueStatus, WorkflowStatus
 
 if TYPE_CHECKING:
     from ._handles import LoopHandle
@@ -81,6 +81,7 @@ __all__ = [
     "ProducerExhausted",
     "ProducerNode",
     "QueueSpec",
+    "QueueStatus",
     "ResourcesSpec",
     "SQLiteWriter",
     "Workflow",

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "DURATION_BUCKETS_SECONDS",
+    "MAX_ERROR_CHARS",
     "DurationHistogram",
     "Durations",
     "LoopState",

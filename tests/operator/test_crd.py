@@ -186,3 +186,25 @@ def test_structural_rewrites_json_schema_constructs() -> None:
         "exclusiveMinimum": True,
     }
     assert out["properties"]["free"]["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_status_states_and_health_are_the_runtimes_enums() -> None:
+    """The status's states are the runtime's LoopState (plus unknown) and NodeHealth: the API
+    server refuses a status that says anything else."""
+    from ostinato import DesiredState, LoopState, NodeHealth
+
+    status = _schema()["properties"]["status"]["properties"]
+    loop = status["loops"]["items"]["properties"]
+    assert loop["state"]["enum"] == [*LoopState, "unknown"]
+    assert loop["desiredState"]["enum"] == list(DesiredState)
+    assert status["nodes"]["items"]["properties"]["health"]["enum"] == list(NodeHealth)
+
+
+def test_the_operator_uses_only_the_runtimes_public_names() -> None:
+    """`from ostinato import ...` and `ostinato.lowlevel`, never a private module: the runtime's
+    modules may move."""
+    for source in (ROOT / "operator" / "ostinato_operator").glob("*.py"):
+        for number, line in enumerate(source.read_text().splitlines(), 1):
+            words = line.split()
+            if words[:1] in (["from"], ["import"]) and len(words) > 1:
+                assert not words[1].startswith("ostinato._"), f"{source.name}:{number}: {line}"

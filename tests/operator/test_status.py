@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ostinato import LoopStatus, NodeStatus, Workflow, WorkflowStatus
+from ostinato.lowlevel import MAX_ERROR_CHARS
 from ostinato_operator._status import (
     Observation,
     compute_status,
@@ -123,7 +124,7 @@ def test_a_loop_in_error_degrades_and_its_error_is_cut() -> None:
     assert reader.state == "error"
     assert reader.errors == 3
     assert reader.last_error is not None
-    assert len(reader.last_error) == 200
+    assert len(reader.last_error) == MAX_ERROR_CHARS  # the runtime's length, as the hub sends
     assert st.errors == 3
 
 
