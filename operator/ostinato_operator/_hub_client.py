@@ -7,7 +7,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import pydantic
+
 from ostinato import DesiredState, WorkflowStatus
+from ostinato.lowlevel import ControlReply, ControlRequest
 
 __all__ = ["HubError", "get_status", "post_control"]
 
@@ -16,8 +19,8 @@ class HubError(RuntimeError):
     """The hub could not be reached or answered badly; the message says which and how."""
 
 
-def _request(url: str, timeout: float, body: dict[str, Any] | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
+def _request(url: str, timeout: float, body: pydantic.BaseModel | None = None) -> Any:
+    data = None if body is None else body.model_dump_json().encode()
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
     if data is not None:
         req.add_header("Content-Type", "application/json")
@@ -37,8 +40,8 @@ def _request(url: str, timeout: float, body: dict[str, Any] | None = None) -> An
 
 
 def get_status(base_url: str, timeout: float) -> WorkflowStatus:
-    """The hub's WorkflowStatus. Its iterationsPerSecond are not used: right after a hub
-    restart they span the replicas' reconnection (0, then their whole count); the operator
+    """The hub's WorkflowStatus. Its loops' iterations_per_second are not used: right after a
+    hub restart they span the replicas' reconnection (0, then their whole count); the operator
     takes rates from two of its own reads of one hub incarnation instead."""
     doc = _request(f"{base_url}/status", timeout)
     try:
@@ -49,10 +52,11 @@ def get_status(base_url: str, timeout: float) -> WorkflowStatus:
 
 def post_control(
     base_url: str, loop: str | None, state: DesiredState, timeout: float
-) -> dict[str, str]:
+) -> dict[str, DesiredState]:
     """Set one loop's (or, with None, every loop's) desired state; the hub's desired states."""
-    doc = _request(f"{base_url}/control", timeout, {"loop": loop, "state": state.value})
-    loops = doc.get("loops") if isinstance(doc, dict) else None
-    if not isinstance(loops, dict):
-        raise HubError(f"{base_url}/control: answer has no 'loops' mapping: {doc!r}")
-    return {str(k): str(v) for k, v in loops.items()}
+    request = ControlRequest(loop=loop, state=state)
+    doc = _request(f"{base_url}/control", timeout, request)
+    try:
+        return ControlReply.model_validate(doc).loops
+    except ValueError as exc:
+        raise HubError(f"{base_url}/control: not a control answer: {exc}") from None

@@ -365,10 +365,7 @@ def cmd_status(url: str, as_json: bool, timeout: float) -> int:
     if as_json:
         print(json.dumps(doc, indent=2))
         return 0
-    rates = {
-        (lp.get("name"), lp.get("replica", 0)): lp.get("iterationsPerSecond")
-        for lp in doc.get("loops", [])
-    }
+    rates = {(lp.name, lp.replica): lp.iterations_per_second for lp in status.loops}
     print(f"workflow {status.workflow}")
     print(format_table(status, rates))
     return 0

@@ -8,12 +8,13 @@ only when asked (and once a second for the iteration rates): the loops pay nothi
 - ``/healthz``: ``200 ok`` while the process serves at all.
 - ``/readyz``: ``200`` once the hub is up and every loop replica has started (its state is no
   longer ``pending``); else ``503`` with a JSON ``{"ready": false, "reason": ...}``.
-- ``/status``: the :class:`WorkflowStatus` as JSON (camelCase names), each loop entry with two
-  more fields: ``iterationsPerSecond`` and ``iterationsPerSecondWindow`` (see
-  :class:`IterationRates`).
+- ``/status``: the :class:`WorkflowStatus` as JSON (camelCase names), each loop's
+  ``iterationsPerSecond`` and ``iterationsPerSecondWindow`` set from the server's own samples
+  (see :class:`IterationRates`).
 - ``POST /control`` (where the source can take it: ``ostinato run`` and ``ostinato hub``): JSON
   ``{"loop": NAME or null, "state": "running" | "paused" | "stopped"}`` sets the desired state
-  of one loop or of all; ``200`` with ``{"loops": {NAME: STATE, ...}}``, ``400`` naming the
+  of one loop or of all; ``200`` with a :class:`ControlReply`
+  ``{"loops": {NAME: STATE, ...}}``, ``400`` naming the
   field of a bad request, ``404`` for an unknown loop.
 
 The server serves a *status source*: a :class:`WorkflowOrchestrator` (every loop in this
@@ -42,6 +43,7 @@ from ._spec import DesiredState
 from ._status import LoopState, WorkflowStatus
 
 __all__ = [
+    "ControlReply",
     "ControlRequest",
     "Controllable",
     "IterationRates",
@@ -87,6 +89,12 @@ class ControlRequest(BaseModel):
 
     loop: str | None = None
     state: DesiredState
+
+
+class ControlReply(BaseModel):
+    """The answer to ``POST /control``: every loop's desired state now."""
+
+    loops: dict[str, DesiredState]
 
 
 class IterationRates:
@@ -307,12 +315,16 @@ class ObservabilityServer:
     def _status(self) -> Reply:
         status = self.source.status()
         now = time.monotonic()
-        doc = status.model_dump(mode="json", by_alias=True)
-        for entry, lp in zip(doc["loops"], status.loops, strict=True):
+        loops = []
+        for lp in status.loops:
             rate, window = self.rates.rate(lp.name, lp.replica, lp.iterations, now)
-            entry["iterationsPerSecond"] = None if rate is None else round(rate, 3)
-            entry["iterationsPerSecondWindow"] = None if window is None else round(window, 3)
-        return HTTPStatus.OK, "application/json", json.dumps(doc).encode() + b"\n"
+            rates = {
+                "iterations_per_second": None if rate is None else round(rate, 3),
+                "iterations_per_second_window": None if window is None else round(window, 3),
+            }
+            loops.append(lp.model_copy(update=rates))
+        body = status.model_copy(update={"loops": loops}).model_dump_json(by_alias=True)
+        return HTTPStatus.OK, "application/json", body.encode() + b"\n"
 
     def control(self, body: bytes) -> Reply:
         source = self.source
@@ -327,4 +339,5 @@ class ObservabilityServer:
             loops = source.set_state(request.loop, request.state)
         except KeyError as exc:
             return _error(HTTPStatus.NOT_FOUND, f"loop: {exc.args[0]}")
-        return HTTPStatus.OK, "application/json", json.dumps({"loops": loops}).encode() + b"\n"
+        reply = ControlReply.model_validate({"loops": loops}).model_dump_json()
+        return HTTPStatus.OK, "application/json", reply.encode() + b"\n"

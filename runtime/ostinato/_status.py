@@ -151,6 +151,14 @@ class LoopStatus(_Model):
     state: LoopState = LoopState.PENDING
     reason: str | None = Field(None, description="Why the loop is in its state, when not obvious.")
     iterations: int = Field(0, description="Iterations finished (failed ones included).")
+    iterations_per_second: float | None = Field(
+        None,
+        description="Over the last iterationsPerSecondWindow seconds: set by the HTTP server's "
+        "/status from its own samples, None elsewhere and while it has no rate.",
+    )
+    iterations_per_second_window: float | None = Field(
+        None, description="Seconds iterationsPerSecond covers."
+    )
     failed_iterations: int = 0
     last_error: str | None = None
     restarts: int = Field(0, description="Process loops: times the process was restarted.")

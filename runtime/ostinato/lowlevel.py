@@ -5,7 +5,15 @@ from the runtime's private modules, so those stay free to move. What is here is 
 way ``ostinato``'s own names are, but is of no use to someone writing nodes and workflows.
 """
 
+from ._http import ControlReply, ControlRequest
 from ._plan import errors_from_pydantic
 from ._status import MAX_ERROR_CHARS, replica_key, truncate
 
-__all__ = ["MAX_ERROR_CHARS", "errors_from_pydantic", "replica_key", "truncate"]
+__all__ = [
+    "MAX_ERROR_CHARS",
+    "ControlReply",
+    "ControlRequest",
+    "errors_from_pydantic",
+    "replica_key",
+    "truncate",
+]
