@@ -144,10 +144,13 @@ def _report(kube: Kube, body: Mapping[str, Any], outcome: Outcome, first: bool) 
 @kopf.on.create(*WORKFLOWS)
 @kopf.on.update(*WORKFLOWS)
 def workflow_changed(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) -> None:
-    """Create-or-patch every child. Raising makes kopf retry with backoff."""
+    """Create-or-patch every child. Raising makes kopf retry with backoff. A changed desired
+    state (a pause) goes to the hub first, not at the status loop's next round."""
     kube: Kube = memo.kube
     monitor: Monitor = memo.monitor
     monitor.track(body)
+    if reason == "update":
+        monitor.post_changed_states(body)
     config: OperatorSettings = memo.config
     meta = body["metadata"]
     previous = previous_status(body)

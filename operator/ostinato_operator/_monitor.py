@@ -1,5 +1,8 @@
 """The status loop: each interval, per Workflow, one GET of its hub's /status, the pods, the
-desired states pushed to the hub (POST /control), events on changes, and a size-capped .status."""
+desired states pushed to the hub (POST /control), events on changes, and a size-capped .status.
+
+A changed desired state is also posted at once, from the update handler (post_changed_states);
+the rounds post again what the hub missed (it was down, or restarted and forgot)."""
 
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ class Tracked:
     workflow: Workflow | None = None
     invalid: str | None = None
     parsed_version: str | None = None
-    posted: dict[str, str] = field(default_factory=dict)
+    #: The desired state last posted to the hub, per loop.
+    posted: dict[str, DesiredState] = field(default_factory=dict)
     hub_seen: bool = False
     hub_up: bool = False
     status: WorkflowResourceStatus | None = None
@@ -59,6 +63,9 @@ class Tracked:
     sample: HubSample | None = None
     #: metadata.generation whose children the reconcile handler finished (observedGeneration).
     reconciled: int | None = None
+    #: Held while parsing the body and posting desired states: the status round (a worker
+    #: thread) and the update handler (kopf's) both do, and the newest spec must win.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class Monitor:
@@ -140,8 +147,9 @@ class Monitor:
         entry = self.get(*key)
         if entry is None:
             return
-        self._parsed(entry)
-        body = entry.body
+        with entry.lock:
+            self._parsed(entry)
+            body, workflow, invalid = entry.body, entry.workflow, entry.invalid
         meta = body["metadata"]
         previous = entry.status or previous_status(body)
         # Only what the reconcile handler finished counts as observed, not what the watch saw.
@@ -149,10 +157,9 @@ class Monitor:
             entry.reconciled if entry.reconciled is not None else previous.observed_generation
         )
         now = now_rfc3339()
-        if entry.workflow is None:
-            self._write(entry, invalid_status(generation, entry.invalid or "", previous, now))
+        if workflow is None:
+            self._write(entry, invalid_status(generation, invalid or "", previous, now))
             return
-        workflow = entry.workflow
         if entry.status is None:
             self._stale_event(entry, previous)
         url = self.settings.hub_url(meta["name"], meta["namespace"])
@@ -181,7 +188,7 @@ class Monitor:
             sample = hub_sample(hub, pods, taken)
             rates = rates_between(entry.sample, sample)
             entry.sample = sample
-            self._push_states(entry, url, workflow, hub)
+            self._push_states(entry, url, hub)
         else:
             entry.sample = None
         obs = Observation(hub, rates, hub_error, pods, volume=self._volume(owner, workflow, pods))
@@ -233,25 +240,41 @@ class Monitor:
         names = {p["metadata"]["name"] for p in pods}
         return any(name not in names for name in loop_pods(owner, workflow, self.settings))
 
-    def _push_states(
-        self, entry: Tracked, url: str, workflow: Workflow, hub: WorkflowStatus
-    ) -> None:
+    def post_changed_states(self, body: Mapping[str, Any]) -> None:
+        """A Workflow changed: post each loop's desired state that differs from the one last
+        posted, now rather than at the next round. Blocking (kopf runs the update handler in
+        its thread pool), at most one hub timeout when the hub does not answer: the first
+        failure ends it, and the rounds post it again."""
+        meta = body["metadata"]
+        entry = self.get(meta["namespace"], meta["name"])
+        if entry is not None:
+            self._push_states(entry, self.settings.hub_url(meta["name"], meta["namespace"]))
+
+    def _push_states(self, entry: Tracked, url: str, hub: WorkflowStatus | None = None) -> None:
         """POST /control for each loop whose desired state the hub may not have: never posted,
-        changed since, or a replica disagreeing (a restarted hub forgets what it was told)."""
-        for loop in workflow.spec.loops:
-            desired = effective_state(workflow, loop)
-            reported = {r.state for r in hub.loops if r.name == loop.name}
-            disagree = (desired is DesiredState.PAUSED and LoopState.RUNNING in reported) or (
-                desired is DesiredState.RUNNING and LoopState.PAUSED in reported
-            )
-            if entry.posted.get(loop.name) == desired.value and not disagree:
-                continue
-            try:
-                post_control(url, loop.name, desired, self.settings.hub_timeout_seconds)
-            except HubError as exc:
-                log.warning("cannot set loop %s to %s: %s", loop.name, desired.value, exc)
-                continue
-            entry.posted[loop.name] = desired.value
+        changed since, or (with the hub's status) a replica disagreeing (a restarted hub
+        forgets what it was told). Of the newest spec: one that arrives meanwhile waits."""
+        with entry.lock:
+            self._parsed(entry)
+            workflow = entry.workflow
+            if workflow is None:
+                return
+            for loop in workflow.spec.loops:
+                desired = effective_state(workflow, loop)
+                reported = {r.state for r in hub.loops if r.name == loop.name} if hub else set()
+                disagree = (desired is DesiredState.PAUSED and LoopState.RUNNING in reported) or (
+                    desired is DesiredState.RUNNING and LoopState.PAUSED in reported
+                )
+                if entry.posted.get(loop.name) is desired and not disagree:
+                    continue
+                try:
+                    post_control(url, loop.name, desired, self.settings.hub_timeout_seconds)
+                except HubError as exc:
+                    log.warning("cannot set loop %s to %s: %s", loop.name, desired.value, exc)
+                    if hub is None:
+                        return  # not known to be up: the next round tries again
+                    continue
+                entry.posted[loop.name] = desired
 
     def _events(
         self,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 import yaml
 
 from hack.k8s._util import free_port, start_process, stop_pids, tail, wait_until
+from ostinato import WorkflowStatus
 
 from .conftest import Installed, Operator, run_operator
 
@@ -184,3 +187,49 @@ def test_status_and_pause_through_a_real_hub(
             timeout=30,
             what="the reader to run again",
         )
+
+
+def _hub_loop_state(port: int, loop: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as reply:
+            status = WorkflowStatus.model_validate_json(reply.read())
+    except OSError:
+        return None
+    return status.loop(loop).state.value
+
+
+def test_a_pause_reaches_the_hub_without_waiting_for_a_status_round(
+    installed: Installed, namespace: str, hub: int, tmp_path: Path
+) -> None:
+    """The update handler posts a changed state at once: with a 60 s status interval (its first
+    round runs before the Workflow exists) the pause still takes effect within seconds."""
+    ns = namespace
+    with run_operator(
+        installed,
+        OSTINATO_HUB_URL_TEMPLATE=f"http://127.0.0.1:{hub}",
+        OSTINATO_STATUS_INTERVAL_SECONDS="60",
+    ) as op:
+        op.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(DOC))
+        wait_until(
+            lambda: True if _hub_loop_state(hub, "reader") == "running" else None,
+            timeout=60,
+            what="the reader to run",
+        )
+        # The handler made the children: the pause below is an update, not part of the create.
+        wait_until(
+            lambda: _status(op, ns).get("observedGeneration") or None,
+            timeout=30,
+            what="the operator to take in the Workflow",
+        )
+        patch = json.dumps([{"op": "add", "path": "/spec/loops/1/state", "value": "paused"}])
+        start = time.monotonic()
+        op.kubectl("patch", "workflow", "relay", "-n", ns, "--type=json", "-p", patch)
+        # A third of the interval: generous for a post (well under a second here), and no round
+        # can have posted it (the next is 60 s after the operator started).
+        wait_until(
+            lambda: True if _hub_loop_state(hub, "reader") == "paused" else None,
+            timeout=20,
+            what="the hub to report the reader paused",
+        )
+        assert time.monotonic() - start < 20
+        assert _hub_loop_state(hub, "writer") == "running"
