@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from ._eventloop import run as run_precise
 from ._logs import LOG_CONTEXT
 from ._nodes import NodeContext, NodeData, ProducerExhausted, new_trace_id
 from ._plan import LoopPlan, NodePlan
@@ -322,8 +323,9 @@ class LoopManager:
                 self.log.exception("iteration-end callback failed")
 
     def run_sync(self) -> None:
-        """Run the loop on an event loop of its own in the calling thread (thread, process)."""
-        asyncio.run(self.run())
+        """Run the loop on an event loop of its own in the calling thread (thread, process),
+        one whose timers keep time to the microsecond (see ``_eventloop``)."""
+        run_precise(self.run())
 
     @property
     def log_iteration(self) -> int | None:

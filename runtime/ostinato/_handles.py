@@ -12,6 +12,7 @@ from typing import Any
 
 from ._client import HubClient
 from ._engine import LoopManager
+from ._eventloop import new_event_loop
 from ._plan import LoopPlan
 from ._spec import Pool
 from ._status import LoopState, LoopStatus, replica_key
@@ -67,10 +68,11 @@ class LoopHandle(abc.ABC):
 
 
 class EventLoopThread:
-    """An asyncio event loop running in a thread of its own, shared by the loops that name it."""
+    """An asyncio event loop running in a thread of its own, shared by the loops that name it;
+    its timers keep time to the microsecond (see ``_eventloop``)."""
 
     def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self._thread = threading.Thread(
             target=self._run, name=f"ostinato-asyncio-{name}", daemon=True
         )

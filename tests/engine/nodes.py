@@ -240,3 +240,12 @@ class AsyncWhere(Where):
             "on_event_loop=True",
         )
         return data
+
+
+class AsyncSelector(Where):
+    """Records which selector the event loop the node is awaited on waits with."""
+
+    async def process(self, data: NodeData) -> NodeData:  # type: ignore[override]
+        selector = getattr(asyncio.get_running_loop(), "_selector", None)
+        write(self.config.journal, f"{self.config.tag} selector={type(selector).__name__}")
+        return data
