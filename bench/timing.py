@@ -26,12 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import platform
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,13 @@ from ostinato import (
     WorkflowOrchestrator,
     load_workflow,
 )
+from ostinato._engine import HISTOGRAMS_ENV
 
 LOOP_NAME = "tick"
 MODULE = "bench.timing"
 RATES_HZ = (100, 1_000, 5_000)
+#: Key suffix of a row's twin with the duration histograms off (``--histograms both``).
+OFF = "/off"
 POOLS = ("thread", "asyncio", "process")
 #: The goal, at 1 kHz in every pool: p50 jitter within 2x the plain loop's plus 20 µs, p99
 #: within 2x the plain loop's, and at most 5 percentage points of one CPU more than it.
@@ -155,6 +159,8 @@ class Case:
     #: "asyncio-offloaded" (the asyncio pool, the recorder a sync node run off the event loop).
     system: str
     rate_hz: int
+    #: Duration histograms on (the default, as applications run) or off (OSTINATO_HISTOGRAMS).
+    histograms: bool = True
 
     @property
     def peer(self) -> str | None:
@@ -162,16 +168,28 @@ class Case:
 
 
 def all_cases(
-    rates: Sequence[int], pools: Sequence[str], asyncio_peer: bool, offloaded: bool
+    rates: Sequence[int],
+    pools: Sequence[str],
+    asyncio_peer: bool,
+    offloaded: bool,
+    histograms: str = "on",
 ) -> list[Case]:
+    """Per rate: the plain peer(s), then each pool; with ``histograms`` "both" each pool row is
+    followed by its twin with the histograms off (key suffix OFF)."""
     cases = []
     for rate in rates:
         cases.append(Case(f"plain-{rate}", "plain", rate))
         if asyncio_peer:
             cases.append(Case(f"plain-asyncio-{rate}", "plain-asyncio", rate))
-        cases.extend(Case(f"{pool}-{rate}", pool, rate) for pool in pools)
+        systems = list(pools)
         if offloaded and "asyncio" in pools:
-            cases.append(Case(f"asyncio-offloaded-{rate}", "asyncio-offloaded", rate))
+            systems.append("asyncio-offloaded")
+        for system in systems:
+            if histograms != "off":
+                cases.append(Case(f"{system}-{rate}", system, rate))
+            if histograms != "on":
+                key = f"{system}-{rate}" + (OFF if histograms == "both" else "")
+                cases.append(Case(key, system, rate, histograms=False))
     return cases
 
 
@@ -270,15 +288,30 @@ def run_pool(pool: str, rate_hz: int, count: int, recorder: str = "Recorder") ->
     return Record(record["ticks"], record["times"], cpu_last - cpu_first, count)
 
 
+@contextlib.contextmanager
+def histograms(on: bool) -> Iterator[None]:
+    """OSTINATO_HISTOGRAMS for the run: the engine reads it, process loops inherit it."""
+    before = os.environ.get(HISTOGRAMS_ENV)
+    os.environ[HISTOGRAMS_ENV] = "on" if on else "off"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[HISTOGRAMS_ENV]
+        else:
+            os.environ[HISTOGRAMS_ENV] = before
+
+
 def run_case(case: Case, seconds: float) -> Record:
     count = max(round(seconds * case.rate_hz), 3)
     if case.system == "plain":
         return run_plain(case.rate_hz, count)
     if case.system == "plain-asyncio":
         return run_plain_asyncio(case.rate_hz, count)
-    if case.system == "asyncio-offloaded":
-        return run_pool("asyncio", case.rate_hz, count, "OffloadedRecorder")
-    return run_pool(case.system, case.rate_hz, count)
+    with histograms(case.histograms):
+        if case.system == "asyncio-offloaded":
+            return run_pool("asyncio", case.rate_hz, count, "OffloadedRecorder")
+        return run_pool(case.system, case.rate_hz, count)
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -307,16 +340,20 @@ class Stats:
 
 def stats(record: Record, rate_hz: int) -> Stats:
     """Jitter: |interval - period x ticks apart| between consecutive noted ticks (a skipped
-    tick counts as missed, not as jitter). Lateness: tick time - due time, the grid anchored
-    where tick 0 was noted (both systems note tick 0 right after it is produced, so what it
-    takes to get from the producer to the note cancels out)."""
+    tick counts as missed, not as jitter). Lateness: tick time - due time on the grid through
+    the earliest tick (the one whose note came soonest after its due time). The anchor the
+    producer used is not seen from outside, and no tick comes before it is due, so that grid
+    is the anchor plus the shortest way from the wake-up to the note: lateness is what a
+    tick took beyond the best case, 0 for the best tick, the same way for every system. (Not
+    tick 0's note: the first call of a loop may be slow, such as an offloaded node's first
+    hop, which starts the worker thread.)"""
     period = 1.0 / rate_hz
     ticks, times = record.ticks, record.times
     jitter = [
         abs((times[i] - times[i - 1]) - period * (ticks[i] - ticks[i - 1])) * 1e6
         for i in range(1, len(ticks))
     ]
-    anchor = times[0] - ticks[0] * period
+    anchor = min(t - k * period for k, t in zip(ticks, times, strict=True))
     late = [(t - (anchor + k * period)) * 1e6 for k, t in zip(ticks, times, strict=True)]
     span = times[-1] - times[0]
     return Stats(
@@ -390,23 +427,25 @@ def print_table(rows: list[Row], args: argparse.Namespace, verdict: dict[str, An
     )
     print()
     header = (
-        f"{'rate':>6} {'system':<18} {'jitter µs':>15} {'lateness µs':>15} {'late max':>9} "
+        f"{'rate':>6} {'system':<26} {'jitter µs':>15} {'lateness µs':>15} {'late max':>9} "
         f"{'missed':>7} {'rate Hz':>9} {'CPU %':>6}"
     )
     print(header)
-    print(f"{'':>6} {'':<18} {'p50 / p99':>15} {'p50 / p99':>15} {'µs':>9}")
+    print(f"{'':>6} {'':<26} {'p50 / p99':>15} {'p50 / p99':>15} {'µs':>9}")
     print("-" * len(header))
     for row in rows:
         s = row.best
         name = "plain (peer)" if row.system == "plain" else row.system
+        if row.key.endswith(OFF):
+            name += " (no hist.)"
         print(
-            f"{row.rate_hz:>6} {name:<18} {s.jitter_p50_us:>7.0f} / {s.jitter_p99_us:<5.0f} "
+            f"{row.rate_hz:>6} {name:<26} {s.jitter_p50_us:>7.0f} / {s.jitter_p99_us:<5.0f} "
             f"{s.late_p50_us:>7.0f} / {s.late_p99_us:<5.0f} {s.late_max_us:>9.0f} "
             f"{s.missed:>7} {s.rate_hz:>9.1f} {row.cpu_percent:>6.1f}"
         )
     print()
     print("jitter    |interval between consecutive ticks - period|")
-    print("lateness  tick time - due time, on the grid anchored at tick 0")
+    print("lateness  tick time - due time, on the grid through the earliest tick (so >= 0)")
     print("missed    ticks of the schedule skipped because the loop was late by a period or more")
     print("CPU %     CPU time of the whole process (all threads; the child for process loops)")
     print("          over the ticking span, per cent of one CPU; the least of the runs")
@@ -467,6 +506,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_false",
         help="leave out the asyncio rows whose recorder is offloaded to the worker thread",
     )
+    parser.add_argument(
+        "--histograms",
+        choices=["on", "off", "both"],
+        default="on",
+        help="the engine's duration histograms: on (default, as applications run), off "
+        f"({HISTOGRAMS_ENV}=off), or both: every pool row twice, interleaved",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
         "--check",
@@ -481,7 +527,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cases = all_cases(args.rate or RATES_HZ, args.only or POOLS, args.asyncio_peer, args.offloaded)
+    cases = all_cases(
+        args.rate or RATES_HZ,
+        args.only or POOLS,
+        args.asyncio_peer,
+        args.offloaded,
+        args.histograms,
+    )
     runs = interleave(
         cases,
         args.repeat,
