@@ -47,12 +47,15 @@ from ostinato import (
     load_workflow,
 )
 from ostinato._engine import HISTOGRAMS_ENV
+from ostinato._eventloop import PRECISE_TIMERS_ENV
 
 LOOP_NAME = "tick"
 MODULE = "bench.timing"
 RATES_HZ = (100, 1_000, 5_000)
 #: Key suffix of a row's twin with the duration histograms off (``--histograms both``).
 OFF = "/off"
+#: Key suffix of a row's twin on asyncio's default timers (``--timers both``).
+DEFAULT_TIMERS = "/default-timers"
 POOLS = ("thread", "asyncio", "process")
 #: The goal, at 1 kHz in every pool: p50 jitter within 2x the plain loop's plus 20 µs, p99
 #: within 2x the plain loop's, and at most 5 percentage points of one CPU more than it.
@@ -161,6 +164,8 @@ class Case:
     rate_hz: int
     #: Duration histograms on (the default, as applications run) or off (OSTINATO_HISTOGRAMS).
     histograms: bool = True
+    #: The runtime's precise timers (the default) or asyncio's own (OSTINATO_PRECISE_TIMERS).
+    precise_timers: bool = True
 
     @property
     def peer(self) -> str | None:
@@ -173,10 +178,14 @@ def all_cases(
     asyncio_peer: bool,
     offloaded: bool,
     histograms: str = "on",
+    timers: str = "precise",
 ) -> list[Case]:
     """Per rate: the plain peer(s), then each pool; with ``histograms`` "both" each pool row is
-    followed by its twin with the histograms off (key suffix OFF)."""
+    followed by its twin with the histograms off (key suffix OFF), with ``timers`` "both" by
+    its twin on asyncio's default timers (key suffix DEFAULT_TIMERS)."""
     cases = []
+    hist = {"on": [True], "off": [False], "both": [True, False]}[histograms]
+    precise = {"precise": [True], "default": [False], "both": [True, False]}[timers]
     for rate in rates:
         cases.append(Case(f"plain-{rate}", "plain", rate))
         if asyncio_peer:
@@ -185,11 +194,12 @@ def all_cases(
         if offloaded and "asyncio" in pools:
             systems.append("asyncio-offloaded")
         for system in systems:
-            if histograms != "off":
-                cases.append(Case(f"{system}-{rate}", system, rate))
-            if histograms != "on":
-                key = f"{system}-{rate}" + (OFF if histograms == "both" else "")
-                cases.append(Case(key, system, rate, histograms=False))
+            for timed in precise:
+                for on in hist:
+                    key = f"{system}-{rate}"
+                    key += "" if on or len(hist) == 1 else OFF
+                    key += "" if timed or len(precise) == 1 else DEFAULT_TIMERS
+                    cases.append(Case(key, system, rate, histograms=on, precise_timers=timed))
     return cases
 
 
@@ -289,17 +299,18 @@ def run_pool(pool: str, rate_hz: int, count: int, recorder: str = "Recorder") ->
 
 
 @contextlib.contextmanager
-def histograms(on: bool) -> Iterator[None]:
-    """OSTINATO_HISTOGRAMS for the run: the engine reads it, process loops inherit it."""
-    before = os.environ.get(HISTOGRAMS_ENV)
-    os.environ[HISTOGRAMS_ENV] = "on" if on else "off"
+def environment(**values: str) -> Iterator[None]:
+    """Environment variables for the run: the engine reads them, process loops inherit them."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if before is None:
-            del os.environ[HISTOGRAMS_ENV]
-        else:
-            os.environ[HISTOGRAMS_ENV] = before
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def run_case(case: Case, seconds: float) -> Record:
@@ -308,7 +319,11 @@ def run_case(case: Case, seconds: float) -> Record:
         return run_plain(case.rate_hz, count)
     if case.system == "plain-asyncio":
         return run_plain_asyncio(case.rate_hz, count)
-    with histograms(case.histograms):
+    settings = {
+        HISTOGRAMS_ENV: "on" if case.histograms else "off",
+        PRECISE_TIMERS_ENV: "on" if case.precise_timers else "off",
+    }
+    with environment(**settings):
         if case.system == "asyncio-offloaded":
             return run_pool("asyncio", case.rate_hz, count, "OffloadedRecorder")
         return run_pool(case.system, case.rate_hz, count)
@@ -418,6 +433,15 @@ def goal(rows: dict[str, Row]) -> dict[str, Any]:
     return {"met": met, "pools": verdicts}
 
 
+def row_name(row: Row) -> str:
+    name = "plain (peer)" if row.system == "plain" else row.system
+    if OFF in row.key:
+        name += ", no histograms"
+    if DEFAULT_TIMERS in row.key:
+        name += ", ms timers"
+    return name
+
+
 def print_table(rows: list[Row], args: argparse.Namespace, verdict: dict[str, Any]) -> None:
     print("ostinato timing: IntervalProducer -> recording node, vs a plain loop to the same grid")
     print(
@@ -426,20 +450,20 @@ def print_table(rows: list[Row], args: argparse.Namespace, verdict: dict[str, An
         f"run(s), load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
     print()
+    names = {row.key: row_name(row) for row in rows}
+    wide = max(len(n) for n in names.values())
     header = (
-        f"{'rate':>6} {'system':<26} {'jitter µs':>15} {'lateness µs':>15} {'late max':>9} "
+        f"{'rate':>6} {'system':<{wide}} {'jitter µs':>15} {'lateness µs':>15} {'late max':>9} "
         f"{'missed':>7} {'rate Hz':>9} {'CPU %':>6}"
     )
     print(header)
-    print(f"{'':>6} {'':<26} {'p50 / p99':>15} {'p50 / p99':>15} {'µs':>9}")
+    print(f"{'':>6} {'':<{wide}} {'p50 / p99':>15} {'p50 / p99':>15} {'µs':>9}")
     print("-" * len(header))
     for row in rows:
         s = row.best
-        name = "plain (peer)" if row.system == "plain" else row.system
-        if row.key.endswith(OFF):
-            name += " (no hist.)"
+        name = names[row.key]
         print(
-            f"{row.rate_hz:>6} {name:<26} {s.jitter_p50_us:>7.0f} / {s.jitter_p99_us:<5.0f} "
+            f"{row.rate_hz:>6} {name:<{wide}} {s.jitter_p50_us:>7.0f} / {s.jitter_p99_us:<5.0f} "
             f"{s.late_p50_us:>7.0f} / {s.late_p99_us:<5.0f} {s.late_max_us:>9.0f} "
             f"{s.missed:>7} {s.rate_hz:>9.1f} {row.cpu_percent:>6.1f}"
         )
@@ -513,6 +537,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the engine's duration histograms: on (default, as applications run), off "
         f"({HISTOGRAMS_ENV}=off), or both: every pool row twice, interleaved",
     )
+    parser.add_argument(
+        "--timers",
+        choices=["precise", "default", "both"],
+        default="precise",
+        help="the event loops' timers: the runtime's precise ones (default), asyncio's own "
+        f"({PRECISE_TIMERS_ENV}=off: whole milliseconds, as before the fix), or both: every "
+        "pool row twice, interleaved",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
         "--check",
@@ -533,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         args.asyncio_peer,
         args.offloaded,
         args.histograms,
+        args.timers,
     )
     runs = interleave(
         cases,

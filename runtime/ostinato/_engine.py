@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from ._eventloop import precise_timers_enabled
 from ._eventloop import run as run_precise
 from ._logs import LOG_CONTEXT
 from ._nodes import NodeContext, NodeData, ProducerExhausted, new_trace_id
@@ -140,6 +141,7 @@ class LoopManager:
         # Duration histograms: one iteration in ``_until_sample`` is timed (see _sample).
         if histograms is None:
             histograms = histograms_enabled()
+        precise_timers_enabled()  # a bad $OSTINATO_PRECISE_TIMERS fails here, not in run_sync
         self.histograms = histograms
         self.iteration_durations = Durations()
         self._until_sample = _NEVER

@@ -17,18 +17,30 @@ costs one, as before.
 
 Elsewhere (macOS and the BSDs use kqueue, whose timeouts are nanoseconds) and when the epoll
 descriptor is beyond what ``select()`` can watch (FD_SETSIZE, 1024), the default selector's
-behaviour is kept.
+behaviour is kept. ``OSTINATO_PRECISE_TIMERS=off`` keeps it everywhere, for a whole process tree
+(process loops inherit it): a way back should the precise wait misbehave somewhere, and the
+"before" of the A/B comparison in bench/timing.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import select
 import selectors
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
-__all__ = ["PreciseEpollSelector", "new_event_loop", "run"]
+__all__ = [
+    "PRECISE_TIMERS_ENV",
+    "PreciseEpollSelector",
+    "new_event_loop",
+    "precise_timers_enabled",
+    "run",
+]
+
+#: Environment variable that turns the precise timers off ("off"); "on" is the default.
+PRECISE_TIMERS_ENV = "OSTINATO_PRECISE_TIMERS"
 
 T = TypeVar("T")
 
@@ -62,10 +74,25 @@ else:  # pragma: no cover - not Linux
     PreciseEpollSelector = None  # type: ignore[assignment,misc]
 
 
+def precise_timers_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether new event loops get precise timers, from ``$OSTINATO_PRECISE_TIMERS`` (default
+    on)."""
+    value = (os.environ if environ is None else environ).get(PRECISE_TIMERS_ENV, "on").lower()
+    if value in ("on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    raise ValueError(f"{PRECISE_TIMERS_ENV}={value!r}: expected 'on' or 'off'")
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A new event loop: with :class:`PreciseEpollSelector` where the default selector is
-    epoll (Linux), else asyncio's default."""
-    if PreciseEpollSelector is not None and selectors.DefaultSelector is _EpollSelector:
+    epoll (Linux) and precise timers are on, else asyncio's default."""
+    if (
+        precise_timers_enabled()
+        and PreciseEpollSelector is not None
+        and selectors.DefaultSelector is _EpollSelector
+    ):
         return asyncio.SelectorEventLoop(PreciseEpollSelector())
     return asyncio.new_event_loop()
 

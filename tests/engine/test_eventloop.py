@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 
-from ostinato._eventloop import PreciseEpollSelector, new_event_loop
+from ostinato._eventloop import (
+    PRECISE_TIMERS_ENV,
+    PreciseEpollSelector,
+    new_event_loop,
+    precise_timers_enabled,
+)
 from ostinato._eventloop import run as run_precise
 
 from .conftest import POOLS, loop, node, workflow
@@ -160,3 +165,17 @@ def test_an_epoll_descriptor_select_cannot_watch_keeps_the_plain_wait(
     finally:
         selector.close()
     assert isinstance(selector, selectors.EpollSelector)
+
+
+@pytest.mark.timeout(60)
+def test_precise_timers_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert precise_timers_enabled({}) is True
+    assert precise_timers_enabled({PRECISE_TIMERS_ENV: "OFF"}) is False
+    with pytest.raises(ValueError, match=PRECISE_TIMERS_ENV):
+        precise_timers_enabled({PRECISE_TIMERS_ENV: "sometimes"})
+    monkeypatch.setenv(PRECISE_TIMERS_ENV, "off")
+    loop_ = new_event_loop()
+    try:
+        assert not isinstance(loop_._selector, PreciseEpollSelector)  # type: ignore[attr-defined]
+    finally:
+        loop_.close()
