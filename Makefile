@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/node_overhead.py
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/queue_latency.py
+	$(BIN)/python bench/timing.py
 
 bench-operator: $(STAMP)
 	$(BIN)/python bench/operator_apply.py
