@@ -41,19 +41,18 @@ from typing import Any
 from bench._harness import add_common_options, check_status, interleave, machine, select
 from ostinato import (
     BlockingNode,
-    LoopManager,
     LoopState,
     LoopStatus,
     NodeConfig,
     NodeData,
     ProducerExhausted,
     WorkflowOrchestrator,
-    WorkflowPlan,
     load_workflow,
 )
 from ostinato._engine import HISTOGRAMS_ENV
 from ostinato._http import ObservabilityServer
 from ostinato._spec import Pool
+from ostinato.lowlevel import LoopManager, WorkflowPlan
 
 #: Blocking nodes in the chain; with the producer, node calls per iteration.
 CHAIN_LENGTH = 10

@@ -59,7 +59,6 @@ from bench._harness import add_common_options, check_status, interleave, machine
 from bench._transport import client_inproc
 from ostinato import (
     BlockingNode,
-    LoopHandle,
     LoopState,
     LoopStatus,
     NodeConfig,
@@ -69,6 +68,7 @@ from ostinato import (
     WorkflowOrchestrator,
     load_workflow,
 )
+from ostinato.lowlevel import LoopHandle
 
 MODULE = "bench.queue_throughput"
 ROOT = Path(__file__).resolve().parent.parent

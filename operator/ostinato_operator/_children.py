@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from ostinato import DesiredState, LoopSpec, Workflow
+from ostinato import DesiredState, Workflow
+from ostinato.lowlevel import LoopSpec
 
 from ._crd import GROUP, KIND, VERSION
 from ._keys import ENV_VARS, LOOP_ENV_VARS

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ostinato import WorkflowSpec
+from ostinato.lowlevel import WorkflowSpec
 
 from ._status_models import WorkflowResourceStatus
 

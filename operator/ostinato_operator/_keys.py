@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ostinato import CURVE_ENV_VARS as ENV_VARS
-from ostinato import generate_keys
+from ostinato.lowlevel import CURVE_ENV_VARS as ENV_VARS
+from ostinato.lowlevel import generate_keys
 
 __all__ = ["ENV_VARS", "LOOP_ENV_VARS", "new_secret_data"]
 

@@ -1,12 +1,18 @@
-"""ostinato: a workflow orchestrator for continuous loops of Python nodes."""
+"""ostinato: a workflow orchestrator for continuous loops of Python nodes.
 
-from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+This is the surface for people writing nodes and workflows; tools built on the runtime (the
+Kubernetes operator, benchmarks) find the rest in ``ostinato.lowlevel``. tests/spec/
+test_public_names.py lists both, so a change to either is deliberate.
+"""
+
+import typing as _typing
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._builtins import CounterProducer, IntervalProducer, LogSink, SQLiteWriter
 from ._decorators import blocking, non_blocking, producer
-from ._engine import LoopManager
+from ._face import adopt as _adopt
+from ._face import lazy_getattr as _lazy_getattr
 from ._nodes import (
     BaseNode,
     BlockingNode,
@@ -18,57 +24,26 @@ from ._nodes import (
     ProducerExhausted,
     ProducerNode,
 )
-from ._plan import FieldError, LoopPlan, WorkflowError, WorkflowPlan, load_workflow
-from ._spec import DesiredState, LoopSpec, QueueSpec, ResourcesSpec, Workflow, WorkflowSpec
+from ._plan import FieldError, WorkflowError, load_workflow
+from ._spec import DesiredState, Workflow
 from ._status import LoopState, LoopStatus, NodeHealth, NodeStatus, QueueStatus, WorkflowStatus
 
-if TYPE_CHECKING:
-    from ._handles import LoopHandle
+if _typing.TYPE_CHECKING:
     from ._orchestrator import WorkflowOrchestrator
-    from ._security import ENV_VARS as CURVE_ENV_VARS
-    from ._security import CurveKeys, generate_keys
-
-#: Names whose modules import ZeroMQ, imported on first use: writing nodes, validating a
-#: workflow (`ostinato validate`, the operator's admission webhook) or building its plan loads
-#: no ZeroMQ (tests/spec/test_no_zmq.py).
-_LAZY = {
-    "LoopHandle": ("._handles", "LoopHandle"),
-    "WorkflowOrchestrator": ("._orchestrator", "WorkflowOrchestrator"),
-    "CURVE_ENV_VARS": ("._security", "ENV_VARS"),
-    "CurveKeys": ("._security", "CurveKeys"),
-    "generate_keys": ("._security", "generate_keys"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        module, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'ostinato' has no attribute {name!r}") from None
-    value = getattr(import_module(module, __name__), attr)
-    globals()[name] = value
-    return value
-
 
 try:
-    __version__ = version("ostinato")
-except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = _version("ostinato")
+except _PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "CURVE_ENV_VARS",
     "BaseNode",
     "BlockingNode",
     "CounterProducer",
-    "CurveKeys",
     "DesiredState",
     "FieldError",
     "IntervalProducer",
     "LogSink",
-    "LoopHandle",
-    "LoopManager",
-    "LoopPlan",
-    "LoopSpec",
     "LoopState",
     "LoopStatus",
     "NodeConfig",
@@ -80,20 +55,22 @@ __all__ = [
     "NonBlockingNode",
     "ProducerExhausted",
     "ProducerNode",
-    "QueueSpec",
     "QueueStatus",
-    "ResourcesSpec",
     "SQLiteWriter",
     "Workflow",
     "WorkflowError",
     "WorkflowOrchestrator",
-    "WorkflowPlan",
-    "WorkflowSpec",
     "WorkflowStatus",
     "__version__",
     "blocking",
-    "generate_keys",
     "load_workflow",
     "non_blocking",
     "producer",
 ]
+
+_adopt(globals(), __all__, __name__)
+# The orchestrator brings ZeroMQ: imported on first use, so validating a workflow loads none.
+if not _typing.TYPE_CHECKING:  # type checkers see the real imports above, and no catch-all
+    __getattr__ = _lazy_getattr(
+        globals(), __name__, {"WorkflowOrchestrator": ("._orchestrator", "WorkflowOrchestrator")}
+    )

@@ -1,19 +1,55 @@
 """The surface for tools and the operator: what they need of the runtime beyond ``ostinato``.
 
-Programs built on ostinato (the Kubernetes operator, command-line tools) import from here, never
-from the runtime's private modules, so those stay free to move. What is here is kept stable the
-way ``ostinato``'s own names are, but is of no use to someone writing nodes and workflows.
+Programs built on ostinato (the Kubernetes operator, command-line tools, benchmarks) import from
+here, never from the runtime's private modules, so those stay free to move. What is here is
+kept stable the way ``ostinato``'s own names are, but is of no use to someone writing nodes and
+workflows: the loop engine and plans, the spec's parts, the CURVE keys, the control models.
 """
 
+from typing import TYPE_CHECKING
+
+from ._engine import LoopManager
+from ._face import adopt, lazy_getattr
 from ._http import ControlReply, ControlRequest
-from ._plan import errors_from_pydantic
+from ._plan import LoopPlan, WorkflowPlan, errors_from_pydantic
+from ._spec import LoopSpec, QueueSpec, ResourcesSpec, WorkflowSpec
 from ._status import MAX_ERROR_CHARS, replica_key, truncate
 
+if TYPE_CHECKING:
+    from ._handles import LoopHandle
+    from ._security import ENV_VARS as CURVE_ENV_VARS
+    from ._security import CurveKeys, generate_keys
+
 __all__ = [
+    "CURVE_ENV_VARS",
     "MAX_ERROR_CHARS",
     "ControlReply",
     "ControlRequest",
+    "CurveKeys",
+    "LoopHandle",
+    "LoopManager",
+    "LoopPlan",
+    "LoopSpec",
+    "QueueSpec",
+    "ResourcesSpec",
+    "WorkflowPlan",
+    "WorkflowSpec",
     "errors_from_pydantic",
+    "generate_keys",
     "replica_key",
     "truncate",
 ]
+
+adopt(globals(), __all__, __name__)
+# These bring ZeroMQ: imported on first use, so the admission webhook's validation loads none.
+if not TYPE_CHECKING:  # type checkers see the real imports above, and no catch-all
+    __getattr__ = lazy_getattr(
+        globals(),
+        __name__,
+        {
+            "LoopHandle": ("._handles", "LoopHandle"),
+            "CURVE_ENV_VARS": ("._security", "ENV_VARS"),
+            "CurveKeys": ("._security", "CurveKeys"),
+            "generate_keys": ("._security", "generate_keys"),
+        },
+    )

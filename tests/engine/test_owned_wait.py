@@ -9,15 +9,8 @@ from typing import ClassVar
 
 import pytest
 
-from ostinato import (
-    BlockingNode,
-    LoopManager,
-    LoopState,
-    NodeConfig,
-    NodeData,
-    ProducerNode,
-    load_workflow,
-)
+from ostinato import BlockingNode, LoopState, NodeConfig, NodeData, ProducerNode, load_workflow
+from ostinato.lowlevel import LoopManager
 
 
 class One(ProducerNode[NodeConfig]):

@@ -9,13 +9,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ostinato import (
-    LoopManager,
-    NodeConfig,
-    NodeData,
-    NonBlockingNode,
-    load_workflow,
-)
+from ostinato import NodeConfig, NodeData, NonBlockingNode, load_workflow
+from ostinato.lowlevel import LoopManager
 
 N = 200
 Done = Callable[[BaseException | None], None]

@@ -7,7 +7,6 @@ from typing import ClassVar
 import pytest
 
 from ostinato import (
-    LoopManager,
     NodeConfig,
     NodeData,
     NonBlockingNode,
@@ -16,6 +15,7 @@ from ostinato import (
     load_workflow,
 )
 from ostinato._engine import YIELD_EVERY
+from ostinato.lowlevel import LoopManager
 
 N = 2000
 

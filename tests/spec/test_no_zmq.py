@@ -55,11 +55,13 @@ def test_validating_loads_no_zeromq(case: str) -> None:
 def test_the_lazy_names_are_still_there() -> None:
     """The names imported on first use resolve as before (and unknown ones still fail)."""
     import ostinato
+    import ostinato.lowlevel as lowlevel
 
     assert ostinato.WorkflowOrchestrator.__name__ == "WorkflowOrchestrator"
-    assert ostinato.LoopHandle.__name__ == "LoopHandle"
-    assert callable(ostinato.generate_keys)
-    assert "server_public" in ostinato.CURVE_ENV_VARS
-    assert ostinato.CurveKeys.__name__ == "CurveKeys"
-    with pytest.raises(AttributeError, match="no_such_name"):
-        ostinato.no_such_name  # noqa: B018
+    assert lowlevel.LoopHandle.__name__ == "LoopHandle"
+    assert callable(lowlevel.generate_keys)
+    assert "server_public" in lowlevel.CURVE_ENV_VARS
+    assert lowlevel.CurveKeys.__name__ == "CurveKeys"
+    for face in (ostinato, lowlevel):
+        with pytest.raises(AttributeError, match="no_such_name"):
+            face.no_such_name  # type: ignore[attr-defined]  # noqa: B018
