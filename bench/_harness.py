@@ -18,9 +18,10 @@ R = TypeVar("R")
 
 
 def check_status(status: LoopStatus, iterations: int, *, clean_nodes: bool = False) -> None:
-    """A run only counts if the loop did every iteration and stopped cleanly (and, with
-    ``clean_nodes``, no node had an error or a drop)."""
-    if status.state is not LoopState.STOPPED or status.iterations != iterations:
+    """A run only counts if the loop did every iteration and ended cleanly, stopped or
+    finished (and, with ``clean_nodes``, no node had an error or a drop)."""
+    ended = status.state in (LoopState.STOPPED, LoopState.FINISHED)
+    if not ended or status.iterations != iterations:
         raise RuntimeError(
             f"loop {status.name!r} ended {status.state.value} after "
             f"{status.iterations}/{iterations} iteration(s): {status.last_error or status.reason}"

@@ -432,7 +432,7 @@ def _run_process(orchestrator: WorkflowOrchestrator, iterations: int) -> Run:
         now = time.perf_counter()
         if status.state in (LoopState.RUNNING, LoopState.STOPPING):
             marks.setdefault("running", now)
-        if status.state in (LoopState.STOPPED, LoopState.ERROR):
+        if status.state in (LoopState.STOPPED, LoopState.FINISHED, LoopState.ERROR):
             marks.setdefault("stopped", now)
             return True
         return False

@@ -549,8 +549,9 @@ def _orchestrate(document: Any, gate: Path, wait_loop: str, n: int) -> dict[str,
 
 
 def _wait_stopped(handles: list[LoopHandle], deadline: float) -> float | None:
-    """Poll until every loop reports stopped (or error); when, or None at the deadline."""
-    ended = (LoopState.STOPPED, LoopState.ERROR)
+    """Poll until every loop reports stopped, finished (its producer or its iteration limit
+    ended it) or error; when, or None at the deadline."""
+    ended = (LoopState.STOPPED, LoopState.FINISHED, LoopState.ERROR)
     while time.perf_counter() < deadline:
         if all(h.state in ended for h in handles):
             return time.perf_counter()
