@@ -17,7 +17,7 @@ from typing import Any, cast
 import zmq
 
 from ._ports import Done, QueueError
-from ._wire import BATCH_BYTES, WireError, decode, encode
+from ._wire import FROM_HUB, Kind, WireError, batches, encode, parse
 
 __all__ = ["DATA_SUFFIX", "DataChannel", "Done", "Inbox", "Pending", "QueueError", "settle"]
 
@@ -230,7 +230,7 @@ class DataChannel:
         inbox.releasing = True  # until the hub says 'released': deliveries in transit
         inbox.drain()  # are the hub's again, dropped here
         self._releases.setdefault(queue, []).append(done)
-        self.sock.send(encode("release", q=queue, loop=self.loop))
+        self.sock.send(encode(Kind.RELEASE, q=queue, loop=self.loop))
         self._sent()
 
     def hub_restarted(self) -> None:
@@ -263,7 +263,7 @@ class DataChannel:
                 self._send_puts(queue, waiting, hold=False)
         for queue in [q for q, ids in self._acks.items() if ids]:
             self._send_acks(queue)
-        self.sock.send(encode("bye"))
+        self.sock.send(encode(Kind.BYE))
 
     def fail_all(self, error: QueueError) -> None:
         """The connection is closing: every put still waiting for the hub fails."""
@@ -274,14 +274,14 @@ class DataChannel:
 
     def _subscribe(self, inbox: Inbox) -> None:
         credit = max(inbox.prefetch - len(inbox), 0)
-        self.sock.send(encode("sub", q=inbox.queue, loop=self.loop, credit=credit))
+        self.sock.send(encode(Kind.SUB, q=inbox.queue, loop=self.loop, credit=credit))
         self._sent()
 
     def _send_acks(self, queue: str) -> None:
         ids = self._acks.get(queue)
         if ids:
             self._acks[queue] = []
-            self.sock.send(encode("ack", q=queue, loop=self.loop, ids=ids))
+            self.sock.send(encode(Kind.ACK, q=queue, loop=self.loop, ids=ids))
             self._sent()
 
     def _send_puts(
@@ -292,19 +292,17 @@ class DataChannel:
             unacked = self._unacked[queue] = {}
         if hold and unacked and len(waiting) < HOLD:
             return  # the acknowledgement of what is in flight sends these (see HOLD)
-        room = WINDOW - len(unacked)
+        n = min(WINDOW - len(unacked), len(waiting))
+        if n <= 0:
+            return
+        popleft = waiting.popleft
+        items = [popleft() for _ in range(n)]
+        for seq, payload, meta in items:
+            unacked[seq] = (payload, meta)
         send = self.sock.send
-        while waiting and room > 0:
-            items: list[tuple[int, bytes, bytes]] = []
-            size = 0
-            while waiting and room > 0 and (not items or size + len(waiting[0][1]) <= BATCH_BYTES):
-                item = waiting.popleft()
-                unacked[item[0]] = (item[1], item[2])
-                items.append(item)
-                size += len(item[1]) + len(item[2])
-                room -= 1
-            send(encode("puts", q=queue, items=items))
-            self._sent()
+        for batch in batches(items):
+            send(encode(Kind.PUTS, q=queue, items=batch))
+        self._sent()
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -323,18 +321,18 @@ class DataChannel:
                 break
             n += 1
             try:
-                self._handle(decode(frame))
-            except (WireError, KeyError, TypeError, ValueError, IndexError) as exc:
+                self._handle(parse(frame, FROM_HUB))
+            except WireError as exc:
                 log.warning("dropped malformed frame from the hub: %s", exc)
         return n
 
     def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg["t"]
-        if kind == "msgs":
+        if kind == Kind.MSGS:
             inbox = self.inboxes.get(msg["q"])
             if inbox is not None:
                 inbox._push(msg["items"])
-        elif kind == "acks":
+        elif kind == Kind.ACKS:
             settled: list[tuple[Pending, QueueError | None]] = []
             futures, unacked_of = self._futures, self._unacked
             for item in msg["items"]:
@@ -344,21 +342,21 @@ class DataChannel:
                     unacked.pop(seq, None)
                 pending = futures.pop((queue, seq), None)
                 if pending is not None:
-                    settled.append((pending, QueueError(str(item[2])) if len(item) > 2 else None))
+                    settled.append((pending, QueueError(item[2]) if len(item) > 2 else None))
             settle(settled)  # this loop's callbacks at once: no second pass
             self._wake()  # the window has room again
-        elif kind == "error":
-            inbox = self.inboxes.get(msg.get("q", ""))
+        elif kind == Kind.ERROR:
+            inbox = self.inboxes.get(msg["q"])
             if inbox is not None:
-                inbox._fail(str(msg["error"]))
+                inbox._fail(msg["error"])
             log.error("hub: %s", msg["error"])
-        elif kind == "released":
+        elif kind == Kind.RELEASED:
             inbox = self.inboxes.get(msg["q"])
             if inbox is not None:
                 inbox.releasing = False
             for done in self._releases.pop(msg["q"], []):
                 done()
-        elif kind == "resubscribe":  # the hub had given us up for lost: we are back
+        elif kind == Kind.RESUBSCRIBE:  # the hub had given us up for lost: we are back
             log.warning("the hub had declared this loop lost: subscribing again")
             for inbox in self.inboxes.values():
                 self._subscribe(inbox)

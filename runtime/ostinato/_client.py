@@ -21,7 +21,7 @@ import zmq
 from ._channel import DATA_SUFFIX, DataChannel, Inbox, Pending
 from ._mailbox import Mailbox
 from ._ports import Done, QueueError
-from ._wire import WireError, decode, encode
+from ._wire import FROM_HUB, Kind, WireError, encode, parse
 
 __all__ = ["HubClient", "Inbox", "QueueError"]
 
@@ -98,11 +98,15 @@ class HubClient:
 
     def handshake(self, timeout: float) -> dict[str, Any]:
         """Say hello and wait for the orchestrator's config message (process loops)."""
-        self.sock.send(encode("hello", pid=os.getpid(), loop=self.loop))
+        self.sock.send(encode(Kind.HELLO, pid=os.getpid(), loop=self.loop))
         deadline_ms = int(timeout * 1000)
         while self.sock.poll(deadline_ms):
-            msg = decode(self.sock.recv())
-            if msg["t"] == "config":
+            try:
+                msg = parse(self.sock.recv(), FROM_HUB)
+            except WireError as exc:
+                log.warning("dropped malformed frame from the hub: %s", exc)
+                continue
+            if msg["t"] == Kind.CONFIG:
                 return msg
         raise TimeoutError(f"no configuration from the orchestrator within {timeout:g}s")
 
@@ -294,7 +298,7 @@ class HubClient:
                 if bye:
                     if self._io_owns_data:
                         chan.goodbye()
-                    self.sock.send(encode("bye"))
+                    self.sock.send(encode(Kind.BYE))
                     return
         except zmq.ContextTerminated:
             log.debug("hub connection of loop %r: context terminated", self.loop)
@@ -312,10 +316,10 @@ class HubClient:
     def _beat(self) -> None:
         if self.status is not None:
             self.sock.send(
-                encode("status", status=self.status(), final=self.final, awaiting=self.awaiting)
+                encode(Kind.STATUS, status=self.status(), final=self.final, awaiting=self.awaiting)
             )
         else:
-            self.sock.send(encode("ping"))
+            self.sock.send(encode(Kind.PING))
 
     def _mailbox_round(self, poller: zmq.Poller) -> bool:
         bye = False
@@ -350,22 +354,26 @@ class HubClient:
             except zmq.Again:
                 return
             try:
-                msg = decode(frame)
-                self._handle(msg)
-            except (WireError, KeyError, TypeError, ValueError) as exc:
+                msg = parse(frame, FROM_HUB)
+            except WireError as exc:
                 log.warning("dropped malformed frame from the hub: %s", exc)
+                continue
+            self._handle(msg)
 
     def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg["t"]
-        if kind == "pong":
-            hub = str(msg["hub"])
+        if kind == Kind.PONG:
+            hub = msg["hub"]
             if self.hub_id is not None and hub != self.hub_id:
                 log.warning(
                     "the hub restarted: resending unacknowledged messages, renewing subscriptions"
                 )
                 self._data_call(self.data.hub_restarted)
             self.hub_id = hub
-        elif kind == "control" and self.on_control is not None:
-            self.on_control(msg)
-        elif kind == "error":
+        elif kind == Kind.CONTROL and self.on_control is not None:
+            try:
+                self.on_control(msg)
+            except Exception:
+                log.exception("control command %r of loop %r failed", msg["cmd"], self.loop)
+        elif kind == Kind.ERROR:
             log.error("hub: %s", msg["error"])

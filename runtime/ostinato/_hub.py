@@ -20,7 +20,7 @@ from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
 from ._spec import QueueSpec
 from ._status import QueueStatus
-from ._wire import BATCH_BYTES, decode, encode
+from ._wire import TO_HUB, Kind, batches, encode, parse
 
 __all__ = ["Hub"]
 
@@ -201,65 +201,60 @@ class Hub:
                 continue
             identity, frame = frames
             try:
-                msg = decode(frame)
+                msg = parse(frame, TO_HUB)
                 self._seen[identity] = time.monotonic()
                 self._route[identity] = sock
                 if identity in self._lost:  # back after being declared lost: resubscribe
                     del self._lost[identity]
-                    self._send(identity, encode("resubscribe"))
+                    self._send(identity, encode(Kind.RESUBSCRIBE))
                 self._handle(identity, msg)
             except Exception as exc:  # whatever a frame holds, the hub keeps serving
                 self._drop(identity, f"{type(exc).__name__}: {exc}")
 
     def _handle(self, identity: bytes, msg: dict[str, Any]) -> None:
+        """A message that ``parse`` checked: its fields have the types of its kind's shape."""
         kind = msg["t"]
         out = self._out
-        if kind == "puts":
-            name = str(msg["q"])
+        if kind == Kind.PUTS:
+            name = msg["q"]
             queue = self.queues.get(name)
             items = msg["items"]
-            if not isinstance(items, list) or not all(_is_put(item) for item in items):
-                raise TypeError("puts items must be [seq:int, payload:bytes, meta:bytes]")
             if queue is not None:
                 queue.put_many(identity, items, out)
             else:
                 for item in items:
                     out.ack(identity, name, item[0], f"no queue {name!r} in this workflow")
-        elif kind == "ack":
-            ids = msg["ids"]
-            if not isinstance(ids, list) or not all(type(i) is int for i in ids):
-                raise TypeError("ack ids must be a list of ints")
-            queue = self.queues.get(str(msg["q"]))
+        elif kind == Kind.ACK:
+            queue = self.queues.get(msg["q"])
             if queue is not None:
-                queue.acknowledge(identity, str(msg["loop"]), ids, out)
-        elif kind == "sub":
-            name, loop, credit = str(msg["q"]), str(msg["loop"]), msg["credit"]
-            if type(credit) is not int or not 0 <= credit <= 1_000_000:
-                raise TypeError("sub credit must be an int from 0 to 1000000")
+                queue.acknowledge(identity, msg["loop"], msg["ids"], out)
+        elif kind == Kind.SUB:
+            name, loop = msg["q"], msg["loop"]
             queue = self.queues.get(name)
             error = (
                 f"no queue {name!r} in this workflow"
                 if queue is None
-                else queue.subscribe(identity, loop, credit, out)
+                else queue.subscribe(identity, loop, msg["credit"], out)
             )
             if error is not None:
-                self._send(identity, encode("error", q=name, error=error))
+                self._send(identity, encode(Kind.ERROR, q=name, error=error))
             else:
                 self._consumers[identity] = loop
-        elif kind == "release":
-            name = str(msg["q"])
+        elif kind == Kind.RELEASE:
+            name = msg["q"]
             queue = self.queues.get(name)
             if queue is not None:
-                queue.release(identity, str(msg["loop"]), out)
+                queue.release(identity, msg["loop"], out)
             # What was sent before goes out before the answer: FIFO then tells the reader that
             # every delivery before 'released' is one the hub took back.
             self._flush()
-            self._send(identity, encode("released", q=name))
-        elif kind == "bye":
+            self._send(identity, encode(Kind.RELEASED, q=name))
+        elif kind == Kind.BYE:
             self._lose(identity, "it left", may_return=False)
         else:
-            if kind in ("ping", "status"):  # heartbeats: the answer says which hub this is
-                self._send(identity, encode("pong", hub=self.id))
+            if kind == Kind.PING or kind == Kind.STATUS:
+                # Heartbeats: the answer says which hub this is.
+                self._send(identity, encode(Kind.PONG, hub=self.id))
                 self._data_alive(identity)
             with self._lock:
                 handler = self._handlers.get(identity)
@@ -270,7 +265,7 @@ class Hub:
                         fallback(identity, msg)
                     except Exception:
                         log.exception("message %r from %r not understood", kind, identity[:64])
-                elif kind != "ping":
+                elif kind != Kind.PING:
                     log.debug("message %r from unregistered peer %r ignored", kind, identity)
                 return
             try:
@@ -286,7 +281,7 @@ class Hub:
             self._seen[data] = time.monotonic()
         elif data in self._lost:
             del self._lost[data]
-            self._send(data, encode("resubscribe"), via=identity)
+            self._send(data, encode(Kind.RESUBSCRIBE), via=identity)
 
     def _lose(self, identity: bytes, why: str, *, may_return: bool = True) -> None:
         self._seen.pop(identity, None)
@@ -331,10 +326,10 @@ class Hub:
         # Deliveries before acknowledgements: the reader is the one a message's latency waits
         # for, and whoever is woken first runs first (the GIL, or a core on a busy machine).
         for (consumer, queue), items in out.messages.items():
-            for batch in batches(items, lambda item: len(item[1]) + len(item[2])):
-                self._send(consumer, encode("msgs", q=queue, items=batch))
+            for batch in batches(items):
+                self._send(consumer, encode(Kind.MSGS, q=queue, items=batch))
         for writer, items in out.acks.items():
-            self._send(writer, encode("acks", items=items))
+            self._send(writer, encode(Kind.ACKS, items=items))
         out.clear()
 
     def _drop(self, identity: bytes, why: str) -> None:
@@ -345,33 +340,6 @@ class Hub:
         self._closing.set()
         self._thread.join(timeout=5)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
-
-
-def _is_put(item: Any) -> bool:
-    return (
-        isinstance(item, list)
-        and len(item) == 3
-        and type(item[0]) is int
-        and isinstance(item[1], bytes)
-        and isinstance(item[2], bytes)
-    )
-
-
-def batches(items: list[Any], size: Callable[[Any], int]) -> list[list[Any]]:
-    """Split ``items`` into runs of at most BATCH_BYTES (a larger item travels alone)."""
-    out: list[list[Any]] = []
-    current: list[Any] = []
-    total = 0
-    for item in items:
-        n = size(item)
-        if current and total + n > BATCH_BYTES:
-            out.append(current)
-            current, total = [], 0
-        current.append(item)
-        total += n
-    if current:
-        out.append(current)
-    return out
 
 
 def lost_after(heartbeats: Sequence[float]) -> float:

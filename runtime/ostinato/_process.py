@@ -18,6 +18,7 @@ from ._hub import Hub
 from ._logs import relay_child_logs
 from ._plan import LoopPlan
 from ._status import LoopState, LoopStatus
+from ._wire import Kind
 
 __all__ = ["ProcessLoop"]
 
@@ -85,7 +86,7 @@ class ProcessLoop(LoopHandle):
             self._desired = {"pause": "pause", "resume": "run", "stop": "stop"}[cmd]
             identity = self._identity
         if identity:
-            self._server.send(identity, "control", cmd=cmd)
+            self._server.send(identity, Kind.CONTROL, cmd=cmd)
 
     def pause(self) -> None:
         self._command("pause")
@@ -149,12 +150,12 @@ class ProcessLoop(LoopHandle):
 
     def _on_message(self, msg: dict[str, Any]) -> None:
         kind = msg["t"]
-        if kind == "hello":
+        if kind == Kind.HELLO:
             with self._cond:
                 desired = self._desired
             self._server.send(
                 self._identity,
-                "config",
+                Kind.CONFIG,
                 document=self._document,
                 loop=self.name,
                 replica=self.replica,
@@ -164,7 +165,7 @@ class ProcessLoop(LoopHandle):
                 logFormat=self._log_format,
                 logLevel=logging.getLogger("ostinato").getEffectiveLevel(),
             )
-        elif kind == "status":
+        elif kind == Kind.STATUS:
             reported = LoopStatus.model_validate(msg["status"])
             with self._cond:
                 self._last_report = time.monotonic()

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from ._spec import DesiredState
 from ._status import LoopState, LoopStatus, WorkflowStatus
+from ._wire import Kind
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -67,7 +68,7 @@ class RemoteLoops:
 
     def receive(self, identity: bytes, msg: dict[str, Any]) -> None:
         """A message from a peer without a handler: heartbeats with status are kept."""
-        if msg.get("t") != "status":
+        if msg.get("t") != Kind.STATUS:
             return
         try:
             status = LoopStatus.model_validate(msg["status"])
@@ -110,7 +111,7 @@ class RemoteLoops:
         if msg.get("awaiting"):
             # A replica that (re)started waits at its first boundary for our word: resume
             # included, which is safe here as nothing of its own (a breaker) paused it yet.
-            self.hub.send(identity, "control", cmd=_COMMAND[desired])
+            self.hub.send(identity, Kind.CONTROL, cmd=_COMMAND[desired])
             return
         self._enforce(identity, status, desired)
 
@@ -120,13 +121,13 @@ class RemoteLoops:
         loop paused by its own error policy or circuit breaker is not resumed behind its back."""
         state = status.state
         if desired is DesiredState.PAUSED and state in (LoopState.PENDING, LoopState.RUNNING):
-            self.hub.send(identity, "control", cmd="pause")
+            self.hub.send(identity, Kind.CONTROL, cmd="pause")
         elif desired is DesiredState.STOPPED and state not in (
             LoopState.STOPPING,
             LoopState.STOPPED,
             LoopState.FINISHED,
         ):
-            self.hub.send(identity, "control", cmd="stop")
+            self.hub.send(identity, Kind.CONTROL, cmd="stop")
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -147,7 +148,7 @@ class RemoteLoops:
                 self._desired[name] = state
             targets = [r.identity for (name, _), r in self._replicas.items() if name in names]
         for identity in targets:
-            self.hub.send(identity, "control", cmd=_COMMAND[state])
+            self.hub.send(identity, Kind.CONTROL, cmd=_COMMAND[state])
         log.info("desired state of %s: %s", loop or "every loop", state.value)
         return self.desired()
 

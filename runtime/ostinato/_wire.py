@@ -1,12 +1,37 @@
-"""The versioned msgpack envelope for everything that crosses a process: never pickle."""
+"""The wire protocol: every message kind a loop and the hub exchange, the shape of each, the one
+validator both sides use, and how puts and deliveries are batched into frames.
+
+A frame is a versioned msgpack map (never pickle): ``{"v": VERSION, "t": kind, **fields}``.
+``encode`` builds one; ``parse`` decodes one and checks it against its kind's shape, raising a
+one-line :class:`WireError` that names the kind and the field. A receiver drops such a frame,
+counts or logs it, and goes on: a bad frame is never fatal. Fields a shape does not name are
+let through and ignored (a newer peer may send more).
+
+No ZeroMQ here: sockets are the business of ``_hub``, ``_client`` and ``_channel``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, Literal, TypedDict, TypeVar
 
 import msgpack
 
-__all__ = ["VERSION", "WireError", "decode", "encode"]
+__all__ = [
+    "BATCH_BYTES",
+    "FROM_HUB",
+    "KINDS",
+    "SHAPES",
+    "TO_HUB",
+    "VERSION",
+    "Kind",
+    "WireError",
+    "batches",
+    "decode",
+    "encode",
+    "parse",
+    "validate",
+]
 
 VERSION = 1
 #: The largest message a queue may carry (QueueSpec.maxMessageBytes is capped at it).
@@ -16,27 +41,339 @@ MAX_MESSAGE_BYTES = 64 << 20
 BATCH_BYTES = 1 << 20
 #: A larger frame is malformed, not a message: one maximal message plus its envelope.
 MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + (1 << 20)
+#: The most credit a reader may give the hub in one subscription.
+MAX_CREDIT = 1_000_000
 
 
 class WireError(ValueError):
-    """A frame that is not a valid envelope: dropped and counted, never fatal."""
+    """A frame that is not a valid message: dropped and counted, never fatal."""
+
+
+class Kind:
+    """Every message kind, named once: the value of an envelope's ``"t"``."""
+
+    # A loop's control socket → the hub (hello: a process loop's handshake, answered by its
+    # parent with config; status and ping: heartbeats, answered with pong).
+    HELLO: Final = "hello"
+    STATUS: Final = "status"
+    PING: Final = "ping"
+    # Either socket → the hub: the peer leaves (the hub redelivers what it had not acked).
+    BYE: Final = "bye"
+    # A loop's data socket → the hub.
+    PUTS: Final = "puts"
+    ACK: Final = "ack"
+    SUB: Final = "sub"
+    RELEASE: Final = "release"
+    # The hub → a loop's control socket.
+    PONG: Final = "pong"
+    CONFIG: Final = "config"
+    CONTROL: Final = "control"
+    # The hub → a loop's data socket (error also to the control socket).
+    MSGS: Final = "msgs"
+    ACKS: Final = "acks"
+    ERROR: Final = "error"
+    RELEASED: Final = "released"
+    RESUBSCRIBE: Final = "resubscribe"
+
+
+# -- the shape of each kind ----------------------------------------------------------------------
+#
+# Rows of the data path are msgpack arrays (lists once decoded; tuples are only how their
+# fields are typed here): a put is [seq, payload, meta], a delivery [id, payload, meta,
+# redelivered], an acknowledgement of a put [queue, seq] or, when refused, [queue, seq, error].
+
+PutItem = tuple[int, bytes, bytes]
+Delivery = tuple[int, bytes, bytes, bool]
+PutAck = tuple[str, int] | tuple[str, int, str]
+Command = Literal["pause", "resume", "stop"]
+
+
+class Hello(TypedDict):
+    pid: int
+    loop: str
+
+
+class _StatusRequired(TypedDict):
+    status: dict[str, Any]  # a LoopStatus, as JSON; its owner validates it
+
+
+class Status(_StatusRequired, total=False):
+    final: bool  # the loop has ended: this status is its last
+    awaiting: bool  # the loop waits for the hub to say its desired state (a control)
+
+
+class Empty(TypedDict):
+    """ping, bye, resubscribe: the kind says it all."""
+
+
+class Puts(TypedDict):
+    q: str
+    items: list[PutItem]
+
+
+class Ack(TypedDict):
+    q: str
+    loop: str
+    ids: list[int]
+
+
+class Sub(TypedDict):
+    q: str
+    loop: str
+    credit: int  # 0 to MAX_CREDIT
+
+
+class Release(TypedDict):
+    q: str
+    loop: str
+
+
+class Pong(TypedDict):
+    hub: str  # the hub's id: another one means it restarted
+
+
+class Config(TypedDict):
+    document: str  # the normalized workflow document, as JSON
+    loop: str
+    replica: int
+    desired: str
+    maxIterations: int | None
+    sysPath: list[str]
+    logFormat: str
+    logLevel: int
+
+
+class Control(TypedDict):
+    cmd: Command
+
+
+class Msgs(TypedDict):
+    q: str
+    items: list[Delivery]
+
+
+class Acks(TypedDict):
+    items: list[PutAck]
+
+
+class Error(TypedDict):
+    q: str
+    error: str
+
+
+class Released(TypedDict):
+    q: str
+
+
+#: Every kind and its shape.
+SHAPES: Final[dict[str, type[Any]]] = {
+    Kind.HELLO: Hello,
+    Kind.STATUS: Status,
+    Kind.PING: Empty,
+    Kind.BYE: Empty,
+    Kind.PUTS: Puts,
+    Kind.ACK: Ack,
+    Kind.SUB: Sub,
+    Kind.RELEASE: Release,
+    Kind.PONG: Pong,
+    Kind.CONFIG: Config,
+    Kind.CONTROL: Control,
+    Kind.MSGS: Msgs,
+    Kind.ACKS: Acks,
+    Kind.ERROR: Error,
+    Kind.RELEASED: Released,
+    Kind.RESUBSCRIBE: Empty,
+}
+KINDS: Final = frozenset(SHAPES)
+#: What the hub accepts, from either socket of a loop.
+TO_HUB: Final = frozenset(
+    {Kind.HELLO, Kind.STATUS, Kind.PING, Kind.BYE, Kind.PUTS, Kind.ACK, Kind.SUB, Kind.RELEASE}
+)
+#: What a loop accepts from the hub.
+FROM_HUB: Final = KINDS - TO_HUB
+
+
+# -- field checks ----------------------------------------------------------------------------------
+# Written by hand, not derived from the TypedDicts at run time: the row checks are on the data
+# path, once per message, and a loop of exact type tests is what costs least there.
+
+#: A check returns None when the value fits, else what the field should have been.
+Check = Callable[[Any], str | None]
+
+
+def _exact(t: type, name: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if type(value) is t else name
+
+    return check
+
+
+def _optional(inner: Check) -> Check:
+    def check(value: Any) -> str | None:
+        expected = None if value is None else inner(value)
+        return None if expected is None else f"{expected} or nil"
+
+    return check
+
+
+def _list_of(t: type, name: str) -> Check:
+    def check(value: Any) -> str | None:
+        if type(value) is list:
+            for x in value:
+                if type(x) is not t:
+                    return f"a list of {name}"
+            return None
+        return f"a list of {name}"
+
+    return check
+
+
+def _rows(name: str, *shapes: tuple[type, ...]) -> Check:
+    """A list of msgpack arrays whose fields have exactly these types."""
+    allowed = frozenset(shapes)
+
+    def check(value: Any) -> str | None:
+        if type(value) is list:
+            for row in value:
+                if type(row) is not list or tuple(map(type, row)) not in allowed:
+                    return f"a list of {name}"
+            return None
+        return f"a list of {name}"
+
+    return check
+
+
+def _int_between(low: int, high: int) -> Check:
+    def check(value: Any) -> str | None:
+        return None if type(value) is int and low <= value <= high else f"an int {low}..{high}"
+
+    return check
+
+
+def _one_of(*values: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if type(value) is str and value in values else " or ".join(map(repr, values))
+
+    return check
+
+
+_STR = _exact(str, "a string")
+_INT = _exact(int, "an int")
+_BOOL = _exact(bool, "a bool")
+_MAP = _exact(dict, "a map")
+
+#: Per kind, its fields: name → (required, check). Kept equal to SHAPES by the tests.
+FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
+    Kind.HELLO: {"pid": (True, _INT), "loop": (True, _STR)},
+    Kind.STATUS: {"status": (True, _MAP), "final": (False, _BOOL), "awaiting": (False, _BOOL)},
+    Kind.PING: {},
+    Kind.BYE: {},
+    Kind.PUTS: {
+        "q": (True, _STR),
+        "items": (True, _rows("[seq: int, payload: bytes, meta: bytes]", (int, bytes, bytes))),
+    },
+    Kind.ACK: {"q": (True, _STR), "loop": (True, _STR), "ids": (True, _list_of(int, "ints"))},
+    Kind.SUB: {
+        "q": (True, _STR),
+        "loop": (True, _STR),
+        "credit": (True, _int_between(0, MAX_CREDIT)),
+    },
+    Kind.RELEASE: {"q": (True, _STR), "loop": (True, _STR)},
+    Kind.PONG: {"hub": (True, _STR)},
+    Kind.CONFIG: {
+        "document": (True, _STR),
+        "loop": (True, _STR),
+        "replica": (True, _INT),
+        "desired": (True, _STR),
+        "maxIterations": (True, _optional(_INT)),
+        "sysPath": (True, _list_of(str, "strings")),
+        "logFormat": (True, _STR),
+        "logLevel": (True, _INT),
+    },
+    Kind.CONTROL: {"cmd": (True, _one_of("pause", "resume", "stop"))},
+    Kind.MSGS: {
+        "q": (True, _STR),
+        "items": (
+            True,
+            _rows(
+                "[id: int, payload: bytes, meta: bytes, redelivered: bool]",
+                (int, bytes, bytes, bool),
+            ),
+        ),
+    },
+    Kind.ACKS: {
+        "items": (True, _rows("[queue: str, seq: int(, error: str)]", (str, int), (str, int, str)))
+    },
+    Kind.ERROR: {"q": (True, _STR), "error": (True, _STR)},
+    Kind.RELEASED: {"q": (True, _STR)},
+    Kind.RESUBSCRIBE: {},
+}
+
+
+# -- encoding, decoding, validating ----------------------------------------------------------------
 
 
 def encode(kind: str, **fields: Any) -> bytes:
+    """A frame of ``kind`` (unchecked: what this process sends, the tests check)."""
     return msgpack.packb({"v": VERSION, "t": kind, **fields}, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def decode(frame: bytes) -> dict[str, Any]:
+    """The envelope of a frame, its fields unchecked (see :func:`parse`)."""
     if len(frame) > MAX_FRAME_BYTES:
         raise WireError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
     try:
         msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise WireError(f"undecodable frame: {type(exc).__name__}: {exc}") from None
-    if not isinstance(msg, dict):
+    if type(msg) is not dict:
         raise WireError("envelope is not a map")
     if msg.get("v") != VERSION:
         raise WireError(f"unsupported envelope version {msg.get('v')!r}")
-    if not isinstance(msg.get("t"), str):
+    if type(msg.get("t")) is not str:
         raise WireError("envelope has no message type 't'")
     return msg
+
+
+def validate(msg: dict[str, Any], accept: frozenset[str] = KINDS) -> None:
+    """Check a decoded envelope against its kind's shape; WireError naming kind and field."""
+    kind = msg["t"]
+    fields = FIELDS.get(kind) if kind in accept else None
+    if fields is None:
+        why = "unknown" if kind not in FIELDS else "not expected here"
+        raise WireError(f"message kind {kind[:64]!r} is {why}")
+    for name, (required, check) in fields.items():
+        if name in msg:
+            expected = check(msg[name])
+            if expected is not None:
+                got = type(msg[name]).__name__
+                raise WireError(f"{kind}: field {name!r} must be {expected}, not {got}")
+        elif required:
+            raise WireError(f"{kind}: field {name!r} is missing")
+
+
+def parse(frame: bytes, accept: frozenset[str] = KINDS) -> dict[str, Any]:
+    """Decode a frame and check it (``accept``: the kinds this receiver takes)."""
+    msg = decode(frame)
+    validate(msg, accept)
+    return msg
+
+
+# -- batching ------------------------------------------------------------------------------------
+
+R = TypeVar("R", bound=Sequence[Any])
+
+
+def batches(rows: list[R]) -> Iterator[list[R]]:
+    """Puts or deliveries (rows with the payload at 1 and the meta at 2) in runs of at most
+    BATCH_BYTES, a frame each; a larger row travels alone. Most often a single run: ``rows``."""
+    if not rows:
+        return
+    start = total = 0
+    for i, row in enumerate(rows):
+        n = len(row[1]) + len(row[2])
+        if total + n > BATCH_BYTES and i > start:
+            yield rows[start:i]
+            start, total = i, 0
+        total += n
+    yield rows[start:] if start else rows

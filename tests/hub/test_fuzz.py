@@ -38,7 +38,29 @@ FRAME_LIMIT: int = next(
     if hasattr(_wire, name)
 )
 
-KINDS = ["puts", "sub", "ack", "ping", "status", "bye", "hello", "config", "control", "?", ""]
+#: Every kind of the protocol, both directions (the hub refuses those it never receives), and
+#: kinds that do not exist.
+KINDS = [*sorted(_wire.KINDS), "?", "", "x" * 300]
+#: A plausible value per field of the other kinds; each is replaced by junk half the time.
+PLAUSIBLE: dict[str, Any] = {
+    "pid": 1,
+    "loop": "x",
+    "status": {"name": "x", "replica": 0},
+    "final": False,
+    "awaiting": True,
+    "hub": "h",
+    "document": "{}",
+    "replica": 0,
+    "desired": "run",
+    "maxIterations": None,
+    "sysPath": [],
+    "logFormat": "json",
+    "logLevel": 20,
+    "cmd": "pause",
+    "items": [],
+    "error": "e",
+    "q": "fz",
+}
 NAMES = ["fz", "nope", "", "x" * 300, "good"]  # "good" only gets frames that cannot put into it
 
 
@@ -133,7 +155,8 @@ def structured(rng: random.Random) -> bytes:
             "ids": rng.choice([junk(rng), [1, 2, 3], [[1]], "abc", list(range(50))]),
         }
     else:
-        fields = {"status": junk(rng), "cmd": junk(rng)}
+        names = list(_wire.FIELDS.get(kind, {"status": None, "cmd": None}))
+        fields = {n: PLAUSIBLE[n] if rng.random() < 0.5 else junk(rng) for n in names}
     for key in list(fields):
         if rng.random() < 0.1:
             del fields[key]  # a missing field
@@ -361,3 +384,26 @@ def test_a_put_whose_meta_is_an_int_is_refused_not_expanded(
     assert hub._thread.is_alive()
     assert hub.queue_status()["fz"]["enqueued"] == 0
     assert hub.malformed == before + 1
+
+
+@pytest.mark.parametrize("kind", sorted(_wire.KINDS))
+def test_a_malformed_frame_of_every_kind_is_counted_and_the_hub_serves_on(
+    hub: Hub, dealer: Callable[[bytes], zmq.Socket[Any]], kind: str
+) -> None:
+    """Each field of the kind wrong in turn (or, for a kind without fields, the kind sent the
+    wrong way, or to the hub at all): every frame counted, none fatal."""
+    from tests.hub.test_protocol import VALID
+
+    frames = [
+        encode(kind, **{**VALID[kind], name: msgpack.ExtType(1, b"?")}) for name in VALID[kind]
+    ]
+    if kind in _wire.FROM_HUB:
+        frames.append(encode(kind, **VALID[kind]))  # the hub never receives these
+    sock = dealer(b"kinds-" + kind.encode())
+    sock.connect(hub.endpoint)
+    before = hub.malformed
+    for data in frames:
+        sock.send(data)
+    sync(sock, f"after-{kind}", hub)
+    assert hub._thread.is_alive()
+    assert hub.malformed == before + len(frames)
