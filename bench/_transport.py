@@ -10,9 +10,9 @@ import time
 
 import msgpack
 
-from ostinato._client import HubClient
-from ostinato._hub import Hub
-from ostinato._spec import QueueSpec
+from ostinato._messaging._client import HubClient
+from ostinato._messaging._hub import Hub
+from ostinato._model._spec import QueueSpec
 
 #: Puts awaiting their acknowledgement at once, as the benchmark's non-blocking writer node.
 IN_FLIGHT = 256

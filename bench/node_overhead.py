@@ -49,9 +49,9 @@ from ostinato import (
     WorkflowOrchestrator,
     load_workflow,
 )
-from ostinato._engine import HISTOGRAMS_ENV
-from ostinato._http import ObservabilityServer
-from ostinato._spec import Pool
+from ostinato._engine._loop import HISTOGRAMS_ENV
+from ostinato._model._spec import Pool
+from ostinato._observe._http import ObservabilityServer
 from ostinato.lowlevel import LoopManager, WorkflowPlan
 
 #: Blocking nodes in the chain; with the producer, node calls per iteration.

@@ -46,8 +46,8 @@ from ostinato import (
     WorkflowOrchestrator,
     load_workflow,
 )
-from ostinato._engine import HISTOGRAMS_ENV
-from ostinato._eventloop import PRECISE_TIMERS_ENV
+from ostinato._engine._eventloop import PRECISE_TIMERS_ENV
+from ostinato._engine._loop import HISTOGRAMS_ENV
 
 LOOP_NAME = "tick"
 MODULE = "bench.timing"

@@ -6,14 +6,12 @@ test_public_names.py lists both, so a change to either is deliberate.
 """
 
 import typing as _typing
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
 
-from ._builtins import CounterProducer, IntervalProducer, LogSink, SQLiteWriter
-from ._decorators import blocking, non_blocking, producer
 from ._face import adopt as _adopt
 from ._face import lazy_getattr as _lazy_getattr
-from ._nodes import (
+from ._model._builtins import CounterProducer, IntervalProducer, LogSink, SQLiteWriter
+from ._model._decorators import blocking, non_blocking, producer
+from ._model._nodes import (
     BaseNode,
     BlockingNode,
     NodeConfig,
@@ -24,17 +22,20 @@ from ._nodes import (
     ProducerExhausted,
     ProducerNode,
 )
-from ._plan import FieldError, WorkflowError, load_workflow
-from ._spec import DesiredState, Workflow
-from ._status import LoopState, LoopStatus, NodeHealth, NodeStatus, QueueStatus, WorkflowStatus
+from ._model._plan import FieldError, WorkflowError, load_workflow
+from ._model._spec import DesiredState, Workflow
+from ._model._status import (
+    LoopState,
+    LoopStatus,
+    NodeHealth,
+    NodeStatus,
+    QueueStatus,
+    WorkflowStatus,
+)
+from ._model._version import __version__
 
 if _typing.TYPE_CHECKING:
-    from ._orchestrator import WorkflowOrchestrator
-
-try:
-    __version__ = _version("ostinato")
-except _PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+    from ._hosting._orchestrator import WorkflowOrchestrator
 
 __all__ = [
     "BaseNode",
@@ -72,5 +73,7 @@ _adopt(globals(), __all__, __name__)
 # The orchestrator brings ZeroMQ: imported on first use, so validating a workflow loads none.
 if not _typing.TYPE_CHECKING:  # type checkers see the real imports above, and no catch-all
     __getattr__ = _lazy_getattr(
-        globals(), __name__, {"WorkflowOrchestrator": ("._orchestrator", "WorkflowOrchestrator")}
+        globals(),
+        __name__,
+        {"WorkflowOrchestrator": ("._hosting._orchestrator", "WorkflowOrchestrator")},
     )

@@ -15,13 +15,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._live import LiveView, wants_live_view
-from ._logs import configure_logging
-from ._plan import WorkflowError, WorkflowPlan, importable_folder, load_workflow
-from ._status import LoopState, WorkflowStatus, replica_key
+from ._model._plan import WorkflowError, WorkflowPlan, importable_folder, load_workflow
+from ._model._status import LoopState, WorkflowStatus, replica_key
+from ._model._version import __version__
+from ._observe._live import LiveView, wants_live_view
+from ._observe._logs import configure_logging
 
 if TYPE_CHECKING:
-    from ._orchestrator import WorkflowOrchestrator
+    from ._hosting._orchestrator import WorkflowOrchestrator
 
 log = logging.getLogger("ostinato.cli")
 # Loop states a run may end in and still exit 0.
@@ -50,7 +51,6 @@ def _port(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="ostinato", description="Run workflows of continuous loops of Python nodes."
@@ -256,7 +256,7 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     # Here, not at the top: the orchestrator brings ZeroMQ, which `validate` must not load.
-    from ._orchestrator import WorkflowOrchestrator
+    from ._hosting._orchestrator import WorkflowOrchestrator
 
     plan = _load_or_report(args.file)
     if plan is None:
@@ -283,14 +283,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     running.append(orchestrator)
     server = None
     if args.metrics_port:
-        from ._http import ObservabilityServer
+        from ._observe._http import ObservabilityServer
 
         try:
             server = ObservabilityServer(orchestrator, port=args.metrics_port).start()
         except OSError as exc:
             print(f"--metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
             return 1
-    from ._store import DurableStoreError
+    from ._messaging._store import DurableStoreError
 
     try:
         orchestrator.start()
@@ -372,7 +372,7 @@ def cmd_status(url: str, as_json: bool, timeout: float) -> int:
 
 
 def cmd_distributed(args: argparse.Namespace) -> int:
-    from ._distributed import run_hub, run_loop
+    from ._hosting._distributed import run_hub, run_loop
 
     # The hub runs no node and a loop only its own: neither imports the other loops' classes,
     # so a loop's image may carry nodes only that loop has.
@@ -383,8 +383,8 @@ def cmd_distributed(args: argparse.Namespace) -> int:
     configure_logging(args.log_format, logging.getLevelName(args.log_level.upper()), plan.name)
     import zmq
 
-    from ._security import CurveKeyError
-    from ._store import DurableStoreError
+    from ._messaging._security import CurveKeyError
+    from ._messaging._store import DurableStoreError
 
     if args.command == "loop" and args.loop_name not in {lp.name for lp in plan.loops}:
         print(
@@ -443,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return cmd_status(args.url, args.json, args.timeout)
     if args.command == "keys":
-        from ._security import keys_command
+        from ._messaging._security import keys_command
 
         return keys_command(args.out)
     if args.command in ("hub", "loop"):

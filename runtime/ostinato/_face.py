@@ -1,7 +1,7 @@
 """Makes the public faces (``ostinato``, ``ostinato.lowlevel``) report themselves as the home of
 what they export, and import on first use the names whose modules bring ZeroMQ.
 
-A traceback or ``repr`` then says ``ostinato.LoopState``, not ``ostinato._status.LoopState``
+A traceback or ``repr`` then says ``ostinato.LoopState``, not ``ostinato._model._status.LoopState``
 (as httpx does), so users never learn a private module's name; and validating a workflow
 imports no messaging code (tests/spec/test_no_zmq.py).
 """

@@ -8,17 +8,17 @@ workflows: the loop engine and plans, the spec's parts, the CURVE keys, the cont
 
 from typing import TYPE_CHECKING
 
-from ._engine import LoopManager
+from ._engine._loop import LoopManager
 from ._face import adopt, lazy_getattr
-from ._http import ControlReply, ControlRequest
-from ._plan import LoopPlan, WorkflowPlan, errors_from_pydantic
-from ._spec import LoopSpec, QueueSpec, ResourcesSpec, WorkflowSpec
-from ._status import MAX_ERROR_CHARS, replica_key, truncate
+from ._model._plan import LoopPlan, WorkflowPlan, errors_from_pydantic
+from ._model._spec import LoopSpec, QueueSpec, ResourcesSpec, WorkflowSpec
+from ._model._status import MAX_ERROR_CHARS, replica_key, truncate
+from ._observe._http import ControlReply, ControlRequest
 
 if TYPE_CHECKING:
-    from ._handles import LoopHandle
-    from ._security import ENV_VARS as CURVE_ENV_VARS
-    from ._security import CurveKeys, generate_keys
+    from ._hosting._handles import LoopHandle
+    from ._messaging._security import ENV_VARS as CURVE_ENV_VARS
+    from ._messaging._security import CurveKeys, generate_keys
 
 __all__ = [
     "CURVE_ENV_VARS",
@@ -47,9 +47,9 @@ if not TYPE_CHECKING:  # type checkers see the real imports above, and no catch-
         globals(),
         __name__,
         {
-            "LoopHandle": ("._handles", "LoopHandle"),
-            "CURVE_ENV_VARS": ("._security", "ENV_VARS"),
-            "CurveKeys": ("._security", "CurveKeys"),
-            "generate_keys": ("._security", "generate_keys"),
+            "LoopHandle": ("._hosting._handles", "LoopHandle"),
+            "CURVE_ENV_VARS": ("._messaging._security", "ENV_VARS"),
+            "CurveKeys": ("._messaging._security", "CurveKeys"),
+            "generate_keys": ("._messaging._security", "generate_keys"),
         },
     )

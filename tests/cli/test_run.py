@@ -360,7 +360,7 @@ def hang(folder: Path, cls: str = "Hang", **fields: Any) -> dict[str, Any]:
 
 
 def _children(parent: int) -> list[int]:
-    """PIDs of the process loops' children of `parent` (python -m ostinato._child)."""
+    """PIDs of the process loops' children of `parent` (python -m ostinato._hosting._child)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -370,7 +370,7 @@ def _children(parent: int) -> list[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"ostinato._child" in cmd:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"ostinato._hosting._child" in cmd:
             found.append(int(entry.name))
     return found
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ostinato import DesiredState, LoopState, WorkflowOrchestrator
-from ostinato._http import ObservabilityServer
+from ostinato._observe._http import ObservabilityServer
 
 WAIT = 30.0
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from ostinato._eventloop import (
+from ostinato._engine._eventloop import (
     PRECISE_TIMERS_ENV,
     PreciseEpollSelector,
     new_event_loop,
     precise_timers_enabled,
 )
-from ostinato._eventloop import run as run_precise
+from ostinato._engine._eventloop import run as run_precise
 
 from .conftest import POOLS, loop, node, workflow
 from .nodes import read
@@ -155,7 +155,7 @@ def test_timers_never_fire_early(precise: bool) -> None:
 def test_an_epoll_descriptor_select_cannot_watch_keeps_the_plain_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import ostinato._eventloop as module
+    import ostinato._engine._eventloop as module
 
     monkeypatch.setattr(module, "FD_SETSIZE", 0)
     selector = module.PreciseEpollSelector()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from ostinato._nodes import new_trace_id
+from ostinato._model._nodes import new_trace_id
 
 
 def test_trace_ids_are_16_hex_digits_and_distinct() -> None:

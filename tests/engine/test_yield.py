@@ -14,7 +14,7 @@ from ostinato import (
     ProducerNode,
     load_workflow,
 )
-from ostinato._engine import YIELD_EVERY
+from ostinato._engine._loop import YIELD_EVERY
 from ostinato.lowlevel import LoopManager
 
 N = 2000

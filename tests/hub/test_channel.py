@@ -11,10 +11,10 @@ from functools import partial
 
 import pytest
 
-from ostinato._channel import DATA_SUFFIX
-from ostinato._client import HubClient
-from ostinato._hub import Hub
-from ostinato._spec import QueueSpec
+from ostinato._messaging._channel import DATA_SUFFIX
+from ostinato._messaging._client import HubClient
+from ostinato._messaging._hub import Hub
+from ostinato._model._spec import QueueSpec
 
 from .conftest import until
 

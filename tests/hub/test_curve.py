@@ -23,7 +23,7 @@ import zmq
 from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
-from ostinato._security import (
+from ostinato._messaging._security import (
     ENV_VARS,
     ZAP_DOMAIN,
     CurveKeyError,

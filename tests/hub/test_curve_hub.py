@@ -12,10 +12,10 @@ import msgpack
 import pytest
 import zmq
 
-from ostinato._client import HubClient
-from ostinato._hub import Hub
-from ostinato._security import CurveKeys, ServerSecurity, generate_keys, load_keys
-from ostinato._spec import QueueSpec
+from ostinato._messaging._client import HubClient
+from ostinato._messaging._hub import Hub
+from ostinato._messaging._security import CurveKeys, ServerSecurity, generate_keys, load_keys
+from ostinato._model._spec import QueueSpec
 
 WAIT = 20.0
 REPO = Path(__file__).resolve().parents[2]

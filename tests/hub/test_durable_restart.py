@@ -16,7 +16,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from ostinato._client import HubClient
+from ostinato._messaging._client import HubClient
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 30.0

@@ -20,11 +20,11 @@ import msgpack
 import pytest
 import zmq
 
-from ostinato import _wire
-from ostinato._client import HubClient, Inbox
-from ostinato._hub import Hub
-from ostinato._spec import QueueSpec
-from ostinato._wire import WireError, decode, encode
+from ostinato._messaging import _wire as _wire
+from ostinato._messaging._client import HubClient, Inbox
+from ostinato._messaging._hub import Hub
+from ostinato._messaging._wire import WireError, decode, encode
+from ostinato._model._spec import QueueSpec
 
 SEED = 20240611
 FRAMES = 12_000

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from ostinato._client import HubClient, Inbox, QueueError
-from ostinato._hub import Hub
-from ostinato._spec import QueueSpec
+from ostinato._messaging._client import HubClient, Inbox, QueueError
+from ostinato._messaging._hub import Hub
+from ostinato._model._spec import QueueSpec
 
 WAIT = 10.0
 MIB = 1 << 20

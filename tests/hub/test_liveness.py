@@ -17,9 +17,9 @@ import zmq
 
 import ostinato
 from ostinato import LoopState
-from ostinato._hub import Hub
-from ostinato._spec import QueueSpec
-from ostinato._wire import encode
+from ostinato._messaging._hub import Hub
+from ostinato._messaging._wire import encode
+from ostinato._model._spec import QueueSpec
 
 from .conftest import (
     consumers,
@@ -76,10 +76,10 @@ def test_a_reader_that_stalled_past_lost_after_receives_again(run: Any, tmp_path
     )
 
 
-#: What ostinato._child.main does once its loop has ended: final status, close, os._exit.
+#: What ostinato._hosting._child.main does once its loop has ended: final status, close, os._exit.
 EXITING_CHILD = """
 import logging, os, sys
-from ostinato._client import HubClient
+from ostinato._messaging._client import HubClient
 client = HubClient(sys.argv[1], sys.argv[2].encode(), loop="x", heartbeat=0.1)
 client.status = lambda: {"state": "stopped"}
 client.start()

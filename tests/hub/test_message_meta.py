@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from ostinato import BlockingNode, NodeData, WorkflowOrchestrator
-from ostinato._queue_nodes import _source
+from ostinato._model._queue_nodes import _source
 
 from .conftest import (
     complete,

@@ -1,5 +1,5 @@
-"""The wire protocol (``ostinato._wire``): every kind named once, round-trips, and a malformed
-field gives a one-line WireError naming the kind and the field."""
+"""The wire protocol (``ostinato._messaging._wire``): every kind named once, round-trips, and a
+malformed field gives a one-line WireError naming the kind and the field."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, get_type_hints
 import msgpack
 import pytest
 
-from ostinato import _wire
-from ostinato._wire import (
+from ostinato._messaging import _wire as _wire
+from ostinato._messaging._wire import (
     BATCH_BYTES,
     FIELDS,
     FROM_HUB,

@@ -6,7 +6,7 @@ from typing import Any
 
 import ostinato
 from ostinato import LoopState, LoopStatus
-from ostinato._remote import RemoteLoops
+from ostinato._hosting._remote import RemoteLoops
 
 DOC = {
     "apiVersion": "ostinato.dev/v1alpha1",

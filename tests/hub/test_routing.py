@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from ostinato._queues import Outbox, QueueState
-from ostinato._spec import QueueSpec
-from ostinato._store import DurableStore
+from ostinato._messaging._queues import Outbox, QueueState
+from ostinato._messaging._store import DurableStore
+from ostinato._model._spec import QueueSpec
 
 W = b"writer"
 A = b"consumer-a"

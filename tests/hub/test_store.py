@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import ostinato
-from ostinato._store import SCHEMA_VERSION, DurableStore, DurableStoreError
+from ostinato._messaging._store import SCHEMA_VERSION, DurableStore, DurableStoreError
 
 RUNTIME = str(Path(ostinato.__file__).resolve().parent.parent)
 
@@ -22,7 +22,7 @@ RUNTIME = str(Path(ostinato.__file__).resolve().parent.parent)
 def child(script: str, db: Path, *, pipes: bool = False) -> subprocess.Popen[str]:
     """A Python child running ``script`` with ``DB`` set to the store's path."""
     env = {**os.environ, "PYTHONPATH": RUNTIME}
-    prelude = f"from ostinato._store import DurableStore\nDB = {str(db)!r}\n"
+    prelude = f"from ostinato._messaging._store import DurableStore\nDB = {str(db)!r}\n"
     return subprocess.Popen(
         [sys.executable, "-c", prelude + textwrap.dedent(script)],
         env=env,

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import zmq
 
-from ostinato._hub import Hub
-from ostinato._spec import QueueSpec
-from ostinato._store import DurableStore, DurableStoreError
-from ostinato._wire import decode, encode
+from ostinato._messaging._hub import Hub
+from ostinato._messaging._store import DurableStore, DurableStoreError
+from ostinato._messaging._wire import decode, encode
+from ostinato._model._spec import QueueSpec
 
 WAIT = 5.0
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ostinato import WorkflowOrchestrator
-from ostinato._http import ObservabilityServer
+from ostinato._observe._http import ObservabilityServer
 
 #: The interval loops tick every PERIOD seconds: RATE iterations per second.
 PERIOD = 0.02

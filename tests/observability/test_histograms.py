@@ -9,9 +9,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ostinato import LoopStatus, WorkflowStatus, load_workflow
-from ostinato._engine import HISTOGRAMS_ENV, MAX_SAMPLE_INTERVAL, histograms_enabled
-from ostinato._metrics import metrics_registry
-from ostinato._status import DURATION_BUCKETS_SECONDS, DurationHistogram, Durations
+from ostinato._engine._loop import HISTOGRAMS_ENV, MAX_SAMPLE_INTERVAL, histograms_enabled
+from ostinato._model._status import DURATION_BUCKETS_SECONDS, DurationHistogram, Durations
+from ostinato._observe._metrics import metrics_registry
 from ostinato.lowlevel import LoopManager
 
 N = "tests.observability.nodes:"

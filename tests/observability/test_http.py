@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ostinato import LoopState, WorkflowOrchestrator, WorkflowStatus
-from ostinato._http import ObservabilityServer
+from ostinato._observe._http import ObservabilityServer
 
 from .conftest import RATE, TICKING, N, Running, get, ticking_loop, wait_until
 from .nodes import GATES

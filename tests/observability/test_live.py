@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from ostinato import LoopState, LoopStatus, NodeHealth, NodeStatus, WorkflowStatus
-from ostinato._live import render, wants_live_view
-from ostinato._status import QueueStatus
+from ostinato._model._status import QueueStatus
+from ostinato._observe._live import render, wants_live_view
 
 WORKFLOW = """\
 apiVersion: ostinato.dev/v1alpha1

@@ -155,7 +155,7 @@ def test_text_logs_of_a_process_loop_come_out_of_the_parent(tmp_path: Path) -> N
 
 
 def test_a_childs_lines_become_records_whatever_they_hold() -> None:
-    from ostinato._logs import record_from_child
+    from ostinato._observe._logs import record_from_child
 
     line = json.dumps(
         {

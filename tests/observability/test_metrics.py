@@ -7,9 +7,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ostinato import LoopState, LoopStatus, NodeHealth, NodeStatus, WorkflowStatus
-from ostinato._http import IterationRates
-from ostinato._metrics import LOOP_STATE_VALUES, NODE_HEALTH_VALUES, metrics_registry
-from ostinato._status import QueueStatus
+from ostinato._model._status import QueueStatus
+from ostinato._observe._http import IterationRates
+from ostinato._observe._metrics import LOOP_STATE_VALUES, NODE_HEALTH_VALUES, metrics_registry
 
 
 def replica(

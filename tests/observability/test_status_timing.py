@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from ostinato import WorkflowOrchestrator
-from ostinato._http import ObservabilityServer
-from ostinato._process import ProcessLoop
+from ostinato._hosting._process import ProcessLoop
+from ostinato._observe._http import ObservabilityServer
 
 from .conftest import PERIOD, N, get, wait_until
 

@@ -10,8 +10,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from ostinato._hub import Hub as ControlServer
-from ostinato._wire import decode, encode
+from ostinato._messaging._hub import Hub as ControlServer
+from ostinato._messaging._wire import decode, encode
 
 
 def test_malformed_frames_are_dropped_counted_and_the_server_keeps_serving() -> None:

@@ -21,7 +21,9 @@ from ostinato import (
     non_blocking,
     producer,
 )
-from ostinato._plan import resolve_class
+from ostinato._model import _builtins as builtins
+from ostinato._model._nodes import is_async_callable
+from ostinato._model._plan import resolve_class
 
 from . import nodes
 from .nodes import MyConfig
@@ -69,7 +71,7 @@ def test_decorated_function_is_a_node_class(
     assert inspect.iscoroutinefunction(cls.__wrapped__) is is_async
     method = "produce" if kind is P else "process"
     assert inspect.iscoroutinefunction(getattr(cls, method)) is is_async
-    assert ostinato._nodes.is_async_callable(getattr(cls(cls.config_class()), method)) is is_async
+    assert is_async_callable(getattr(cls(cls.config_class()), method)) is is_async
     # it resolves by import path, the way a workflow document names it
     assert resolve_class(f"tests.spec.nodes:{name}") is cls
 
@@ -234,9 +236,9 @@ def test_keyword_only_parameters_do_not_count() -> None:
         pytest.param(nodes.Plain, {B}, NodeConfig, id="no-generic-argument"),
         pytest.param(nodes.Explicit, {B}, nodes.OtherConfig, id="explicit-config-class"),
         pytest.param(nodes.Outer.Inner, {B}, MyConfig, id="nested"),
-        pytest.param(ostinato.IntervalProducer, {P}, ostinato._builtins.IntervalConfig, id="ip"),
-        pytest.param(ostinato.LogSink, {B, NB}, ostinato._builtins.LogSinkConfig, id="log"),
-        pytest.param(ostinato.SQLiteWriter, {NB, B}, ostinato._builtins.SQLiteConfig, id="db"),
+        pytest.param(ostinato.IntervalProducer, {P}, builtins.IntervalConfig, id="ip"),
+        pytest.param(ostinato.LogSink, {B, NB}, builtins.LogSinkConfig, id="log"),
+        pytest.param(ostinato.SQLiteWriter, {NB, B}, builtins.SQLiteConfig, id="db"),
     ],
 )
 def test_node_class_kinds_and_config(cls: Any, kinds: set[NodeKind], config_class: type) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import ostinato
-from ostinato._document import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
+from ostinato._model._document import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = "apiVersion: ostinato.dev/v1alpha1\nkind: Workflow\n"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import ostinato
-from ostinato._plan import load_document
+from ostinato._model._plan import load_document
 
 Doc = dict[str, Any]
 Mutation = Callable[[Doc], None]

@@ -11,9 +11,9 @@ import pytest
 
 import ostinato
 from ostinato import NodeKind
-from ostinato._builtins import CounterConfig, IntervalConfig, LogSinkConfig, SQLiteConfig
-from ostinato._plan import dump_document, parse_workflow, resolve_class
-from ostinato._spec import (
+from ostinato._model._builtins import CounterConfig, IntervalConfig, LogSinkConfig, SQLiteConfig
+from ostinato._model._plan import dump_document, parse_workflow, resolve_class
+from ostinato._model._spec import (
     ErrorPolicy,
     OnFull,
     Pool,
@@ -215,7 +215,7 @@ def test_load_accepts_str_path_and_json(tmp_path: Path) -> None:
         ("LogSink", ostinato.LogSink),
         ("SQLiteWriter", ostinato.SQLiteWriter),
         ("ostinato:LogSink", ostinato.LogSink),
-        ("ostinato._builtins:IntervalProducer", ostinato.IntervalProducer),
+        ("ostinato._model._builtins:IntervalProducer", ostinato.IntervalProducer),
         ("tests.spec.nodes:Outer.Inner", nodes.Outer.Inner),
         ("tests.spec.nodes:double", nodes.double),
     ],

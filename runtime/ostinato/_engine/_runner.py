@@ -11,11 +11,11 @@ from concurrent.futures import Executor
 from time import perf_counter_ns
 from typing import Any
 
-from ._nodes import BaseNode, NodeKind, is_async_callable
-from ._plan import NodePlan
-from ._ports import Submit
-from ._spec import ErrorPolicy, OnFull, RetrySpec
-from ._status import Durations, NodeHealth, NodeStatus, truncate
+from .._model._nodes import BaseNode, NodeKind, is_async_callable
+from .._model._plan import NodePlan
+from .._model._ports import Submit
+from .._model._spec import ErrorPolicy, OnFull, RetrySpec
+from .._model._status import Durations, NodeHealth, NodeStatus, truncate
 
 log = logging.getLogger("ostinato.loop")
 

@@ -31,7 +31,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from ._status import DurationHistogram, LoopState, LoopStatus, NodeHealth, WorkflowStatus
+from .._model._status import DurationHistogram, LoopState, LoopStatus, NodeHealth, WorkflowStatus
+from .._model._version import __version__
 
 __all__ = [
     "LOOP_STATE_VALUES",
@@ -280,8 +281,6 @@ class StatusCollector:
 
     def __init__(self, status: Callable[[], WorkflowStatus], version: str | None = None) -> None:
         if version is None:
-            from . import __version__
-
             version = __version__
         self._status = status
         self._version = version

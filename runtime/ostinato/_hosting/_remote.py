@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ._spec import DesiredState
-from ._status import LoopState, LoopStatus, WorkflowStatus
-from ._wire import Kind
+from .._messaging._wire import Kind
+from .._model._spec import DesiredState
+from .._model._status import LoopState, LoopStatus, WorkflowStatus
 
 if TYPE_CHECKING:
-    from ._hub import Hub
-    from ._plan import WorkflowPlan
+    from .._messaging._hub import Hub
+    from .._model._plan import WorkflowPlan
 
 __all__ = ["RemoteLoops"]
 

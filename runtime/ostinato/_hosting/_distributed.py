@@ -12,12 +12,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ._client import HubClient
-from ._engine import LoopManager
-from ._hub import Hub, default_state_dir, lost_after
-from ._plan import WorkflowPlan
-from ._spec import DesiredState
-from ._status import LoopState, WorkflowStatus
+from .._engine._loop import LoopManager
+from .._messaging._client import HubClient
+from .._messaging._hub import Hub, default_state_dir, lost_after
+from .._model._plan import WorkflowPlan
+from .._model._spec import DesiredState
+from .._model._status import LoopState, WorkflowStatus
 
 __all__ = ["run_hub", "run_loop"]
 
@@ -36,7 +36,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def _keys(path: Path | None, insecure: bool, endpoint: str) -> Any:
-    from ._security import keys_from_env, load_keys
+    from .._messaging._security import keys_from_env, load_keys
 
     keys = load_keys(path) if path is not None else keys_from_env()
     if keys is None and endpoint.startswith("tcp://") and not insecure:
@@ -67,11 +67,11 @@ def run_hub(
 
     ctx: zmq.Context[Any] = zmq.Context.instance()
     if keys is not None:
-        from ._security import ServerSecurity
+        from .._messaging._security import ServerSecurity
 
         security = ServerSecurity(ctx, keys)
     if any(q.durable for q in plan.queues.values()):
-        from ._store import DurableStore
+        from .._messaging._store import DurableStore
 
         folder = state_dir or default_state_dir(plan.name)
         folder.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,7 @@ def run_hub(
     loops = RemoteLoops(plan, hub, lost_after=silence)
     server = None
     if http_port is not None:
-        from ._http import ObservabilityServer
+        from .._observe._http import ObservabilityServer
 
         server = ObservabilityServer(loops, host=http_host, port=http_port).start()
     stop = threading.Event()
@@ -188,7 +188,7 @@ def run_loop(
     client.start()
     server = None
     if http_port is not None:
-        from ._http import ObservabilityServer
+        from .._observe._http import ObservabilityServer
 
         server = ObservabilityServer(
             _LoopSource(plan.name, manager, client), host=http_host, port=http_port

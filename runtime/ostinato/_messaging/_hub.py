@@ -15,11 +15,11 @@ from typing import Any, cast
 
 import zmq
 
+from .._model._spec import QueueSpec
+from .._model._status import QueueStatus
 from ._channel import DATA_SUFFIX
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
-from ._spec import QueueSpec
-from ._status import QueueStatus
 from ._wire import TO_HUB, Kind, batches, encode, parse
 
 __all__ = ["Hub"]

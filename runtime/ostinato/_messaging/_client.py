@@ -18,9 +18,9 @@ from typing import Any
 
 import zmq
 
+from .._model._ports import Done, QueueError
 from ._channel import DATA_SUFFIX, DataChannel, Inbox, Pending
 from ._mailbox import Mailbox
-from ._ports import Done, QueueError
 from ._wire import FROM_HUB, Kind, WireError, encode, parse
 
 __all__ = ["HubClient", "Inbox", "QueueError"]

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import zmq
 
-from ._ports import Done, QueueError
+from .._model._ports import Done, QueueError
 from ._wire import FROM_HUB, Kind, WireError, batches, encode, parse
 
 __all__ = ["DATA_SUFFIX", "DataChannel", "Done", "Inbox", "Pending", "QueueError", "settle"]

@@ -10,13 +10,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._client import HubClient
+from .._messaging._client import HubClient
+from .._messaging._hub import Hub, default_state_dir, lost_after
+from .._model._plan import LoopPlan, WorkflowPlan, dump_document, importable_folder, load_workflow
+from .._model._spec import DesiredState, Pool
+from .._model._status import LoopState, LoopStatus, WorkflowStatus, replica_key
 from ._handles import EventLoopThread, InProcessLoop, LoopHandle
-from ._hub import Hub, default_state_dir, lost_after
-from ._plan import LoopPlan, WorkflowPlan, dump_document, importable_folder, load_workflow
 from ._process import ProcessLoop
-from ._spec import DesiredState, Pool
-from ._status import LoopState, LoopStatus, WorkflowStatus, replica_key
 
 __all__ = ["WorkflowOrchestrator"]
 
@@ -106,7 +106,7 @@ class WorkflowOrchestrator:
             q: [lp.name for lp in self.plan.loops if q in lp.reads] for q in self.plan.queues
         }
         if any(q.durable for q in queues):
-            from ._store import DurableStore
+            from .._messaging._store import DurableStore
 
             folder = Path(self._state_dir or default_state_dir(self.name))
             folder.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
 One small stdlib server per process, in daemon threads, reading the orchestrator's status
 only when asked (and once a second for the iteration rates): the loops pay nothing for it.
 
-- ``/metrics``: the Prometheus text format (see :mod:`ostinato._metrics` for the series).
+- ``/metrics``: the Prometheus text format (see :mod:`ostinato._observe._metrics` for the series).
 - ``/healthz``: ``200 ok`` while the process serves at all.
 - ``/readyz``: ``200`` once the hub is up and every loop replica has started (its state is no
   longer ``pending``); else ``503`` with a JSON ``{"ready": false, "reason": ...}``.
@@ -38,9 +38,9 @@ from urllib.parse import urlsplit
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .._model._spec import DesiredState
+from .._model._status import LoopState, WorkflowStatus
 from ._metrics import metrics_registry
-from ._spec import DesiredState
-from ._status import LoopState, WorkflowStatus
 
 __all__ = [
     "ControlReply",

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from ._client import HubClient
-from ._engine import LoopManager
-from ._eventloop import new_event_loop
-from ._plan import LoopPlan
-from ._spec import Pool
-from ._status import LoopState, LoopStatus, replica_key
+from .._engine._eventloop import new_event_loop
+from .._engine._loop import LoopManager
+from .._messaging._client import HubClient
+from .._model._plan import LoopPlan
+from .._model._spec import Pool
+from .._model._status import LoopState, LoopStatus, replica_key
 
 __all__ = ["EventLoopThread", "InProcessLoop", "LoopHandle"]
 

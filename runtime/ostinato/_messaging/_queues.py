@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._spec import QueueMode, QueueOnFull, QueueSpec
+from .._model._spec import QueueMode, QueueOnFull, QueueSpec
 
 __all__ = ["Outbox", "QueueCounters", "QueueState", "Store"]
 

@@ -16,14 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from .._model._nodes import NodeContext, NodeData, ProducerExhausted, new_trace_id
+from .._model._plan import LoopPlan, NodePlan
+from .._model._spec import ErrorPolicy, Pool
+from .._model._status import Durations, LoopState, LoopStatus, NodeHealth, truncate
+from .._observe._logs import LOG_CONTEXT
 from ._eventloop import precise_timers_enabled
 from ._eventloop import run as run_precise
-from ._logs import LOG_CONTEXT
-from ._nodes import NodeContext, NodeData, ProducerExhausted, new_trace_id
-from ._plan import LoopPlan, NodePlan
 from ._runner import NodeRunner, backoff
-from ._spec import ErrorPolicy, Pool
-from ._status import Durations, LoopState, LoopStatus, NodeHealth, truncate
 
 __all__ = ["HISTOGRAMS_ENV", "LoopManager", "histograms_enabled"]
 

@@ -11,10 +11,10 @@ import sys
 import threading
 from typing import Any
 
-from ._client import HubClient
-from ._engine import LoopManager
-from ._logs import configure_logging
-from ._plan import load_workflow
+from .._engine._loop import LoopManager
+from .._messaging._client import HubClient
+from .._model._plan import load_workflow
+from .._observe._logs import configure_logging
 
 log = logging.getLogger("ostinato.child")
 
@@ -45,7 +45,7 @@ def _watch_parent(manager: LoopManager, done: threading.Event, every: float) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ostinato._child")
+    parser = argparse.ArgumentParser(prog="python -m ostinato._hosting._child")
     parser.add_argument("--connect", required=True)
     parser.add_argument("--identity", required=True)
     parser.add_argument("--loop", required=True)

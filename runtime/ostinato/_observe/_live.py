@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from .._model._status import LoopState, NodeHealth, WorkflowStatus, replica_key
 from ._http import IterationRates
-from ._status import LoopState, NodeHealth, WorkflowStatus, replica_key
 
 __all__ = ["LiveView", "render", "wants_live_view"]
 

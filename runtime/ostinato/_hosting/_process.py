@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from .._messaging._hub import Hub
+from .._messaging._wire import Kind
+from .._model._plan import LoopPlan
+from .._model._status import LoopState, LoopStatus
+from .._observe._logs import relay_child_logs
 from ._handles import LoopHandle
-from ._hub import Hub
-from ._logs import relay_child_logs
-from ._plan import LoopPlan
-from ._status import LoopState, LoopStatus
-from ._wire import Kind
 
 __all__ = ["ProcessLoop"]
 
@@ -35,7 +35,7 @@ def describe_exit(code: int) -> str:
 
 
 class ProcessLoop(LoopHandle):
-    """A loop in a child process (``python -m ostinato._child``) of its own.
+    """A loop in a child process (``python -m ostinato._hosting._child``) of its own.
 
     The child is told everything through the control channel (the normalized document as
     JSON, never a pickle) and reports state and heartbeats back. A child that dies before it was
@@ -185,7 +185,7 @@ class ProcessLoop(LoopHandle):
         cmd = [
             sys.executable,
             "-m",
-            "ostinato._child",
+            "ostinato._hosting._child",
             "--connect",
             self._server.endpoint,
             "--identity",
@@ -196,7 +196,8 @@ class ProcessLoop(LoopHandle):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         # The child logs JSON lines to stderr; a thread re-emits them through this process's
-        # handlers (ostinato._logs), so they come out in its format, attributed to the loop.
+        # handlers (ostinato._observe._logs), so they come out in its format, attributed to
+        # the loop.
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
         assert proc.stderr is not None
         self._relay = threading.Thread(

@@ -1,0 +1,1 @@
+"""What people and Prometheus read: HTTP endpoints, metrics, logs and the live view."""
