@@ -95,9 +95,8 @@ class NodeRunner:
         self.inline = not self.is_async and not (offload and not node.run_inline)
         #: A non-blocking node that can start its side effect without a task of its own
         #: (see ``Submit``): the engine calls this instead of scheduling ``process``.
-        submitter = getattr(node, "_submitter", None)
         self.submit: Submit | None = (
-            submitter() if submitter is not None and plan.kind is NodeKind.NON_BLOCKING else None
+            node._submitter() if plan.kind is NodeKind.NON_BLOCKING else None
         )
         self._worker = worker
         self.health = NodeHealth.HEALTHY

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from ._ports import HubPort, Submit
+
 __all__ = [
     "BaseNode",
     "BlockingNode",
@@ -104,7 +106,7 @@ class NodeContext:
         paused: Callable[[], float] | None = None,
         waiter: Callable[[asyncio.Future[Any], bool, bool], Awaitable[bool]] | None = None,
         finisher: Callable[[Callable[[], None]], None] | None = None,
-        hub: Any = None,
+        hub: HubPort | None = None,
     ) -> None:
         self.workflow = workflow
         self.loop = loop
@@ -116,7 +118,7 @@ class NodeContext:
         self._paused = paused
         self._waiter = waiter
         self._finisher = finisher
-        #: The loop's connection to the messaging hub (``_client.HubClient``), when it has one.
+        #: The loop's connection to the messaging hub, when it has one (queue nodes use it).
         self.hub = hub
 
     @property
@@ -221,6 +223,12 @@ class BaseNode(Generic[C]):
 
     def on_resume(self) -> object:
         """Called when a paused loop resumes, before its next iteration."""
+        return None
+
+    def _submitter(self) -> Submit | None:
+        """The engine's fast path for a non-blocking node (see ``Submit``): a node that can start
+        its side effect without a task of its own returns how; the default cannot. Not for
+        users' nodes: the queue writer is the one that does."""
         return None
 
 
