@@ -11,6 +11,7 @@ from ._face import adopt as _adopt
 from ._face import lazy_getattr as _lazy_getattr
 from ._model._builtins import CounterProducer, IntervalProducer, LogSink, SQLiteWriter
 from ._model._decorators import blocking, non_blocking, producer
+from ._model._errors import FieldError, WorkflowError
 from ._model._nodes import (
     BaseNode,
     BlockingNode,
@@ -22,7 +23,7 @@ from ._model._nodes import (
     ProducerExhausted,
     ProducerNode,
 )
-from ._model._plan import FieldError, WorkflowError, load_workflow
+from ._model._plan import load_workflow
 from ._model._spec import DesiredState, Workflow
 from ._model._status import (
     LoopState,

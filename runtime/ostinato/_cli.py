@@ -15,7 +15,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._model._plan import WorkflowError, WorkflowPlan, importable_folder, load_workflow
+from ._model._classes import importable_folder
+from ._model._errors import WorkflowError
+from ._model._plan import WorkflowPlan, load_workflow
 from ._model._status import LoopState, WorkflowStatus, replica_key
 from ._model._version import __version__
 from ._observe._live import LiveView, wants_live_view

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from ._engine._loop import LoopManager
 from ._face import adopt, lazy_getattr
-from ._model._plan import LoopPlan, WorkflowPlan, errors_from_pydantic
+from ._model._errors import errors_from_pydantic
+from ._model._plan import LoopPlan, WorkflowPlan
 from ._model._spec import LoopSpec, QueueSpec, ResourcesSpec, WorkflowSpec
 from ._model._status import MAX_ERROR_CHARS, replica_key, truncate
 from ._observe._http import ControlReply, ControlRequest

@@ -22,8 +22,8 @@ from ostinato import (
     producer,
 )
 from ostinato._model import _builtins as builtins
+from ostinato._model._classes import resolve_class
 from ostinato._model._nodes import is_async_callable
-from ostinato._model._plan import resolve_class
 
 from . import nodes
 from .nodes import MyConfig

@@ -12,7 +12,8 @@ import pytest
 import ostinato
 from ostinato import NodeKind
 from ostinato._model._builtins import CounterConfig, IntervalConfig, LogSinkConfig, SQLiteConfig
-from ostinato._model._plan import dump_document, parse_workflow, resolve_class
+from ostinato._model._classes import resolve_class
+from ostinato._model._plan import dump_document, parse_workflow
 from ostinato._model._spec import (
     ErrorPolicy,
     OnFull,

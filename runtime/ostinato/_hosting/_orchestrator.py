@@ -12,7 +12,8 @@ from typing import Any
 
 from .._messaging._client import HubClient
 from .._messaging._hub import Hub, default_state_dir, lost_after
-from .._model._plan import LoopPlan, WorkflowPlan, dump_document, importable_folder, load_workflow
+from .._model._classes import importable_folder
+from .._model._plan import LoopPlan, WorkflowPlan, dump_document, load_workflow
 from .._model._spec import DesiredState, Pool
 from .._model._status import LoopState, LoopStatus, WorkflowStatus, replica_key
 from ._handles import EventLoopThread, InProcessLoop, LoopHandle

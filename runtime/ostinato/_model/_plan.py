@@ -2,61 +2,31 @@
 
 from __future__ import annotations
 
-import difflib
-import functools
-import importlib
 import json
-import os
-import sys
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic.alias_generators import to_camel
 
-from . import _builtins
+from ._classes import NotImported, resolve_class
 from ._document import DocumentError, check_bounds, read_document
+from ._errors import FieldError, WorkflowError, errors_from_pydantic
 from ._nodes import BaseNode, NodeConfig, NodeKind
 from ._queue_nodes import QueueConfig, QueueNode
-from ._spec import NAME_PATTERN, LoopSpec, NodeSpec, QueueSpec, Workflow
+from ._spec import LoopSpec, NodeSpec, QueueSpec, Workflow
 from ._status import replica_key
 
 __all__ = [
-    "FieldError",
     "LoopPlan",
     "NodePlan",
-    "WorkflowError",
     "WorkflowPlan",
     "build_plan",
-    "importable_folder",
     "load_document",
     "load_workflow",
     "parse_workflow",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One problem in a document: where (``spec.loops[1].nodes[0].name``) and what."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class WorkflowError(ValueError):
-    """A workflow document that cannot run; ``errors`` lists every problem found."""
-
-    def __init__(self, errors: Iterable[FieldError], source: str | None = None) -> None:
-        self.errors = list(errors)
-        self.source = source
-        head = f"{source}: " if source else ""
-        lines = "\n".join(f"  {e}" for e in self.errors)
-        super().__init__(f"{head}invalid workflow ({len(self.errors)} error(s)):\n{lines}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,121 +72,6 @@ class WorkflowPlan:
         raise KeyError(f"workflow {self.name!r} has no loop {name!r}")
 
 
-def format_loc(loc: Iterable[int | str], prefix: str = "") -> str:
-    """('spec', 'loops', 1, 'name') -> 'spec.loops[1].name'."""
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-_MESSAGES = {
-    "missing": "required field is missing",
-    "extra_forbidden": "unknown field",
-}
-
-
-def _number(value: Any) -> str:
-    # pydantic reports the bound of a float field as 0.0; documents say 0.
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    if kind in _MESSAGES:
-        return _MESSAGES[kind]
-    for key, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
-        if key in ctx and kind.endswith(("than", "than_equal")):
-            return f"must be {op} {_number(ctx[key])}"
-    if kind == "string_pattern_mismatch":
-        # Only the DNS-1123 names of the document get the friendly text; a node config's own
-        # pattern (a table name, say) is named as it is.
-        if ctx.get("pattern") == NAME_PATTERN:
-            return f"{err.get('input')!r} is not a valid name (lower-case letters, digits, '-')"
-        return f"{err.get('input')!r} does not match the pattern {ctx.get('pattern')}"
-    if kind == "too_short" and "min_length" in ctx:
-        return f"must have at least {ctx['min_length']} item(s), got {ctx.get('actual_length')}"
-    if kind == "literal_error" or kind == "enum":
-        return f"{err.get('input')!r} is not one of {ctx.get('expected', '')}"
-    if kind == "value_error":  # our own validators' words, without pydantic's prefix
-        return str(err["msg"]).removeprefix("Value error, ")
-    return str(err["msg"])
-
-
-@functools.cache
-def _schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema(by_alias=True, mode="validation")
-
-
-def _fields_at(model: type[pydantic.BaseModel], loc: Sequence[int | str]) -> list[str]:
-    """The field names (as documents spell them) of the object at ``loc`` inside ``model``."""
-    root = _schema(model)
-    defs = root.get("$defs", {})
-
-    def resolve(node: dict[str, Any]) -> dict[str, Any]:
-        while True:
-            if "$ref" in node:
-                node = defs[node["$ref"].rsplit("/", 1)[-1]]
-            elif "anyOf" in node:
-                shaped = [v for v in node["anyOf"] if v.get("type") != "null"]
-                if len(shaped) != 1:
-                    return {}
-                node = shaped[0]
-            else:
-                return node
-
-    node = resolve(root)
-    for part in loc:
-        if isinstance(part, int):
-            node = resolve(node.get("items") or {})
-        elif part in node.get("properties", {}):
-            node = resolve(node["properties"][part])
-        elif isinstance(node.get("additionalProperties"), dict):
-            node = resolve(node["additionalProperties"])
-        else:
-            return []
-    return list(node.get("properties", {}))
-
-
-def suggest_field(name: str, known: Sequence[str]) -> str | None:
-    """The known field ``name`` was probably meant as: its camelCase spelling, another case, or
-    the closest spelling (``max_iterations`` -> ``maxIterations``, ``replica`` -> ``replicas``)."""
-    for candidate in (to_camel(name), name.lower()):
-        if candidate in known and candidate != name:
-            return candidate
-    folded = {k.lower(): k for k in known}
-    if name.replace("_", "").lower() in folded:
-        return folded[name.replace("_", "").lower()]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    return close[0] if close else None
-
-
-def errors_from_pydantic(
-    exc: pydantic.ValidationError,
-    prefix: str = "",
-    model: type[pydantic.BaseModel] | None = None,
-) -> list[FieldError]:
-    """Field-named errors; with ``model`` (the one validated), an unknown field also gets the
-    known field it was probably meant as ("unknown field; did you mean maxIterations?")."""
-    out = []
-    for e in exc.errors():
-        message = _message(e)
-        loc = e["loc"]
-        if e["type"] == "extra_forbidden" and model is not None and loc:
-            known = _fields_at(model, loc[:-1])
-            meant = suggest_field(str(loc[-1]), known)
-            if meant is not None:
-                message += f"; did you mean {meant}?"
-        out.append(FieldError(format_loc(loc, prefix), message))
-    return out
-
-
 def load_document(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON workflow file into a mapping, within the bounds of _document;
     syntax errors name line and column, duplicate keys both lines."""
@@ -242,71 +97,6 @@ def parse_workflow(doc: Mapping[str, Any], source: str | None = None) -> Workflo
         return Workflow.model_validate(doc)
     except pydantic.ValidationError as exc:
         raise WorkflowError(errors_from_pydantic(exc, model=Workflow), source) from None
-
-
-class NotImported(BaseNode[NodeConfig]):
-    """Stands for a user's node class of a loop this process does not run: a hub runs no node
-    and a loop's pod runs one loop, so neither imports (nor needs the packages of) the others."""
-
-    def __init__(self, config: NodeConfig, context: Any = None) -> None:
-        raise RuntimeError("this node's class was not imported in this process (another loop's)")
-
-
-NotImported.kinds = frozenset(NodeKind)
-
-
-def importable_folder(path: str | Path) -> None:
-    """Make node modules beside a workflow file (and in the working directory) importable,
-    as they would be when running a script there; process loops inherit the same path."""
-    for folder in (str(Path(path).resolve().parent), os.getcwd()):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-
-
-def _builtin(name: str) -> type[BaseNode[Any]] | None:
-    found = getattr(_builtins, name, None)
-    if isinstance(found, type) and issubclass(found, BaseNode) and name in _builtins.__all__:
-        return found
-    return None
-
-
-def resolve_class(path: str) -> type[BaseNode[Any]]:
-    """'pkg.mod:Class' (or a built-in's name) -> the node class; ValueError says what failed."""
-    if ":" not in path:
-        found = _builtin(path)
-        if found is None:
-            raise ValueError(
-                f"{path!r} is neither 'package.module:Class' nor a built-in node "
-                f"(built-ins: {', '.join(_builtin_names())})"
-            )
-        return found
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except SystemExit as exc:  # a module that exits on import is a bad class, not our exit
-        raise ValueError(
-            f"cannot import module {module_name!r}: it called sys.exit({exc.code!r})"
-        ) from None
-    except KeyboardInterrupt:
-        raise ValueError(
-            f"cannot import module {module_name!r}: it raised KeyboardInterrupt"
-        ) from None
-    except Exception as exc:  # an import can fail in any way the module's code does
-        raise ValueError(
-            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise ValueError(f"module {module_name!r} has no attribute {attr!r}")
-    if not (isinstance(obj, type) and issubclass(obj, BaseNode)):
-        raise ValueError(f"{path!r} is not a node class (a subclass of ostinato.BaseNode)")
-    return obj
-
-
-def _builtin_names() -> list[str]:
-    return list(_builtins.__all__)
 
 
 def _plan_node(
