@@ -51,12 +51,12 @@ PLAUSIBLE: dict[str, Any] = {
     "hub": "h",
     "document": "{}",
     "replica": 0,
-    "desired": "run",
+    "desired": "running",
     "maxIterations": None,
     "sysPath": [],
     "logFormat": "json",
     "logLevel": 20,
-    "cmd": "pause",
+    "state": "paused",
     "items": [],
     "error": "e",
     "q": "fz",
@@ -155,7 +155,7 @@ def structured(rng: random.Random) -> bytes:
             "ids": rng.choice([junk(rng), [1, 2, 3], [[1]], "abc", list(range(50))]),
         }
     else:
-        names = list(_wire.FIELDS.get(kind, {"status": None, "cmd": None}))
+        names = list(_wire.FIELDS.get(kind, {"status": None, "state": None}))
         fields = {n: PLAUSIBLE[n] if rng.random() < 0.5 else junk(rng) for n in names}
     for key in list(fields):
         if rng.random() < 0.1:

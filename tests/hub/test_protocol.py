@@ -3,11 +3,12 @@ malformed field gives a one-line WireError naming the kind and the field."""
 
 from __future__ import annotations
 
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import msgpack
 import pytest
 
+from ostinato import DesiredState
 from ostinato._messaging import _wire as _wire
 from ostinato._messaging._wire import (
     BATCH_BYTES,
@@ -59,13 +60,13 @@ VALID: dict[str, dict[str, Any]] = {
         "document": "{}",
         "loop": "a",
         "replica": 0,
-        "desired": "run",
+        "desired": "paused",
         "maxIterations": None,
         "sysPath": ["/x"],
         "logFormat": "text",
         "logLevel": 20,
     },
-    "control": {"cmd": "pause"},
+    "control": {"state": "paused"},
     "msgs": {"q": "q", "items": [[7, b"payload", b"meta", False], [8, b"", b"", True]]},
     "acks": {"items": [["q", 1], ["q", 2, "refused"]]},
     "error": {"q": "q", "error": "no queue 'q' in this workflow"},
@@ -122,6 +123,23 @@ def test_a_kind_sent_the_wrong_way_or_unknown_is_refused() -> None:
         parse(encode("nope"))
 
 
+#: Fields that carry a desired state: a string, one of DesiredState's values.
+STATE_FIELDS = ("state", "desired")
+
+
+def test_desired_states_on_the_wire_are_the_spec_s_vocabulary() -> None:
+    """One vocabulary end to end: the spec, POST /control, the status and the wire."""
+    assert set(get_args(_wire.State)) == {s.value for s in DesiredState}
+    for state in DesiredState:
+        assert parse(encode(Kind.CONTROL, state=state.value), FROM_HUB)["state"] == state
+        config = {**VALID["config"], "desired": state.value}
+        assert parse(encode(Kind.CONFIG, **config), FROM_HUB)["desired"] == state
+    with pytest.raises(
+        WireError, match=r"^control: field 'state' must be 'running' or 'paused' or 'stopped'"
+    ):
+        parse(encode(Kind.CONTROL, state="resume"), FROM_HUB)
+
+
 #: For every kind with fields: (field, a wrong value, what the error says it must be).
 NOT_INT = [None, "1", 1.5, True, b"1", [1], {"a": 1}]
 NOT_STR = [None, 1, b"q", ["q"], {"q": 1}, True]
@@ -135,7 +153,7 @@ def _bad_values() -> list[tuple[str, str, Any]]:
             good = VALID[kind][name]
             if good is None:  # maxIterations: an int or nil
                 bad = ["3", 1.5, True, [1]]
-            elif isinstance(good, str) and name != "cmd":
+            elif isinstance(good, str) and name not in STATE_FIELDS:
                 bad = NOT_STR
             elif type(good) is int:
                 bad = NOT_INT
@@ -162,8 +180,13 @@ def _bad_values() -> list[tuple[str, str, Any]]:
         ("sub", "credit", float("inf")),
         ("config", "sysPath", ["a", 1]),
         ("config", "maxIterations", "3"),
-        ("control", "cmd", "explode"),
-        ("control", "cmd", 1),
+        ("control", "state", "explode"),
+        ("control", "state", 1),
+        # The words of the old commands are not states.
+        ("control", "state", "pause"),
+        ("control", "state", "resume"),
+        ("control", "state", "stop"),
+        ("config", "desired", "run"),
         ("msgs", "items", [[1, b"p", b"m"]]),
         ("msgs", "items", [[1, b"p", b"m", 1]]),
         ("msgs", "items", [[1, b"p", None, False]]),

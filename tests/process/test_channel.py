@@ -53,9 +53,9 @@ def test_malformed_frames_are_dropped_counted_and_the_server_keeps_serving() -> 
         good.send(encode("hello", pid=1, loop="good"))
         assert got.wait(10)
         assert received[0]["t"] == "hello"
-        server.send(b"good", "control", cmd="pause")
+        server.send(b"good", "control", state="paused")
         assert good.poll(10_000)
-        assert decode(good.recv()) == {"v": 1, "t": "control", "cmd": "pause"}
+        assert decode(good.recv()) == {"v": 1, "t": "control", "state": "paused"}
         assert end.wait(10)
         # Every bad frame was counted (random bytes decode as a valid envelope only by luck).
         assert server.malformed >= len(frames) - 5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import math
 import os
@@ -18,7 +17,7 @@ from typing import Any
 
 from .._model._nodes import NodeContext, NodeData, ProducerExhausted, new_trace_id
 from .._model._plan import LoopPlan, NodePlan
-from .._model._spec import ErrorPolicy, Pool
+from .._model._spec import DesiredState, ErrorPolicy, Pool
 from .._model._status import Durations, LoopState, LoopStatus, NodeHealth, truncate
 from .._observe._logs import LOG_CONTEXT
 from ._eventloop import precise_timers_enabled
@@ -67,12 +66,6 @@ YIELD_EVERY = 32
 YIELD_AFTER_NS = 200_000
 
 
-class _Desired(enum.Enum):
-    RUN = "run"
-    PAUSE = "pause"
-    STOP = "stop"
-
-
 class LoopManager:
     """Runs one loop: calls the producer, then the chain, iteration after iteration.
 
@@ -103,14 +96,18 @@ class LoopManager:
         self.pool = pool or plan.spec.pool
         self.max_iterations = max_iterations or plan.spec.max_iterations
         self.log = logging.getLogger(f"ostinato.loop.{plan.name}")
-        self._on_change = on_change
+        #: Called on every state change (a hub connection sends the status at once).
+        self.on_change = on_change
         self._cond = threading.Condition()
         self._watchers = 0
         self._notified = 0.0
         self._state = LoopState.PENDING
         self._reason: str | None = None
         self._last_error: str | None = None
-        self._desired = _Desired.RUN
+        self._desired = DesiredState.RUNNING
+        #: What was last asked from outside (set_desired): the status's desired_state. Unlike
+        #: _desired, a pause or stop of the loop's own (onError, the breaker) leaves it be.
+        self._asked = DesiredState.RUNNING
         self._pause_reason: str | None = None
         #: Why the loop was told to stop, when a node's onError did it; shown in the reason.
         self._stop_cause: str | None = None
@@ -151,27 +148,44 @@ class LoopManager:
 
     # -- control, from any thread --------------------------------------------------------------
 
+    def set_desired(self, state: DesiredState, reason: str | None = None) -> None:
+        """Ask the loop to run, pause or stop (``reason``: why it pauses, shown in its status).
+        What was asked is reported as the status's ``desired_state``; a loop that was asked to
+        stop takes no further request."""
+        if state is DesiredState.PAUSED and reason is None:
+            reason = "paused by request"
+        self._request(state, reason, asked=True)
+
     def pause(self, reason: str = "paused by request") -> None:
-        self._request(_Desired.PAUSE, reason)
+        self.set_desired(DesiredState.PAUSED, reason)
 
     def resume(self) -> None:
-        self._request(_Desired.RUN, None)
+        self.set_desired(DesiredState.RUNNING)
 
     def stop(self) -> None:
-        self._request(_Desired.STOP, None)
+        self.set_desired(DesiredState.STOPPED)
 
-    def _request(self, desired: _Desired, reason: str | None) -> int:
+    @property
+    def desired(self) -> DesiredState:
+        """The state the loop heads for now: what was asked, or a pause or stop of its own (an
+        error policy, the circuit breaker)."""
+        return self._desired
+
+    def _request(self, desired: DesiredState, reason: str | None, asked: bool = False) -> int:
+        """``asked``: a request from outside (kept as ``desired_state``), not the loop's own."""
         with self._cond:
-            if self._desired is _Desired.STOP:
+            if self._desired is DesiredState.STOPPED:
                 return self._token
             self._desired = desired
+            if asked:
+                self._asked = desired
             self._token += 1
             token = self._token
-            if desired is _Desired.PAUSE:
+            if desired is DesiredState.PAUSED:
                 self._pause_reason = reason
-            elif desired is _Desired.STOP:
+            elif desired is DesiredState.STOPPED:
                 self._stop_cause = reason
-        if desired is _Desired.STOP:
+        if desired is DesiredState.STOPPED:
             self._stop_signal.set()
         loop = self._loop
         if loop is not None:
@@ -180,11 +194,11 @@ class LoopManager:
         return token
 
     def _poke(self) -> None:
-        stop = self._desired is _Desired.STOP
+        stop = self._desired is DesiredState.STOPPED
         if stop:
             self._settle_submitted()
         if self._owned:
-            pause = self._desired is _Desired.PAUSE
+            pause = self._desired is DesiredState.PAUSED
             for fut, stop_only in list(self._owned.items()):
                 if stop or (pause and not stop_only):
                     _resolve(fut, False)
@@ -204,6 +218,7 @@ class LoopManager:
             replica=self.replica,
             pool=self.pool.value,
             state=self._state,
+            desired_state=self._asked,
             reason=self._reason,
             iterations=self.iterations,
             failed_iterations=self.failed_iterations,
@@ -239,8 +254,9 @@ class LoopManager:
             self._reason = reason
             self._cond.notify_all()
         self.log.info("%s%s", state.value, f" ({reason})" if reason else "")
-        if self._on_change is not None:
-            self._on_change(self)
+        on_change = self.on_change
+        if on_change is not None:
+            on_change(self)
 
     def _notify(self) -> None:
         with self._cond:
@@ -268,7 +284,7 @@ class LoopManager:
         return False
 
     async def _producer_sleep(self, delay: float) -> bool:
-        return await self._sleep(delay, lambda: self._desired is not _Desired.RUN)
+        return await self._sleep(delay, lambda: self._desired is not DesiredState.RUNNING)
 
     async def _wait_waker(self) -> None:
         waker: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -288,8 +304,8 @@ class LoopManager:
         ``owned``: then an interruption resolves it with False (see ``NodeContext.wait``)."""
 
         def interrupted() -> bool:
-            return self._desired is _Desired.STOP or (
-                not stop_only and self._desired is _Desired.PAUSE
+            return self._desired is DesiredState.STOPPED or (
+                not stop_only and self._desired is DesiredState.PAUSED
             )
 
         if owned:
@@ -421,7 +437,7 @@ class LoopManager:
         limit = self.max_iterations
         # The hot loop: constants as locals, because in Python 3.11 an enum member lookup
         # such as NodeHealth.HEALTHY costs 0.1-0.2 µs and it ran once per node call.
-        run, stop = _Desired.RUN, _Desired.STOP
+        run, stop = DesiredState.RUNNING, DesiredState.STOPPED
         healthy, keep_going = NodeHealth.HEALTHY, ErrorPolicy.CONTINUE
         node_data, now, trace_id = NodeData, time.time, new_trace_id
         while True:
@@ -573,7 +589,7 @@ class LoopManager:
         self._consecutive_failures = 0
         reason = f"circuit open after {failures} failed iterations; retry in {cooldown:g}s"
         self.log.warning("%s", reason)
-        token = self._request(_Desired.PAUSE, reason)
+        token = self._request(DesiredState.PAUSED, reason)
         assert self._loop is not None
         self._loop.call_later(cooldown, self._close_breaker, token)
 
@@ -582,18 +598,18 @@ class LoopManager:
             if self._token != token:  # someone paused, resumed or stopped since: theirs wins
                 return
         self.log.info("circuit half-open: resuming")
-        self.resume()
+        self._request(DesiredState.RUNNING, None)
 
     async def _paused(self) -> None:
         await self._hooks("on_pause")
         self._set_state(LoopState.PAUSED, self._pause_reason)
         since = time.monotonic()
-        while self._desired is _Desired.PAUSE:
+        while self._desired is DesiredState.PAUSED:
             if self._reason != self._pause_reason:  # paused again, for another reason
                 self._set_state(LoopState.PAUSED, self._pause_reason)
             await self._wait_waker()
         self._paused_total += time.monotonic() - since
-        if self._desired is _Desired.RUN:
+        if self._desired is DesiredState.RUNNING:
             await self._hooks("on_resume")
             self._set_state(LoopState.RUNNING)
 
@@ -616,7 +632,7 @@ class LoopManager:
             r.retrying(exc, attempt)
             attempt += 1
             if not await self._sleep(
-                backoff(r.retry, attempt - 1), lambda: self._desired is _Desired.STOP
+                backoff(r.retry, attempt - 1), lambda: self._desired is DesiredState.STOPPED
             ):
                 break
             try:
@@ -635,14 +651,12 @@ class LoopManager:
         node's lastError, where the loop's status would hide it)."""
         self._last_error = f"{r.name}: {r.last_error}"
         if policy is ErrorPolicy.PAUSE_LOOP:
-            self._request(
-                _Desired.PAUSE, f"paused by node {r.name!r} (onError: pauseLoop): {r.last_error}"
-            )
+            why = f"paused by node {r.name!r} (onError: pauseLoop): {r.last_error}"
+            self._request(DesiredState.PAUSED, why)
         elif policy is ErrorPolicy.STOP_LOOP:
             self.log.warning("stopping: node %r failed (onError=stopLoop)", r.name)
-            self._request(
-                _Desired.STOP, f"stopped by node {r.name!r} (onError: stopLoop): {r.last_error}"
-            )
+            why = f"stopped by node {r.name!r} (onError: stopLoop): {r.last_error}"
+            self._request(DesiredState.STOPPED, why)
 
     # -- non-blocking side effects -------------------------------------------------------------
 
@@ -658,7 +672,7 @@ class LoopManager:
         while r.in_flight >= r.max_in_flight:
             timer = None
             waiter: asyncio.Future[bool] = loop.create_future()
-            if self._desired is _Desired.STOP:
+            if self._desired is DesiredState.STOPPED:
                 if deadline is None:
                     deadline = loop.time() + self.plan.spec.drain_timeout_seconds
                 if loop.time() >= deadline:
@@ -746,7 +760,7 @@ class LoopManager:
         elif not isinstance(error, Exception):  # cancelled: neither done nor failed
             self._abandoned += 1
             self._account(r, None, 0, abandoned=True)
-        elif r.retry.max_attempts > 1 and self._desired is not _Desired.STOP:
+        elif r.retry.max_attempts > 1 and self._desired is not DesiredState.STOPPED:
             task = asyncio.get_running_loop().create_task(self._effect_async(r, data, error))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -782,7 +796,7 @@ class LoopManager:
         if failed is not None:
             r.log_retry(failed, attempt)
             if not await self._sleep(
-                backoff(r.retry, attempt), lambda: self._desired is _Desired.STOP
+                backoff(r.retry, attempt), lambda: self._desired is DesiredState.STOPPED
             ):
                 self._account(r, failed, 0)
                 return
@@ -801,7 +815,7 @@ class LoopManager:
                 break
             r.log_retry(error, attempt)
             if not await self._sleep(
-                backoff(r.retry, attempt), lambda: self._desired is _Desired.STOP
+                backoff(r.retry, attempt), lambda: self._desired is DesiredState.STOPPED
             ):
                 break
             attempt += 1
@@ -838,7 +852,7 @@ class LoopManager:
             self._drain_waiter.set_result(None)
 
     async def _drain(self, limit: float) -> None:
-        if self._desired is _Desired.STOP:  # else (the producer is done) wait for them
+        if self._desired is DesiredState.STOPPED:  # else (the producer is done) wait for them
             self._settle_submitted()
         if self._pending:
             self.log.info("draining %d non-blocking call(s)", self._pending)

@@ -9,29 +9,18 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
 
 from .._engine._loop import LoopManager
 from .._messaging._client import HubClient
 from .._model._plan import load_workflow
+from .._model._spec import DesiredState
 from .._observe._logs import configure_logging
+from ._replica import attach
 
 log = logging.getLogger("ostinato.child")
 
 #: How long a child waits for its configuration before it gives up, seconds.
 CONFIG_TIMEOUT_SECONDS = 30.0
-
-
-def _control(manager: LoopManager, msg: dict[str, Any]) -> None:
-    cmd = msg.get("cmd")
-    if cmd == "pause":
-        manager.pause()
-    elif cmd == "resume":
-        manager.resume()
-    elif cmd == "stop":
-        manager.stop()
-    else:
-        log.warning("ignored control command %r", cmd)
 
 
 def _watch_parent(manager: LoopManager, done: threading.Event, every: float) -> None:
@@ -68,18 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         loop_plan,
         workflow=plan.name,
         max_iterations=config.get("maxIterations"),
-        on_change=lambda _m: client.send_status(),
         hub=client,
         replica=int(config.get("replica", 0)),
     )
-    if config.get("desired") == "pause":
-        manager.pause()
-    elif config.get("desired") == "stop":
-        manager.stop()
+    attach(manager, client, desired=DesiredState(config["desired"]))
     signal.signal(signal.SIGTERM, lambda *_: manager.stop())
     client.heartbeat = loop_plan.spec.heartbeat_seconds
-    client.status = lambda: manager.status().model_dump(mode="json")
-    client.on_control = lambda msg: _control(manager, msg)
     client.start()
     done = threading.Event()
     threading.Thread(

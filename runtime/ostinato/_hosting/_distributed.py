@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import threading
-import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -18,6 +17,7 @@ from .._messaging._hub import Hub, default_state_dir, lost_after
 from .._model._plan import WorkflowPlan
 from .._model._spec import DesiredState
 from .._model._status import LoopState, WorkflowStatus
+from ._replica import attach, replica_identity
 
 __all__ = ["run_hub", "run_loop"]
 
@@ -144,47 +144,24 @@ def run_loop(
     /status."""
     keys = _keys(keys_path, insecure, hub)
     loop_plan = plan.loop(loop)
-    identity = f"{loop}/{replica}/{uuid.uuid4().hex[:12]}".encode()
     client = HubClient(
-        hub, identity, loop=loop, keys=keys, heartbeat=loop_plan.spec.heartbeat_seconds
+        hub,
+        replica_identity(loop, replica),
+        loop=loop,
+        keys=keys,
+        heartbeat=loop_plan.spec.heartbeat_seconds,
     )
     manager = LoopManager(
         loop_plan,
         workflow=plan.name,
         max_iterations=max_iterations,
-        on_change=lambda _m: client.send_status(),
         hub=client,
         replica=replica,
     )
-    client.status = lambda: manager.status().model_dump(mode="json")
-    actions = {"pause": manager.pause, "resume": manager.resume, "stop": manager.stop}
-
-    def on_control(msg: dict[str, Any]) -> None:
-        client.awaiting = False
-        actions.get(str(msg.get("cmd")), lambda: None)()
-
-    client.on_control = on_control
     # The hub keeps the desired state (a POST /control may have paused the loop since the spec
-    # was written): wait at the first boundary until it says it, so a restarted replica of a
-    # paused loop runs not one iteration. A hub that never answers (an older one) leaves the
-    # spec's desired state in force after HUB_WORD_TIMEOUT_SECONDS.
-    client.awaiting = True
-    manager.pause("waiting for the hub's desired state")
+    # was written); a hub that never says it (an older one) leaves the spec's in force.
     spec_desired = DesiredState.combine(plan.workflow.spec.state, loop_plan.spec.state)
-
-    def fallback() -> None:
-        if client.awaiting:
-            client.awaiting = False
-            log.warning("no desired state from the hub: applying the spec's (%s)", spec_desired)
-            {
-                DesiredState.RUNNING: manager.resume,
-                DesiredState.PAUSED: lambda: manager.pause("paused by the spec"),
-                DesiredState.STOPPED: manager.stop,
-            }[spec_desired]()
-
-    timer = threading.Timer(HUB_WORD_TIMEOUT_SECONDS, fallback)
-    timer.daemon = True
-    timer.start()
+    attach(manager, client, desired=spec_desired, ask_hub=HUB_WORD_TIMEOUT_SECONDS)
     client.start()
     server = None
     if http_port is not None:

@@ -14,8 +14,9 @@ from .._engine._eventloop import new_event_loop
 from .._engine._loop import LoopManager
 from .._messaging._client import HubClient
 from .._model._plan import LoopPlan
-from .._model._spec import Pool
+from .._model._spec import DesiredState, Pool
 from .._model._status import LoopState, LoopStatus, replica_key
+from ._replica import attach
 
 __all__ = ["EventLoopThread", "InProcessLoop", "LoopHandle"]
 
@@ -36,14 +37,20 @@ class LoopHandle(abc.ABC):
     @abc.abstractmethod
     def start(self) -> None: ...
     @abc.abstractmethod
+    def set_desired(self, state: DesiredState) -> None:
+        """Ask the loop to run, pause or stop from its next iteration boundary (does not
+        wait); a loop asked to stop takes no further request."""
+
     def pause(self) -> None:
         """Ask the loop to pause at its next iteration boundary."""
+        self.set_desired(DesiredState.PAUSED)
 
-    @abc.abstractmethod
-    def resume(self) -> None: ...
-    @abc.abstractmethod
+    def resume(self) -> None:
+        self.set_desired(DesiredState.RUNNING)
+
     def stop(self) -> None:
         """Ask the loop to finish its iteration, drain, tear down and stop (does not wait)."""
+        self.set_desired(DesiredState.STOPPED)
 
     @abc.abstractmethod
     def status(self) -> LoopStatus: ...
@@ -111,6 +118,8 @@ class InProcessLoop(LoopHandle):
         self.manager = LoopManager(
             plan, workflow=workflow, max_iterations=max_iterations, hub=hub, replica=replica
         )
+        if hub is not None:
+            attach(self.manager, hub)
         self._event_loop = event_loop
         self._finished = threading.Event()
         if (event_loop is None) != (plan.spec.pool is not Pool.ASYNCIO):
@@ -118,7 +127,6 @@ class InProcessLoop(LoopHandle):
 
     def start(self) -> None:
         if self.hub is not None:
-            self.hub.status = lambda: self.manager.status().model_dump(mode="json")
             self.hub.start()
         if self._event_loop is None:
             threading.Thread(
@@ -146,14 +154,8 @@ class InProcessLoop(LoopHandle):
             self._finished.set()
         self.manager._notify()
 
-    def pause(self) -> None:
-        self.manager.pause()
-
-    def resume(self) -> None:
-        self.manager.resume()
-
-    def stop(self) -> None:
-        self.manager.stop()
+    def set_desired(self, state: DesiredState) -> None:
+        self.manager.set_desired(state)
 
     def status(self) -> LoopStatus:
         return self.manager.status()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +17,7 @@ from .._model._spec import DesiredState, Pool
 from .._model._status import LoopState, LoopStatus, WorkflowStatus, replica_key
 from ._handles import EventLoopThread, InProcessLoop, LoopHandle
 from ._process import ProcessLoop
+from ._replica import replica_identity
 
 __all__ = ["WorkflowOrchestrator"]
 
@@ -135,10 +135,9 @@ class WorkflowOrchestrator:
             event_loop = self._event_loops[key]
         client = None
         if plan.reads or plan.writes:
-            identity = f"{plan.name}/{replica}/{uuid.uuid4().hex[:12]}".encode()
             client = HubClient(
                 self.hub.inproc,
-                identity,
+                replica_identity(plan.name, replica),
                 loop=plan.name,
                 ctx=self.hub.ctx,
                 heartbeat=plan.spec.heartbeat_seconds,

@@ -9,16 +9,17 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from .._messaging._hub import Hub
 from .._messaging._wire import Kind
 from .._model._plan import LoopPlan
+from .._model._spec import DesiredState
 from .._model._status import LoopState, LoopStatus
 from .._observe._logs import relay_child_logs
 from ._handles import LoopHandle
+from ._replica import replica_identity
 
 __all__ = ["ProcessLoop"]
 
@@ -59,7 +60,7 @@ class ProcessLoop(LoopHandle):
         self._log_format = log_format
         self._cond = threading.Condition()
         self._status = LoopStatus(name=plan.name, replica=replica, pool=plan.spec.pool.value)
-        self._desired = "run"
+        self._desired = DesiredState.RUNNING
         self._stop = threading.Event()
         self._finished = False
         self._identity = b""
@@ -79,24 +80,18 @@ class ProcessLoop(LoopHandle):
     def start(self) -> None:
         self._thread.start()
 
-    def _command(self, cmd: str) -> None:
+    def set_desired(self, state: DesiredState) -> None:
+        """Kept for every process this loop has (a restarted child starts in it) and sent to
+        the one it has now."""
         with self._cond:
-            if self._desired == "stop":
+            if self._desired is DesiredState.STOPPED:
                 return
-            self._desired = {"pause": "pause", "resume": "run", "stop": "stop"}[cmd]
+            self._desired = state
             identity = self._identity
         if identity:
-            self._server.send(identity, Kind.CONTROL, cmd=cmd)
-
-    def pause(self) -> None:
-        self._command("pause")
-
-    def resume(self) -> None:
-        self._command("resume")
-
-    def stop(self) -> None:
-        self._command("stop")
-        self._stop.set()
+            self._server.send(identity, Kind.CONTROL, state=state.value)
+        if state is DesiredState.STOPPED:
+            self._stop.set()
 
     def abort(self) -> None:
         """End the child now, without draining, and never restart it (a second Ctrl-C: no
@@ -113,20 +108,18 @@ class ProcessLoop(LoopHandle):
     # -- observation ---------------------------------------------------------------------------
 
     def status(self) -> LoopStatus:
-        """The child's last report; a child that stopped reporting (hung, stopped by a
+        """The child's last report, with the desired state asked of this handle (known here
+        before the child hears it); a child that stopped reporting (hung, stopped by a
         signal) is shown as ``error`` with reason "lost" until it reports again."""
         with self._cond:
-            status, last = self._status, self._last_report
+            status, last, desired = self._status, self._last_report, self._desired
+        update: dict[str, Any] = {"desired_state": desired}
         if last is not None and status.state in (LoopState.RUNNING, LoopState.PAUSED):
             silent = time.monotonic() - last
             if silent > self._lost_after:
-                return status.model_copy(
-                    update={
-                        "state": LoopState.ERROR,
-                        "reason": f"lost: no heartbeat for {silent:.1f}s",
-                    }
-                )
-        return status
+                update["state"] = LoopState.ERROR
+                update["reason"] = f"lost: no heartbeat for {silent:.1f}s"
+        return status.model_copy(update=update)
 
     @property
     def done(self) -> bool:
@@ -159,7 +152,7 @@ class ProcessLoop(LoopHandle):
                 document=self._document,
                 loop=self.name,
                 replica=self.replica,
-                desired=desired,
+                desired=desired.value,
                 maxIterations=self._max_iterations,
                 sysPath=sys.path,
                 logFormat=self._log_format,
@@ -180,7 +173,7 @@ class ProcessLoop(LoopHandle):
     def _spawn(self) -> subprocess.Popen[bytes]:
         self._final = False
         self._last_report = None
-        self._identity = f"{self.name}/{self.replica}/{uuid.uuid4().hex[:12]}".encode()
+        self._identity = replica_identity(self.name, self.replica)
         self._server.register(self._identity, self._on_message)
         cmd = [
             sys.executable,

@@ -30,13 +30,6 @@ __all__ = ["RemoteLoops"]
 
 log = logging.getLogger("ostinato.hub.loops")
 
-#: Commands that move a replica towards each desired state.
-_COMMAND = {
-    DesiredState.RUNNING: "resume",
-    DesiredState.PAUSED: "pause",
-    DesiredState.STOPPED: "stop",
-}
-
 
 @dataclass
 class _Replica:
@@ -111,7 +104,7 @@ class RemoteLoops:
         if msg.get("awaiting"):
             # A replica that (re)started waits at its first boundary for our word: resume
             # included, which is safe here as nothing of its own (a breaker) paused it yet.
-            self.hub.send(identity, Kind.CONTROL, cmd=_COMMAND[desired])
+            self._tell(identity, desired)
             return
         self._enforce(identity, status, desired)
 
@@ -120,14 +113,14 @@ class RemoteLoops:
         told again (it may have restarted). Resume is only sent when asked for, so that a
         loop paused by its own error policy or circuit breaker is not resumed behind its back."""
         state = status.state
-        if desired is DesiredState.PAUSED and state in (LoopState.PENDING, LoopState.RUNNING):
-            self.hub.send(identity, Kind.CONTROL, cmd="pause")
-        elif desired is DesiredState.STOPPED and state not in (
-            LoopState.STOPPING,
-            LoopState.STOPPED,
-            LoopState.FINISHED,
+        if (desired is DesiredState.PAUSED and state in (LoopState.PENDING, LoopState.RUNNING)) or (
+            desired is DesiredState.STOPPED
+            and state not in (LoopState.STOPPING, LoopState.STOPPED, LoopState.FINISHED)
         ):
-            self.hub.send(identity, Kind.CONTROL, cmd="stop")
+            self._tell(identity, desired)
+
+    def _tell(self, identity: bytes, desired: DesiredState) -> None:
+        self.hub.send(identity, Kind.CONTROL, state=desired.value)
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -148,7 +141,7 @@ class RemoteLoops:
                 self._desired[name] = state
             targets = [r.identity for (name, _), r in self._replicas.items() if name in names]
         for identity in targets:
-            self.hub.send(identity, Kind.CONTROL, cmd=_COMMAND[state])
+            self._tell(identity, state)
         log.info("desired state of %s: %s", loop or "every loop", state.value)
         return self.desired()
 

@@ -19,6 +19,7 @@ from typing import Any
 import zmq
 
 from .._model._ports import Done, QueueError
+from .._model._spec import DesiredState
 from ._channel import DATA_SUFFIX, DataChannel, Inbox, Pending
 from ._mailbox import Mailbox
 from ._wire import FROM_HUB, Kind, WireError, encode, parse
@@ -68,7 +69,8 @@ class HubClient:
         self.sock = self._socket(identity, endpoint, keys)
         self.data = DataChannel(self._socket(identity + DATA_SUFFIX, endpoint, keys), loop)
         self.mailbox = Mailbox(self.ctx)
-        self.on_control: Callable[[dict[str, Any]], None] | None = None
+        #: Called on the I/O thread with the desired state of every control message.
+        self.on_control: Callable[[DesiredState], None] | None = None
         self.status: Callable[[], dict[str, Any]] | None = None
         self.hub_id: str | None = None
         #: Set once the loop has ended: the last heartbeat then says its status is final.
@@ -372,8 +374,8 @@ class HubClient:
             self.hub_id = hub
         elif kind == Kind.CONTROL and self.on_control is not None:
             try:
-                self.on_control(msg)
+                self.on_control(DesiredState(msg["state"]))
             except Exception:
-                log.exception("control command %r of loop %r failed", msg["cmd"], self.loop)
+                log.exception("desired state %r of loop %r not applied", msg["state"], self.loop)
         elif kind == Kind.ERROR:
             log.error("hub: %s", msg["error"])

@@ -17,6 +17,8 @@ from typing import Any, Final, Literal, TypedDict, TypeVar
 
 import msgpack
 
+from .._model._spec import DesiredState
+
 __all__ = [
     "BATCH_BYTES",
     "FIELDS",
@@ -86,7 +88,9 @@ class Kind:
 PutItem = tuple[int, bytes, bytes]
 Delivery = tuple[int, bytes, bytes, bool]
 PutAck = tuple[str, int] | tuple[str, int, str]
-Command = Literal["pause", "resume", "stop"]
+#: A desired state on the wire: a :class:`DesiredState` value, the vocabulary of the spec,
+#: POST /control and the status.
+State = Literal["running", "paused", "stopped"]
 
 
 class Hello(TypedDict):
@@ -137,7 +141,7 @@ class Config(TypedDict):
     document: str  # the normalized workflow document, as JSON
     loop: str
     replica: int
-    desired: str
+    desired: State  # the state the loop starts in
     maxIterations: int | None
     sysPath: list[str]
     logFormat: str
@@ -145,7 +149,7 @@ class Config(TypedDict):
 
 
 class Control(TypedDict):
-    cmd: Command
+    state: State  # what the loop is asked to do from its next iteration boundary
 
 
 class Msgs(TypedDict):
@@ -300,6 +304,7 @@ _STR = _exact(str, "a string")
 _INT = _exact(int, "an int")
 _BOOL = _exact(bool, "a bool")
 _MAP = _exact(dict, "a map")
+_STATE = _one_of(*(s.value for s in DesiredState))
 
 #: Per kind, its fields: name → (required, check). Kept equal to SHAPES by the tests.
 FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
@@ -323,13 +328,13 @@ FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
         "document": (True, _STR),
         "loop": (True, _STR),
         "replica": (True, _INT),
-        "desired": (True, _STR),
+        "desired": (True, _STATE),
         "maxIterations": (True, _optional(_INT)),
         "sysPath": (True, _list_of(str, "strings")),
         "logFormat": (True, _STR),
         "logLevel": (True, _INT),
     },
-    Kind.CONTROL: {"cmd": (True, _one_of("pause", "resume", "stop"))},
+    Kind.CONTROL: {"state": (True, _STATE)},
     Kind.MSGS: {
         "q": (True, _STR),
         "items": (True, _delivery_rows),

@@ -8,6 +8,8 @@ from bisect import bisect_left
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ._spec import DesiredState
+
 __all__ = [
     "DURATION_BUCKETS_SECONDS",
     "MAX_ERROR_CHARS",
@@ -149,6 +151,13 @@ class LoopStatus(_Model):
     replica: int = Field(0, description="Which copy of the loop (spec.loops[].replicas).")
     pool: str
     state: LoopState = LoopState.PENDING
+    desired_state: DesiredState | None = Field(
+        None,
+        description="What was last asked of the loop (its spec, POST /control, a pause, resume "
+        "or stop call): running, paused or stopped; state is what it does. A pause or stop of "
+        "its own (onError, the circuit breaker) shows in state and reason only. None where "
+        "not known.",
+    )
     reason: str | None = Field(None, description="Why the loop is in its state, when not obvious.")
     iterations: int = Field(0, description="Iterations finished (failed ones included).")
     iterations_per_second: float | None = Field(
