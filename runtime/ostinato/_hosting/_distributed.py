@@ -13,7 +13,7 @@ from typing import Any
 
 from .._engine._loop import LoopManager
 from .._messaging._client import HubClient
-from .._messaging._hub import Hub, default_state_dir, lost_after
+from .._messaging._hub import Hub
 from .._model._plan import WorkflowPlan
 from .._model._spec import DesiredState
 from .._model._status import LoopState, WorkflowStatus
@@ -62,7 +62,7 @@ def run_hub(
     ``http_port``, also /healthz, /readyz, /metrics, /status of the whole workflow (from its
     loops' heartbeats) and POST /control."""
     keys = _keys(keys_path, insecure, bind)
-    security = store = None
+    security = None
     import zmq
 
     ctx: zmq.Context[Any] = zmq.Context.instance()
@@ -70,26 +70,10 @@ def run_hub(
         from .._messaging._security import ServerSecurity
 
         security = ServerSecurity(ctx, keys)
-    if any(q.durable for q in plan.queues.values()):
-        from .._messaging._store import DurableStore
-
-        folder = state_dir or default_state_dir(plan.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        store = DurableStore(folder / "queues.db")
-    readers = {q: [lp.name for lp in plan.loops if q in lp.reads] for q in plan.queues}
-    silence = lost_after([lp.spec.heartbeat_seconds for lp in plan.loops])
-    hub = Hub(
-        list(plan.queues.values()),
-        readers,
-        ctx=ctx,
-        tcp=bind,
-        security=security,
-        store=store,
-        lost_after=silence,
-    )
+    hub = Hub.for_workflow(plan, state_dir=state_dir, ctx=ctx, tcp=bind, security=security)
     from ._remote import RemoteLoops
 
-    loops = RemoteLoops(plan, hub, lost_after=silence)
+    loops = RemoteLoops(plan, hub, lost_after=hub.lost_after)
     server = None
     if http_port is not None:
         from .._observe._http import ObservabilityServer
@@ -113,8 +97,6 @@ def run_hub(
     if server is not None:
         server.close()
     hub.close()
-    if store is not None:
-        store.close()
     if security is not None:
         security.close()
     return 0

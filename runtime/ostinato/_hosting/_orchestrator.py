@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from .._messaging._client import HubClient
-from .._messaging._hub import Hub, default_state_dir, lost_after
+from .._messaging._hub import Hub
 from .._model._classes import importable_folder
 from .._model._plan import LoopPlan, WorkflowPlan, dump_document, load_workflow
 from .._model._spec import DesiredState, Pool
@@ -47,7 +47,6 @@ class WorkflowOrchestrator:
         self._log_format = log_format
         self._state_dir = state_dir
         self.hub: Hub | None = None
-        self._store: Any = None
         self._event_loops: dict[str, EventLoopThread] = {}
         self.loops: dict[str, LoopHandle] = {}
         #: Loops not started because their desired state (spec) is stopped, by name.
@@ -71,7 +70,7 @@ class WorkflowOrchestrator:
         if self._started:
             raise RuntimeError(f"workflow {self.name!r} already started")
         self._started = True
-        self.hub = self._start_hub()
+        self.hub = Hub.for_workflow(self.plan, state_dir=self._state_dir)
         self._document = dump_document(self.plan.workflow)
         started: list[LoopHandle] = []
         for plan in self.plan.loops:
@@ -100,21 +99,6 @@ class WorkflowOrchestrator:
             self.loops[handle.key] = handle
             handles.append(handle)
         return handles
-
-    def _start_hub(self) -> Hub:
-        queues = list(self.plan.queues.values())
-        readers = {
-            q: [lp.name for lp in self.plan.loops if q in lp.reads] for q in self.plan.queues
-        }
-        if any(q.durable for q in queues):
-            from .._messaging._store import DurableStore
-
-            folder = Path(self._state_dir or default_state_dir(self.name))
-            folder.mkdir(parents=True, exist_ok=True)
-            self._store = DurableStore(folder / "queues.db")
-            log.info("durable queues kept in %s", folder / "queues.db")
-        beats = [lp.spec.heartbeat_seconds for lp in self.plan.loops]
-        return Hub(queues, readers, store=self._store, lost_after=lost_after(beats))
 
     def _handle(self, plan: LoopPlan, replica: int, document: str) -> LoopHandle:
         assert self.hub is not None
@@ -262,9 +246,6 @@ class WorkflowOrchestrator:
         if self.hub is not None:
             self.hub.close()
             self.hub = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
         return status
 
     def wait(self, timeout: float | None = None) -> bool:

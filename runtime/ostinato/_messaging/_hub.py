@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import zmq
 
@@ -21,6 +21,10 @@ from ._channel import DATA_SUFFIX
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
 from ._wire import TO_HUB, Kind, batches, encode, parse
+
+if TYPE_CHECKING:
+    from .._model._plan import WorkflowPlan
+    from ._store import DurableStore
 
 __all__ = ["Hub"]
 
@@ -96,8 +100,52 @@ class Hub:
         self._out = Outbox()
         self.malformed = 0
         self._closing = threading.Event()
+        #: The store opened for this hub (:meth:`for_workflow`), closed with it.
+        self._own_store: DurableStore | None = None
         self._thread = threading.Thread(target=self._serve, name="ostinato-hub", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def for_workflow(
+        cls,
+        plan: WorkflowPlan,
+        *,
+        state_dir: str | Path | None = None,
+        ctx: zmq.Context[Any] | None = None,
+        tcp: str | None = None,
+        security: Any = None,
+    ) -> Hub:
+        """The hub of a workflow, for a local run and for ``ostinato hub`` alike: its queues,
+        who reads each, a store for its durable queues (in ``state_dir``, by default
+        :func:`default_state_dir`; closed with the hub) and when a silent consumer is lost
+        (from its loops' heartbeats)."""
+        queues = list(plan.queues.values())
+        readers = {q: [lp.name for lp in plan.loops if q in lp.reads] for q in plan.queues}
+        store: DurableStore | None = None
+        if any(q.durable for q in queues):
+            from ._store import DurableStore
+
+            folder = Path(state_dir or default_state_dir(plan.name))
+            folder.mkdir(parents=True, exist_ok=True)
+            store = DurableStore(folder / "queues.db")
+            log.info("durable queues kept in %s", folder / "queues.db")
+        silence = lost_after([lp.spec.heartbeat_seconds for lp in plan.loops])
+        try:
+            hub = cls(
+                queues,
+                readers,
+                ctx=ctx,
+                tcp=tcp,
+                security=security,
+                store=store,
+                lost_after=silence,
+            )
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        hub._own_store = store
+        return hub
 
     @staticmethod
     def _setup(sock: zmq.Socket[Any]) -> None:
@@ -125,6 +173,11 @@ class Hub:
     def peer_gone(self, identity: bytes) -> None:
         """Tell the hub a peer has died (its process exited): redeliver its messages now."""
         self._mailbox.put("gone", identity)
+
+    @property
+    def lost_after(self) -> float:
+        """Seconds of silence after which a consumer is lost."""
+        return self._lost_after
 
     @property
     def alive(self) -> bool:
@@ -340,6 +393,9 @@ class Hub:
         self._closing.set()
         self._thread.join(timeout=5)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
+        if self._own_store is not None:
+            self._own_store.close()
+            self._own_store = None
 
 
 def lost_after(heartbeats: Sequence[float]) -> float:
