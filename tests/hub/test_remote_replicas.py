@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import ostinato
-from ostinato import LoopState, LoopStatus
+from ostinato import DesiredState, LoopState, LoopStatus
 from ostinato._hosting._remote import RemoteLoops
 
 DOC = {
@@ -71,3 +71,19 @@ def test_a_loop_the_workflow_does_not_have_is_still_ignored() -> None:
     status = LoopStatus(name="nope", replica=0, pool="thread", state="running")
     loops.receive(b"x", {"t": "status", "status": status.model_dump()})
     assert "nope" not in {lp.name for lp in loops.status().loops}
+
+
+def test_every_replica_shows_the_desired_state_and_is_told_it_in_its_words() -> None:
+    """What was asked is each row's desiredState at once, connected or not; the replica is
+    sent the same word (the wire's control message carries a DesiredState)."""
+    plan = ostinato.load_workflow(DOC)
+    hub = _Hub()
+    loops = RemoteLoops(plan, hub, lost_after=60)  # type: ignore[arg-type]
+    _report(loops, 0)
+    assert loops.set_state("archive", DesiredState.PAUSED) == {"archive": "paused"}
+    rows = {lp.replica: (lp.desired_state, lp.state) for lp in loops.status().loops}
+    assert rows == {
+        0: (DesiredState.PAUSED, LoopState.RUNNING),  # asked; its report comes at its boundary
+        1: (DesiredState.PAUSED, LoopState.PENDING),
+    }
+    assert hub.sent == [(b"archive/0", "control", {"state": "paused"})]

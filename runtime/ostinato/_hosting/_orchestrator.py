@@ -47,6 +47,12 @@ class WorkflowOrchestrator:
         self._log_format = log_format
         self._state_dir = state_dir
         self.hub: Hub | None = None
+        #: What was last asked of each loop (the spec, set_state, pause, resume, stop), by name:
+        #: reported beside what its replicas do (status) and answered to POST /control.
+        self._desired = {
+            lp.name: DesiredState.combine(self.plan.workflow.spec.state, lp.spec.state)
+            for lp in self.plan.loops
+        }
         self._event_loops: dict[str, EventLoopThread] = {}
         self.loops: dict[str, LoopHandle] = {}
         #: Loops not started because their desired state (spec) is stopped, by name.
@@ -74,7 +80,7 @@ class WorkflowOrchestrator:
         self._document = dump_document(self.plan.workflow)
         started: list[LoopHandle] = []
         for plan in self.plan.loops:
-            desired = DesiredState.combine(self.plan.workflow.spec.state, plan.spec.state)
+            desired = self._desired[plan.name]
             if desired is DesiredState.STOPPED:
                 self._held[plan.name] = plan
                 continue
@@ -154,11 +160,13 @@ class WorkflowOrchestrator:
     def set_state(self, loop: str | None, state: DesiredState) -> dict[str, str]:
         """Run, pause or stop one loop (or all) at its next iteration boundary; a loop held
         back by ``state: stopped`` in the spec starts now when asked to run or pause. Returns
-        the state each loop was last asked for. KeyError for an unknown loop."""
+        the state each loop was last asked for (also each replica's ``desired_state`` in
+        :meth:`status`), as ``ostinato hub`` does. KeyError for an unknown loop."""
         names = [lp.name for lp in self.plan.loops] if loop is None else [loop]
-        if loop is not None and loop not in {lp.name for lp in self.plan.loops}:
+        if loop is not None and loop not in self._desired:
             raise KeyError(f"workflow {self.name!r} has no loop {loop!r}")
         for name in names:
+            self._desired[name] = state
             held = self._held.get(name)
             if held is not None and state is not DesiredState.STOPPED:
                 del self._held[name]
@@ -166,30 +174,14 @@ class WorkflowOrchestrator:
                     handle.start()
                 continue
             for handle in self.loops.values():
-                if handle.name != name:
-                    continue
-                if state is DesiredState.RUNNING:
-                    handle.resume()
-                elif state is DesiredState.PAUSED:
-                    handle.pause()
-                else:
-                    handle.stop()
-        return self._desired_states()
+                if handle.name == name:
+                    handle.set_desired(state)
+        log.info("desired state of %s: %s", loop or "every loop", state.value)
+        return self.desired()
 
-    def _desired_states(self) -> dict[str, str]:
-        out = {}
-        for plan in self.plan.loops:
-            if plan.name in self._held:
-                out[plan.name] = DesiredState.STOPPED.value
-                continue
-            states = {h.state for h in self.loops.values() if h.name == plan.name}
-            if states and states <= {LoopState.STOPPING, LoopState.STOPPED, LoopState.FINISHED}:
-                out[plan.name] = DesiredState.STOPPED.value
-            elif LoopState.PAUSED in states:
-                out[plan.name] = DesiredState.PAUSED.value
-            else:
-                out[plan.name] = DesiredState.RUNNING.value
-        return out
+    def desired(self) -> dict[str, str]:
+        """The state each loop was last asked for, by name."""
+        return {name: state.value for name, state in self._desired.items()}
 
     def not_ready(self) -> str | None:
         """Why the workflow is not ready (for /readyz), or None when it is."""
@@ -211,12 +203,18 @@ class WorkflowOrchestrator:
 
     def pause(self, loop: str | None = None) -> None:
         """Pause one loop, or all; each takes effect at its next iteration boundary."""
-        for handle in self._targets(loop):
-            handle.pause()
+        self._ask(loop, DesiredState.PAUSED)
 
     def resume(self, loop: str | None = None) -> None:
-        for handle in self._targets(loop):
-            handle.resume()
+        self._ask(loop, DesiredState.RUNNING)
+
+    def _ask(self, loop: str | None, state: DesiredState) -> None:
+        """Ask the loops that were started (not those the spec holds back, unlike
+        :meth:`set_state`) and keep what was asked."""
+        targets = self._targets(loop)
+        for handle in targets:
+            self._desired[handle.name] = state
+            handle.set_desired(state)
 
     def abort(self) -> None:
         """Kill every process loop's child at once (no drain, no restart); in-process loops
@@ -234,6 +232,7 @@ class WorkflowOrchestrator:
             drains = [p.spec.drain_timeout_seconds for p in self.plan.loops]
             timeout = max(drains, default=0.0) + 30.0
         for handle in self.loops.values():
+            self._desired[handle.name] = DesiredState.STOPPED
             handle.stop()
         deadline = time.monotonic() + timeout
         for handle in self.loops.values():
@@ -271,16 +270,19 @@ class WorkflowOrchestrator:
                 replica=replica,
                 pool=plan.spec.pool.value,
                 state=LoopState.STOPPED,
+                desired_state=DesiredState.STOPPED,
                 reason="not started: its desired state is stopped",
             )
             for plan in self._held.values()
             for replica in range(plan.spec.replicas)
         ]
-        return WorkflowStatus(
-            workflow=self.name,
-            loops=[h.status() for h in self.loops.values()] + held,
-            queues=queues,
-        )
+        # What was asked of each loop beside what its replicas do, as ``ostinato hub`` reports.
+        desired = dict(self._desired)
+        loops = [
+            h.status().model_copy(update={"desired_state": desired[h.name]})
+            for h in self.loops.values()
+        ]
+        return WorkflowStatus(workflow=self.name, loops=loops + held, queues=queues)
 
     def states(self) -> dict[str, LoopState]:
         return {name: h.state for name, h in self.loops.items()}

@@ -4,8 +4,10 @@
 sends its :class:`LoopStatus` with every heartbeat; :class:`RemoteLoops` keeps the last one per
 ``(loop, replica)`` and builds the whole workflow's status from them, the way the orchestrator
 does for loops it runs itself. It also holds the desired state of every loop (``spec.state`` and
-``spec.loops[].state`` at start, then ``POST /control``) and sees that every connected replica,
-and every replica that connects later, follows it at its next iteration boundary.
+``spec.loops[].state`` at start, then ``POST /control``), reports it as each replica's
+``desired_state`` beside the state the replica reports, and sees that every connected replica,
+and every replica that connects later, follows it at its next iteration boundary: the same
+``POST /control`` semantics as a local run's (``WorkflowOrchestrator.set_state``).
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ class RemoteLoops:
         loops: list[LoopStatus] = []
         with self._lock:
             replicas = dict(self._replicas)
+            desired = dict(self._desired)
         for name, count in self._counts.items():
             reported = [index for (loop, index) in replicas if loop == name]
             for replica in range(max(count, max(reported, default=-1) + 1)):
@@ -162,20 +165,19 @@ class RemoteLoops:
                             replica=replica,
                             pool=self._pools[name],
                             state=LoopState.PENDING,
+                            desired_state=desired[name],
                             reason="not connected to the hub yet",
                         )
                     )
                     continue
-                status = known.status
+                # What was asked here, beside what the replica reports it does (its own report
+                # says a new desired state only with its next heartbeat or state change).
+                update: dict[str, Any] = {"desired_state": desired[name]}
                 silent = now - known.heard
                 if not known.final and silent > self.lost_after:
-                    status = status.model_copy(
-                        update={
-                            "state": LoopState.ERROR,
-                            "reason": f"lost: no heartbeat for {silent:.1f}s",
-                        }
-                    )
-                loops.append(status)
+                    update["state"] = LoopState.ERROR
+                    update["reason"] = f"lost: no heartbeat for {silent:.1f}s"
+                loops.append(known.status.model_copy(update=update))
         return WorkflowStatus(
             workflow=self.plan.name, loops=loops, queues=self.hub.queue_statuses()
         )

@@ -10,12 +10,14 @@ only when asked (and once a second for the iteration rates): the loops pay nothi
   longer ``pending``); else ``503`` with a JSON ``{"ready": false, "reason": ...}``.
 - ``/status``: the :class:`WorkflowStatus` as JSON (camelCase names), each loop's
   ``iterationsPerSecond`` and ``iterationsPerSecondWindow`` set from the server's own samples
-  (see :class:`IterationRates`).
-- ``POST /control`` (where the source can take it: ``ostinato run`` and ``ostinato hub``): JSON
-  ``{"loop": NAME or null, "state": "running" | "paused" | "stopped"}`` sets the desired state
-  of one loop or of all; ``200`` with a :class:`ControlReply`
-  ``{"loops": {NAME: STATE, ...}}``, ``400`` naming the
-  field of a bad request, ``404`` for an unknown loop.
+  (see :class:`IterationRates`); each replica's ``desiredState`` (what was asked) beside its
+  ``state`` (what it does).
+- ``POST /control`` (where the source can take it: ``ostinato run`` and ``ostinato hub``, with
+  the same meaning): JSON ``{"loop": NAME or null, "state": "running" | "paused" | "stopped"}``
+  sets the desired state of one loop or of all, kept by the source and reported at once in
+  ``/status`` while the loops reach it at their next iteration boundary; ``200`` with a
+  :class:`ControlReply` ``{"loops": {NAME: STATE, ...}}``, ``400`` naming the field of a bad
+  request, ``404`` for an unknown loop.
 
 The server serves a *status source*: a :class:`WorkflowOrchestrator` (every loop in this
 process), a hub running alone (its loops' heartbeats), or one remote loop.
@@ -77,7 +79,8 @@ class StatusSource(Protocol):
 
 @runtime_checkable
 class Controllable(Protocol):
-    """A source that also takes desired states (POST /control)."""
+    """A source that also takes desired states (POST /control): it keeps what was asked of
+    each loop, reports it as the loops' ``desired_state`` and returns it (every loop's)."""
 
     def set_state(self, loop: str | None, state: DesiredState) -> dict[str, str]: ...
 
@@ -92,7 +95,8 @@ class ControlRequest(BaseModel):
 
 
 class ControlReply(BaseModel):
-    """The answer to ``POST /control``: every loop's desired state now."""
+    """The answer to ``POST /control``: what was last asked of every loop (not inferred from
+    what the loops do), from ``ostinato run`` and ``ostinato hub`` alike."""
 
     loops: dict[str, DesiredState]
 
