@@ -36,8 +36,8 @@ class HubClient:
     """One loop replica's connection to the hub: two DEALER sockets.
 
     The control socket belongs to an I/O thread of its own: the process loop's handshake,
-    heartbeats with the loop's status, control commands. The data socket carries the queues
-    (:class:`DataChannel`); the I/O thread serves it until the loop's event loop calls
+    heartbeats with the loop's status, its desired state (control). The data socket carries the
+    queues (:class:`DataChannel`); the I/O thread serves it until the loop's event loop calls
     :meth:`attach`, after which that event loop owns it, so a put or a delivery does not
     cross threads inside the loop's process. Every public method is thread-safe: a call from
     another thread is handed to the owner.
