@@ -49,7 +49,7 @@ from ostinato import (
     WorkflowOrchestrator,
     load_workflow,
 )
-from ostinato._engine._loop import HISTOGRAMS_ENV
+from ostinato._engine._sampling import HISTOGRAMS_ENV
 from ostinato._model._spec import Pool
 from ostinato._observe._http import ObservabilityServer
 from ostinato.lowlevel import LoopManager, WorkflowPlan

@@ -47,7 +47,7 @@ from ostinato import (
     load_workflow,
 )
 from ostinato._engine._eventloop import PRECISE_TIMERS_ENV
-from ostinato._engine._loop import HISTOGRAMS_ENV
+from ostinato._engine._sampling import HISTOGRAMS_ENV
 
 LOOP_NAME = "tick"
 MODULE = "bench.timing"

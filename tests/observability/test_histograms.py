@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ostinato import LoopStatus, WorkflowStatus, load_workflow
-from ostinato._engine._loop import HISTOGRAMS_ENV, MAX_SAMPLE_INTERVAL, histograms_enabled
+from ostinato._engine._sampling import HISTOGRAMS_ENV, MAX_SAMPLE_INTERVAL, histograms_enabled
 from ostinato._model._status import DURATION_BUCKETS_SECONDS, DurationHistogram, Durations
 from ostinato._observe._metrics import metrics_registry
 from ostinato.lowlevel import LoopManager

@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 from .._model._nodes import NodeContext, NodeData, ProducerExhausted, new_trace_id
@@ -20,44 +17,16 @@ from .._model._plan import LoopPlan, NodePlan
 from .._model._spec import DesiredState, ErrorPolicy, Pool
 from .._model._status import Durations, LoopState, LoopStatus, NodeHealth, truncate
 from .._observe._logs import LOG_CONTEXT
+from ._effects import SideEffects, resolve
 from ._eventloop import precise_timers_enabled
 from ._eventloop import run as run_precise
 from ._runner import NodeRunner, backoff
+from ._sampling import NEVER, Sampling, histograms_enabled
 
-__all__ = ["HISTOGRAMS_ENV", "LoopManager", "histograms_enabled"]
-
-#: Environment variable that turns the duration histograms off ("off") for a whole process
-#: tree (process loops inherit it); "on" is the default. For A/B benchmarks of their cost.
-HISTOGRAMS_ENV = "OSTINATO_HISTOGRAMS"
-#: What sampling may cost a loop at most, as a share of its time (see ``LoopManager._sample``).
-SAMPLING_BUDGET = 0.01
-#: What timing one iteration costs, nanoseconds: a fixed part (swapping the calls, the
-#: iteration's own observation) and a part per timed call (two perf_counter_ns reads, one
-#: bisection). Measured on a loaded 2-core machine, rounded up: 0.8 µs per call.
-SAMPLE_COST_NS = 2_000
-SAMPLE_COST_PER_CALL_NS = 1_000
-#: The longest gap between two sampled iterations, iterations: a loop running at 200,000
-#: iterations/s still gets 200 samples a second.
-MAX_SAMPLE_INTERVAL = 1_000
-#: Weight of the newest measurement in the smoothed time per iteration (an exponential moving
-#: average over about the last ten samples).
-SMOOTHING = 0.1
-_NEVER = 1 << 62
-
-
-def histograms_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the duration histograms are on, from ``$OSTINATO_HISTOGRAMS`` (default on)."""
-    value = (os.environ if environ is None else environ).get(HISTOGRAMS_ENV, "on").lower()
-    if value in ("on", "1", "true", "yes"):
-        return True
-    if value in ("off", "0", "false", "no"):
-        return False
-    raise ValueError(f"{HISTOGRAMS_ENV}={value!r}: expected 'on' or 'off'")
+__all__ = ["LoopManager"]
 
 
 _FAILED: Any = object()  # a node call that failed after retries and aborts the iteration
-#: What a sync side-effect call reports back: its last error, retries, attempt durations (ns).
-_EffectResult = tuple[Exception | None, int, list[int]]
 
 
 #: Thread and process pools, with non-blocking calls pending: the loop lets their tasks run
@@ -66,7 +35,7 @@ YIELD_EVERY = 32
 YIELD_AFTER_NS = 200_000
 
 
-class LoopManager:
+class LoopManager(SideEffects, Sampling):
     """Runs one loop: calls the producer, then the chain, iteration after iteration.
 
     ``run()`` is a coroutine; the pool decides where it runs (a thread's own event loop, a
@@ -141,7 +110,7 @@ class LoopManager:
         precise_timers_enabled()  # a bad $OSTINATO_PRECISE_TIMERS fails here, not in run_sync
         self.histograms = histograms
         self.iteration_durations = Durations()
-        self._until_sample = _NEVER
+        self._until_sample = NEVER
         self._sampled: tuple[NodeRunner, ...] = ()
         self._last_sample_ns = self._last_sample_iteration = 0
         self._per_iteration_ns = 0.0
@@ -201,7 +170,7 @@ class LoopManager:
             pause = self._desired is DesiredState.PAUSED
             for fut, stop_only in list(self._owned.items()):
                 if stop or (pause and not stop_only):
-                    _resolve(fut, False)
+                    resolve(fut, False)
         for waker in self._wakers:
             if not waker.done():
                 waker.set_result(False)
@@ -273,7 +242,7 @@ class LoopManager:
             if remaining <= 0:
                 return True
             waker: asyncio.Future[bool] = loop.create_future()
-            timer = loop.call_later(remaining, _resolve, waker, True)
+            timer = loop.call_later(remaining, resolve, waker, True)
             self._wakers.add(waker)
             try:
                 if await waker:
@@ -323,7 +292,7 @@ class LoopManager:
             if interrupted():
                 return False
             waker: asyncio.Future[bool] = loop.create_future()
-            fut.add_done_callback(lambda _f, w=waker: _resolve(w, True))  # type: ignore[misc]
+            fut.add_done_callback(lambda _f, w=waker: resolve(w, True))  # type: ignore[misc]
             self._wakers.add(waker)
             try:
                 await waker
@@ -544,47 +513,6 @@ class LoopManager:
                 self._notified = moment
                 self._notify()
 
-    def _sample(self, until: int) -> None:
-        """Start timing the next iteration (``until`` 0), or finish timing this one (-1).
-
-        A sampled iteration swaps each producer's and blocking node's ``call`` for its timed
-        wrapper, which observes every attempt in the node's histogram; when it ends, the
-        iteration's duration (from the producer's output to now) goes into the loop's. Timing
-        every call would cost a fast loop more than the engine itself (about 0.8 µs per call
-        against 0.4), so the next sample comes after as many iterations as keep the cost under
-        SAMPLING_BUDGET of the loop's time: every iteration once one takes 1.3 ms or more
-        (with a producer and ten nodes), about one in 300 for a loop of ten no-ops.
-        """
-        if until == 0:
-            for r in self._sampled:
-                r.call = r.timed
-            self._until_sample = 0
-            return
-        end = time.perf_counter_ns()
-        producer = self._producer
-        assert producer is not None
-        self.iteration_durations.observe(end - producer.ended_ns)
-        # The loop's time per iteration: on average since the last sample, smoothed over
-        # the last samples (one quick iteration, a producer catching up a late tick, must not
-        # thin out the samples of a slow loop); for the first sample, this iteration's.
-        if self._last_sample_ns:
-            span = end - self._last_sample_ns
-            measured = span / max(self.iterations - self._last_sample_iteration, 1)
-            self._per_iteration_ns += SMOOTHING * (measured - self._per_iteration_ns)
-        else:
-            self._per_iteration_ns = end - producer.started_ns
-        self._last_sample_ns, self._last_sample_iteration = end, self.iterations
-        cost = SAMPLE_COST_NS + SAMPLE_COST_PER_CALL_NS * len(self._sampled)
-        every = min(
-            math.ceil(cost / (SAMPLING_BUDGET * max(self._per_iteration_ns, 1))),
-            MAX_SAMPLE_INTERVAL,
-        )
-        if every > 1:  # else the timed calls stay: the next iteration is sampled too
-            for r in self._sampled:
-                r.call = r.plain
-        # Counted down at the end of each iteration: at 0 the next one is timed.
-        self._until_sample = every - 1
-
     def _open_breaker(self, failures: int, cooldown: float) -> None:
         self._consecutive_failures = 0
         reason = f"circuit open after {failures} failed iterations; retry in {cooldown:g}s"
@@ -658,226 +586,9 @@ class LoopManager:
             why = f"stopped by node {r.name!r} (onError: stopLoop): {r.last_error}"
             self._request(DesiredState.STOPPED, why)
 
-    # -- non-blocking side effects -------------------------------------------------------------
-
-    async def _wait_slot(self, r: NodeRunner) -> bool:
-        """Wait for a free slot of a full non-blocking node (onFull: block).
-
-        Backpressure holds the iteration, and so a pause, for as long as it takes. A stop
-        waits at most the drain timeout; then the call is abandoned (counted) and the
-        iteration finishes, so a hung side effect can never hold a stop forever.
-        """
-        loop = asyncio.get_running_loop()
-        deadline: float | None = None
-        while r.in_flight >= r.max_in_flight:
-            timer = None
-            waiter: asyncio.Future[bool] = loop.create_future()
-            if self._desired is DesiredState.STOPPED:
-                if deadline is None:
-                    deadline = loop.time() + self.plan.spec.drain_timeout_seconds
-                if loop.time() >= deadline:
-                    self._abandoned += 1
-                    r.node.logger.warning("stopping: call abandoned, no free slot in time")
-                    return False
-                timer = loop.call_later(deadline - loop.time(), _resolve, waiter, True)
-            r.slot_waiters.append(waiter)
-            self._wakers.add(waiter)
-            try:
-                await waiter
-            finally:
-                self._wakers.discard(waiter)
-                if timer is not None:
-                    timer.cancel()
-        return True
-
-    def _dispatch(self, r: NodeRunner, data: NodeData) -> None:
-        r.in_flight += 1
-        self._pending += 1
-        if r.submit is not None:
-            r.submitted += 1
-            self._submits += 1
-            done = partial(
-                self._submitted,
-                r,
-                data,
-                self._submit_epoch,
-                # Timed in the iterations the sampler times (_sample), as blocking calls are.
-                time.perf_counter_ns() if self.histograms and self._until_sample <= 0 else 0,
-            )
-            try:
-                r.submit(data, done)
-            except Exception as exc:
-                done(exc)
-        elif r.is_async:
-            task = asyncio.get_running_loop().create_task(self._effect_async(r, data))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            fut = asyncio.get_running_loop().run_in_executor(
-                self._effects, self._effect_sync, r, data
-            )
-            fut.add_done_callback(partial(self._effect_done, r))
-
-    def _effect_sync(self, r: NodeRunner, data: NodeData) -> _EffectResult:
-        """Runs in a side-effect thread: the call and its retries, each attempt timed (a
-        thread hop costs far more than the timing). Accounting is left to the loop's thread
-        (``_effect_done``) so counters and histograms have a single writer."""
-        attempt = 1
-        took: list[int] = []
-        clock = time.perf_counter_ns if self.histograms else None
-        while True:
-            start = clock() if clock else 0
-            try:
-                r.call(data)
-            except Exception as exc:
-                if clock:
-                    took.append(clock() - start)
-                if attempt >= r.retry.max_attempts or self._stop_signal.is_set():
-                    return exc, attempt - 1, took
-                r.log_retry(exc, attempt)
-                if self._stop_signal.wait(backoff(r.retry, attempt)):
-                    return exc, attempt - 1, took
-                attempt += 1
-            else:
-                if clock:
-                    took.append(clock() - start)
-                return None, attempt - 1, took
-
-    def _submitted(
-        self, r: NodeRunner, data: NodeData, epoch: int, start: int, error: BaseException | None
-    ) -> None:
-        """A submitted call (``NodeRunner.submit``) has finished: its accounting, or its
-        retries as a task of their own (rare: a failure)."""
-        if epoch != self._submit_epoch:  # settled already, when the loop began to stop
-            return
-        r.submitted -= 1
-        self._submits -= 1
-        if start:
-            r.durations.observe(time.perf_counter_ns() - start)
-        if error is None:
-            r.succeeded()  # _account's success path, minus its branches: once per queue put
-            self._release(r, drained=True)
-        elif not isinstance(error, Exception):  # cancelled: neither done nor failed
-            self._abandoned += 1
-            self._account(r, None, 0, abandoned=True)
-        elif r.retry.max_attempts > 1 and self._desired is not DesiredState.STOPPED:
-            task = asyncio.get_running_loop().create_task(self._effect_async(r, data, error))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            self._account(r, error, 0)
-
-    def _settle_submitted(self) -> None:
-        """The loop is asked to stop: submitted calls still running count as done now, as a
-        stop ends any other wait of a node for a reply (a queue put is with the hub by then,
-        just not acknowledged); their completions, when they come, are ignored."""
-        if not any(r.submitted for r in self._chain):
-            return
-        self._submit_epoch += 1
-        for r in self._chain:
-            if r.submitted:
-                r.node.logger.warning(
-                    "stopping before %d call(s) had finished (queue puts: they wait in the hub)",
-                    r.submitted,
-                )
-                for _ in range(r.submitted):
-                    self._account(r, None, 0)
-                self._submits -= r.submitted
-                r.submitted = 0
-
-    async def _effect_async(
-        self, r: NodeRunner, data: NodeData, failed: Exception | None = None
-    ) -> None:
-        """A non-blocking async call and its retries; ``failed``: the first attempt was a
-        submitted call that failed with it, so this begins with the first retry."""
-        attempt = 1
-        error: Exception | None = failed
-        observe = r.durations.observe if self.histograms else None
-        if failed is not None:
-            r.log_retry(failed, attempt)
-            if not await self._sleep(
-                backoff(r.retry, attempt), lambda: self._desired is DesiredState.STOPPED
-            ):
-                self._account(r, failed, 0)
-                return
-            attempt += 1
-        while True:
-            start = time.perf_counter_ns()
-            try:
-                await r.call(data)
-            except Exception as exc:
-                error = exc
-            else:
-                error = None
-            if observe:
-                observe(time.perf_counter_ns() - start)
-            if error is None or attempt >= r.retry.max_attempts:
-                break
-            r.log_retry(error, attempt)
-            if not await self._sleep(
-                backoff(r.retry, attempt), lambda: self._desired is DesiredState.STOPPED
-            ):
-                break
-            attempt += 1
-        self._account(r, error, attempt - 1)
-
-    def _effect_done(self, r: NodeRunner, fut: asyncio.Future[_EffectResult]) -> None:
-        if fut.cancelled():
-            self._account(r, None, 0, abandoned=True)
-            return
-        error, retries, took = fut.result()
-        for ns in took:
-            r.durations.observe(ns)
-        self._account(r, error, retries)
-
-    def _account(
-        self, r: NodeRunner, error: Exception | None, retries: int, abandoned: bool = False
-    ) -> None:
-        r.retries += retries
-        if abandoned:
-            pass
-        elif error is None:
-            r.succeeded()
-        else:
-            self._on_error(r, r.failed(error))
-        self._release(r, drained=not abandoned)
-
-    def _release(self, r: NodeRunner, drained: bool) -> None:
-        """A non-blocking call of ``r`` is over: its slot is free; the drain may be done."""
-        r.release()
-        self._pending -= 1
-        if drained and self._state is LoopState.STOPPING:
-            self._drained += 1
-        if self._pending == 0 and self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
-
-    async def _drain(self, limit: float) -> None:
-        if self._desired is DesiredState.STOPPED:  # else (the producer is done) wait for them
-            self._settle_submitted()
-        if self._pending:
-            self.log.info("draining %d non-blocking call(s)", self._pending)
-            self._drain_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._drain_waiter), limit)
-            except TimeoutError:
-                self._abandoned += self._pending
-                self.log.warning(
-                    "drain timeout (%gs): abandoning %d non-blocking call(s)",
-                    limit,
-                    self._pending,
-                )
-                for task in list(self._tasks):
-                    task.cancel()
-                self._submit_epoch += 1  # and submitted calls' completions are ignored
-
     async def _teardown(self, runners: list[NodeRunner], offload: bool) -> None:
         for runner in reversed(runners):
             try:
                 await runner.hook("teardown", offload)
             except Exception as exc:
                 runner.node.logger.error("teardown failed: %s: %s", type(exc).__name__, exc)
-
-
-def _resolve(fut: asyncio.Future[bool], value: bool) -> None:
-    if not fut.done():
-        fut.set_result(value)
