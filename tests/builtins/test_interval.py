@@ -206,10 +206,13 @@ def test_a_pause_freezes_the_schedule(pool: str, overrun: str, tmp_path: Path) -
         # Without the freeze, the ten paused periods would count as missed ticks. (A loaded
         # machine may stall past a tick or two on its own.)
         assert missed < (pause / period) / 2, ticks
-    # No burst: the ticks after the pause keep to the period, counted from the resume.
+    # No burst: the ticks after the pause keep to the period, counted from the resume. One
+    # period of slack: on a loaded machine the pause may be taken only after the next tick was
+    # due, and that tick (caught up at the resume) starts the grid a period early. A burst of
+    # the ten paused ticks would be nine periods short.
     after = len(records) - before
     assert after >= 2
-    assert records[-1]["t"] - resumed_at >= (ticks[-1] - ticks[before]) * period
+    assert records[-1]["t"] - resumed_at >= (ticks[-1] - ticks[before] - 1) * period
 
 
 @pytest.mark.parametrize("pool", POOLS)
