@@ -10,18 +10,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._model._classes import importable_folder
 from ._model._errors import WorkflowError
 from ._model._plan import WorkflowPlan, load_workflow
-from ._model._status import LoopState, WorkflowStatus, replica_key
+from ._model._status import LoopState, WorkflowStatus
 from ._model._version import __version__
 from ._observe._live import LiveView, wants_live_view
 from ._observe._logs import configure_logging
+from ._observe._tables import format_table
 
 if TYPE_CHECKING:
     from ._hosting._orchestrator import WorkflowOrchestrator
@@ -177,83 +178,6 @@ def cmd_validate(files: list[Path]) -> int:
         loops = ", ".join(f"{lp.name} [{lp.spec.pool.value}]" for lp in plan.loops)
         print(f"{path}: ok: workflow {plan.name!r}, {len(plan.loops)} loop(s): {loops}")
     return code
-
-
-def format_table(
-    status: WorkflowStatus, rates: dict[tuple[Any, Any], float | None] | None = None
-) -> str:
-    """The loops' status as a plain table (state, iterations, failures, failing nodes); with
-    ``rates`` (iterations per second by (loop, replica)) an IT/S column too."""
-    rows: list[tuple[str, ...]] = [
-        ("LOOP", "POOL", "STATE", "ITERATIONS", "FAILED", "NODES FAILING", "REASON")
-    ]
-    if rates is not None:
-        rows[0] = (
-            "LOOP",
-            "POOL",
-            "STATE",
-            "ITERATIONS",
-            "IT/S",
-            "FAILED",
-            "NODES FAILING",
-            "REASON",
-        )
-    for lp in status.loops:
-        failing = ",".join(n.name for n in lp.nodes if n.health.value != "healthy") or "-"
-        row = [
-            replica_key(lp.name, lp.replica),
-            lp.pool,
-            lp.state.value,
-            str(lp.iterations),
-            str(lp.failed_iterations),
-            failing,
-            lp.reason or "",
-        ]
-        if rates is not None:
-            rate = rates.get((lp.name, lp.replica))
-            row.insert(4, "-" if rate is None else f"{rate:.1f}")
-        rows.append(tuple(row))
-    text = _columns(rows)
-    if status.queues:
-        qrows = [
-            (
-                "QUEUE",
-                "DEPTH",
-                "ENQUEUED",
-                "DELIVERED",
-                "ACKED",
-                "DROPPED",
-                "REDELIVERED",
-                "REFUSED",
-                "",
-            )
-        ]
-        for q in status.queues:
-            qrows.append(
-                (
-                    q.name,
-                    str(q.depth),
-                    str(q.enqueued),
-                    str(q.delivered),
-                    str(q.acknowledged),
-                    str(q.dropped),
-                    str(q.redelivered),
-                    str(q.refused),
-                    "",
-                )
-            )
-        text += "\n" + _columns(qrows)
-    return text
-
-
-def _columns(rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        (
-            "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[-1]
-        ).rstrip()
-        for r in rows
-    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
