@@ -22,18 +22,10 @@ from ._children import Owner, effective_state, loop_pods, needs_state_volume
 from ._hub_client import HubError, get_status, post_control
 from ._kube import ApiException, Kube, now_rfc3339
 from ._problems import unschedulable
+from ._rates import HubSample, hub_sample, rates_between
 from ._reconcile import InvalidSpecError, ensure_pods, parse
 from ._settings import OperatorSettings
-from ._status import (
-    HubSample,
-    Observation,
-    compute_status,
-    fit,
-    hub_sample,
-    invalid_status,
-    previous_status,
-    rates_between,
-)
+from ._status import Observation, compute_status, fit, invalid_status, previous_status
 from ._status_models import UNKNOWN, LoopSummary, Phase, WorkflowResourceStatus
 
 __all__ = ["Monitor", "Tracked"]

@@ -7,14 +7,8 @@ from typing import Any
 
 from ostinato import LoopStatus, NodeStatus, Workflow, WorkflowStatus
 from ostinato.lowlevel import MAX_ERROR_CHARS
-from ostinato_operator._status import (
-    Observation,
-    compute_status,
-    fit,
-    hub_sample,
-    invalid_status,
-    rates_between,
-)
+from ostinato_operator._rates import hub_sample, rates_between
+from ostinato_operator._status import Observation, compute_status, fit, invalid_status
 from ostinato_operator._status_models import MAX_MESSAGE_CHARS, Phase, WorkflowResourceStatus
 
 from .support import as_object, example
