@@ -8,7 +8,6 @@ imports no messaging code (tests/spec/test_no_zmq.py).
 
 from __future__ import annotations
 
-import enum
 import types
 from collections.abc import Callable, Mapping, MutableMapping
 from importlib import import_module
@@ -25,9 +24,7 @@ def _adopt_one(obj: Any, face: str) -> None:
 def adopt(namespace: Mapping[str, Any], names: list[str], face: str) -> None:
     """Set ``__module__`` to ``face`` on the classes and functions named (enums included)."""
     for name in names:
-        obj = namespace.get(name)
-        if obj is not None and not isinstance(obj, enum.Enum):
-            _adopt_one(obj, face)
+        _adopt_one(namespace.get(name), face)
 
 
 def lazy_getattr(

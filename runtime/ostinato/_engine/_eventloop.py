@@ -25,11 +25,12 @@ behaviour is kept. ``OSTINATO_PRECISE_TIMERS=off`` keeps it everywhere, for a wh
 from __future__ import annotations
 
 import asyncio
-import os
 import select
 import selectors
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
+
+from ._env import env_switch
 
 __all__ = [
     "PRECISE_TIMERS_ENV",
@@ -77,12 +78,7 @@ else:  # pragma: no cover - not Linux
 def precise_timers_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """Whether new event loops get precise timers, from ``$OSTINATO_PRECISE_TIMERS`` (default
     on)."""
-    value = (os.environ if environ is None else environ).get(PRECISE_TIMERS_ENV, "on").lower()
-    if value in ("on", "1", "true", "yes"):
-        return True
-    if value in ("off", "0", "false", "no"):
-        return False
-    raise ValueError(f"{PRECISE_TIMERS_ENV}={value!r}: expected 'on' or 'off'")
+    return env_switch(PRECISE_TIMERS_ENV, environ)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -4,12 +4,12 @@ loop at most SAMPLING_BUDGET of its time (a part of LoopManager, as a mixin)."""
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from .._model._status import Durations
+from ._env import env_switch
 from ._runner import NodeRunner
 
 __all__ = [
@@ -42,12 +42,7 @@ NEVER = 1 << 62
 
 def histograms_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the duration histograms are on, from ``$OSTINATO_HISTOGRAMS`` (default on)."""
-    value = (os.environ if environ is None else environ).get(HISTOGRAMS_ENV, "on").lower()
-    if value in ("on", "1", "true", "yes"):
-        return True
-    if value in ("off", "0", "false", "no"):
-        return False
-    raise ValueError(f"{HISTOGRAMS_ENV}={value!r}: expected 'on' or 'off'")
+    return env_switch(HISTOGRAMS_ENV, environ)
 
 
 class Sampling:
