@@ -15,7 +15,6 @@ from typing import Any
 from unittest import mock
 
 import kubernetes
-import kubernetes_validate
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
@@ -40,29 +39,16 @@ from ostinato_operator._settings import OperatorSettings
 from tests.helm.conftest import Render
 from tests.operator.support import EXAMPLES, as_object, example
 
-#: The oldest Kubernetes release the project supports (docs/kubernetes.md, "Versions").
-OLDEST = (1, 27)
-
-#: Kinds that are not part of Kubernetes itself, so no Kubernetes schema covers them: the
-#: ServiceMonitor of the Prometheus Operator (rendered only with serviceMonitor.enabled).
-NOT_KUBERNETES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+from .support import OLDEST, VERSIONS, check, release
 
 SETTINGS = OperatorSettings(image="reg.example/ostinato:1")
 
 Manifest = dict[str, Any]
 
 
-def _release(version: str) -> tuple[int, int]:
-    major, minor = version.split(".")[:2]
-    return int(major), int(minor)
-
-
-VERSIONS = sorted({v for v in kv_utils.all_versions() if _release(v) >= OLDEST}, key=_release)
-
-
 def test_the_schemas_reach_from_the_oldest_supported_to_the_newest_shipped() -> None:
     assert VERSIONS, "kubernetes-validate ships no schema of 1.27 or later"
-    assert _release(VERSIONS[0]) == OLDEST
+    assert release(VERSIONS[0]) == OLDEST
     assert VERSIONS[-1] == kv_utils.latest_version()
 
 
@@ -162,21 +148,6 @@ CHART_CASES: dict[str, dict[str, Any] | None] = {
 }
 
 
-def _check(obj: Manifest, version: str, label: str) -> None:
-    key = (obj.get("apiVersion"), obj.get("kind"))
-    if key in NOT_KUBERNETES:
-        with pytest.raises(kubernetes_validate.SchemaNotFoundError):
-            kubernetes_validate.validate(obj, version, strict=True)
-        return
-    try:
-        kubernetes_validate.validate(obj, version, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        path = ".".join(str(p) for p in exc.path) or "(top)"
-        pytest.fail(f"{label} ({key[0]} {key[1]}) is not valid {version}: {path}: {exc.message}")
-    except kubernetes_validate.SchemaNotFoundError:
-        pytest.fail(f"{label}: {key[0]} {key[1]} does not exist in Kubernetes {version}")
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_object_the_operator_creates(version: str) -> None:
     objects = operator_objects()
@@ -193,7 +164,7 @@ def test_every_object_the_operator_creates(version: str) -> None:
         "CustomResourceDefinition",
     }
     for label, obj in objects:
-        _check(copy.deepcopy(obj), version, label)
+        check(copy.deepcopy(obj), version, label)
 
 
 @pytest.mark.parametrize("case", sorted(CHART_CASES))
@@ -206,13 +177,13 @@ def test_every_object_the_chart_renders(render: Render, case: str) -> None:
         }
     for version in VERSIONS:
         for obj in objects:
-            _check(obj, version, f"chart[{case}] {obj['metadata']['name']}")
+            check(obj, version, f"chart[{case}] {obj['metadata']['name']}")
 
 
-def test_a_wrong_field_fails_the_check() -> None:
+def test_a_wrong_field_fails_thecheck() -> None:
     """The check can fail: the same Service with a field no Kubernetes has is refused."""
     owner = Owner.of(as_object(example("k8s-counter.yaml")))
     bad = hub_service(owner)
     bad["spec"]["clusterIPs"] = "10.0.0.1"  # a list in every release
     with pytest.raises(pytest.fail.Exception, match=r"spec\.clusterIPs"):
-        _check(bad, VERSIONS[-1], "bad service")
+        check(bad, VERSIONS[-1], "bad service")
