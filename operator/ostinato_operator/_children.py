@@ -31,6 +31,7 @@ __all__ = [
     "labels",
     "loop_pods",
     "needs_state_volume",
+    "network_policies",
     "pod_finished",
     "secret",
 ]
@@ -434,3 +435,80 @@ def loop_pods(
             pod = loop_pod(owner, workflow, loop, replica, settings)
             pods[pod["metadata"]["name"]] = pod
     return pods
+
+
+#: Every namespace carries its own name as this label (set by Kubernetes 1.21 and later).
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def _tcp(port: int) -> dict[str, Any]:
+    return {"protocol": "TCP", "port": port}
+
+
+def _match(match_labels: Mapping[str, str]) -> dict[str, Any]:
+    """A label selector of these labels; {} (every pod) without any, as the API stores it."""
+    return {"matchLabels": dict(match_labels)} if match_labels else {}
+
+
+def _network_policy(
+    owner: Owner, name: str, component: str, ingress: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(owner, name, component),
+        "spec": {
+            "podSelector": _match(labels(owner.name, component)),
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    }
+
+
+def network_policies(owner: Owner, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The Workflow's NetworkPolicies (ingress only; egress stays open), none when turned off.
+
+    ``<wf>-hub``: the hub pod admits the Workflow's own loop pods on the ZeroMQ port and, on the
+    HTTP port (/status, /metrics, POST /control), the operator's pods, those loop pods and the
+    metrics scraper. ``<wf>-loops``: the loop pods admit the metrics scraper on their HTTP port
+    (/metrics, /status) and nobody else: they only connect out, to the hub. The kubelet's probes
+    come from the node, which NetworkPolicy implementations always admit.
+    """
+    if not settings.network_policy:
+        return []
+    loops = {"podSelector": _match(labels(owner.name, "loop"))}
+    # An empty selector is "every": namespaces or pods. Both empty admit no scraper at all.
+    scraper_namespaces = settings.network_policy_metrics_scraper_namespace_selector
+    scraper_pods = settings.network_policy_metrics_scraper_pod_selector
+    scraper = (
+        [
+            {
+                "namespaceSelector": scraper_namespaces.manifest(),
+                "podSelector": scraper_pods.manifest(),
+            }
+        ]
+        if settings.metrics_scraper
+        else []
+    )
+    operator: list[dict[str, Any]] = []
+    if settings.network_policy_operator_namespace is not None:
+        namespace = {NAMESPACE_NAME_LABEL: settings.network_policy_operator_namespace}
+        operator.append(
+            {
+                "namespaceSelector": _match(namespace),
+                "podSelector": _match(settings.network_policy_operator_pod_labels),
+            }
+        )
+    hub = [
+        {"from": [loops], "ports": [_tcp(ZMQ_PORT)]},
+        {"from": [*operator, loops, *scraper], "ports": [_tcp(HTTP_PORT)]},
+    ]
+    return [
+        _network_policy(owner, owner.hub, "hub", hub),
+        _network_policy(
+            owner,
+            f"{owner.name}-loops",
+            "loop",
+            [{"from": scraper, "ports": [_tcp(HTTP_PORT)]}] if scraper else [],
+        ),
+    ]

@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve and register the validating admission webhook",
     )
+    p.add_argument(
+        "--network-policy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="give every Workflow NetworkPolicies for its hub and loop pods (default: on); "
+        "off deletes those the operator made",
+    )
     p.add_argument("--webhook-host", help="name the API server calls the webhook at")
     p.add_argument("--webhook-port", type=int, help="port the webhook listens on (9443)")
     p.add_argument("--webhook-addr", help="address the webhook listens on (0.0.0.0)")
@@ -101,6 +108,10 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
         leader_election=leader,
         lease_namespace=args.lease_namespace or base.lease_namespace or _pod_namespace(),
         lease_name=args.lease_name,
+        network_policy=args.network_policy,
+        # The operator admits itself to its hubs: in a pod, by its own namespace.
+        network_policy_operator_namespace=base.network_policy_operator_namespace
+        or _pod_namespace(),
     )
 
 

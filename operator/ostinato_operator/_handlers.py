@@ -62,6 +62,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.admission.managed = config.webhook_config_name
     else:
         settings.admission.server = NoWebhook()
+    if config.network_policy and config.network_policy_operator_namespace is None:
+        log.warning(
+            "the operator's namespace is unknown (OSTINATO_NETWORK_POLICY_OPERATOR_NAMESPACE): "
+            "the hubs' NetworkPolicies admit no operator to their HTTP port"
+        )
     kube = Kube.connect()
     if config.webhook and config.webhook_owner_cluster_role:
         # Before kopf's own create (which then finds them): owned, so helm uninstall removes them.
@@ -138,6 +143,13 @@ def _report(kube: Kube, body: Mapping[str, Any], outcome: Outcome, first: bool) 
         )
     if outcome.pods_removed:
         kube.event(body, "LoopPodsRemoved", f"removed {', '.join(outcome.pods_removed)}")
+    if outcome.policies_removed:
+        kube.event(
+            body,
+            "NetworkPoliciesRemoved",
+            f"removed NetworkPolicy {', '.join(outcome.policies_removed)}: the operator's "
+            "settings no longer call for it (networkPolicy.enabled)",
+        )
 
 
 @kopf.on.resume(*WORKFLOWS)

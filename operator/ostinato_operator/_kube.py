@@ -38,6 +38,7 @@ class Kube:
         self.core: Any = kubernetes.client.CoreV1Api(api)
         self.apps: Any = kubernetes.client.AppsV1Api(api)
         self.custom: Any = kubernetes.client.CustomObjectsApi(api)
+        self.networking: Any = kubernetes.client.NetworkingV1Api(api)
         self.instance = socket.gethostname()
 
     @classmethod
@@ -72,6 +73,8 @@ class Kube:
             out = self.core.patch_namespaced_service(name, ns, body, **kw)
         elif kind == "Deployment":
             out = self.apps.patch_namespaced_deployment(name, ns, body, **kw)
+        elif kind == "NetworkPolicy":
+            out = self.networking.patch_namespaced_network_policy(name, ns, body, **kw)
         else:
             raise ValueError(f"apply: unsupported kind {kind}")
         result: dict[str, Any] = self.api.sanitize_for_serialization(out)
@@ -143,6 +146,31 @@ class Kube:
             raise
         result: dict[str, Any] = self.api.sanitize_for_serialization(pvc)
         return result
+
+    def network_policies(self, namespace: str, workflow: str) -> list[dict[str, Any]]:
+        """The NetworkPolicies the operator made for the Workflow: their metadata only."""
+        selector = f"ostinato.dev/workflow={workflow},app.kubernetes.io/managed-by={MANAGER}"
+        raw = self.networking.list_namespaced_network_policy(
+            namespace, label_selector=selector, _preload_content=False
+        )
+        try:
+            items = json.loads(raw.data)["items"]
+        finally:
+            raw.release_conn()
+        return [{"metadata": item.get("metadata") or {}} for item in items]
+
+    def delete_network_policy(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete that incarnation of a NetworkPolicy; False if it is gone already."""
+        body = kubernetes.client.V1DeleteOptions(
+            preconditions=kubernetes.client.V1Preconditions(uid=uid)
+        )
+        try:
+            self.networking.delete_namespaced_network_policy(name, namespace, body=body)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
 
     def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> bool:
         """Delete a pod (only that incarnation when ``uid`` is given); False if already gone."""

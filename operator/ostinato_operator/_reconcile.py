@@ -18,6 +18,7 @@ from ._children import (
     hub_pvc,
     hub_service,
     loop_pods,
+    network_policies,
     pod_finished,
     secret,
 )
@@ -25,7 +26,7 @@ from ._keys import new_secret_data
 from ._kube import Kube
 from ._settings import OperatorSettings
 
-__all__ = ["InvalidSpecError", "Outcome", "ensure_pods", "reconcile"]
+__all__ = ["InvalidSpecError", "Outcome", "ensure_network_policies", "ensure_pods", "reconcile"]
 
 log = logging.getLogger("ostinato.operator.reconcile")
 
@@ -43,6 +44,7 @@ class Outcome:
     pods_replaced: list[str] = field(default_factory=list)
     pods_failed: list[str] = field(default_factory=list)
     pods_removed: list[str] = field(default_factory=list)
+    policies_removed: list[str] = field(default_factory=list)
 
 
 def parse(body: Mapping[str, Any], settings: OperatorSettings) -> tuple[Workflow, list[str]]:
@@ -64,6 +66,8 @@ def reconcile(kube: Kube, settings: OperatorSettings, body: Mapping[str, Any]) -
     # running loops); the freshly generated set is dropped when the create finds it there.
     if kube.create(secret(owner, new_secret_data())):
         outcome.created.append(f"Secret {owner.name}-curve")
+    # Before the hub: its pod never runs without the policy that fences it.
+    ensure_network_policies(kube, settings, owner, outcome)
     pvc = hub_pvc(owner, workflow, settings)
     if pvc is not None and kube.create(pvc):
         outcome.created.append(f"PersistentVolumeClaim {pvc['metadata']['name']}")
@@ -71,6 +75,25 @@ def reconcile(kube: Kube, settings: OperatorSettings, body: Mapping[str, Any]) -
     kube.apply(hub_service(owner))
     ensure_pods(kube, settings, owner, workflow, outcome)
     return outcome
+
+
+def ensure_network_policies(
+    kube: Kube, settings: OperatorSettings, owner: Owner, outcome: Outcome
+) -> None:
+    """The Workflow's NetworkPolicies as the settings say: applied when turned on; any other
+    the operator made for this Workflow (all of them when turned off) deleted. A policy this
+    Workflow does not own is never deleted, whatever its name or labels."""
+    desired = network_policies(owner, settings)
+    for policy in desired:
+        kube.apply(policy)
+    wanted = {policy["metadata"]["name"] for policy in desired}
+    for found in kube.network_policies(owner.namespace, owner.name):
+        meta = found["metadata"]
+        owned = any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
+        if not owned or meta["name"] in wanted:
+            continue
+        if kube.delete_network_policy(owner.namespace, meta["name"], meta["uid"]):
+            outcome.policies_removed.append(meta["name"])
 
 
 def ensure_pods(

@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ENV_PREFIX", "OperatorSettings"]
+__all__ = ["ENV_PREFIX", "LabelSelector", "OperatorSettings"]
 
 ENV_PREFIX = "OSTINATO_"
+
+
+class LabelRequirement(BaseModel):
+    """One matchExpressions entry of a Kubernetes label selector."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _values_fit_the_operator(self) -> LabelRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"{self.key}: operator {self.operator} needs values")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"{self.key}: operator {self.operator} takes no values")
+        return self
+
+    def manifest(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "operator": self.operator}
+        if self.values:
+            out["values"] = list(self.values)
+        return out
+
+
+class LabelSelector(BaseModel):
+    """A Kubernetes label selector, spelt as the API spells it (matchLabels, matchExpressions).
+    An empty one selects everything, as in Kubernetes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: tuple[LabelRequirement, ...] = Field((), alias="matchExpressions")
+
+    @property
+    def empty(self) -> bool:
+        return not self.match_labels and not self.match_expressions
+
+    def manifest(self) -> dict[str, Any]:
+        """The selector as it goes into an object: only the parts that are set."""
+        out: dict[str, Any] = {}
+        if self.match_labels:
+            out["matchLabels"] = dict(self.match_labels)
+        if self.match_expressions:
+            out["matchExpressions"] = [e.manifest() for e in self.match_expressions]
+        return out
 
 
 class OperatorSettings(BaseModel):
@@ -75,6 +123,39 @@ class OperatorSettings(BaseModel):
     )
     state_storage_class: str | None = Field(
         None, description="StorageClass of that PVC; unset uses the cluster's default."
+    )
+    network_policy: bool = Field(
+        True,
+        description="Give every Workflow two NetworkPolicies (ingress only): its hub admits "
+        "its own loop pods on the ZeroMQ port, and the operator, its loop pods and the metrics "
+        "scraper on the HTTP port; its loop pods admit the metrics scraper on theirs. Turned "
+        "off, the operator deletes those it made. Only a CNI that implements NetworkPolicy "
+        "enforces them.",
+    )
+    network_policy_operator_namespace: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Namespace of the operator's pods, admitted to every hub's HTTP port (GET "
+        "/status, POST /control); the chart sets its own. Unset: the pod's own namespace; "
+        "outside a pod there is none and no operator is admitted.",
+    )
+    network_policy_operator_pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels of the operator's pods in that namespace (a JSON object in the "
+        "environment); the chart sets its pods' selector labels. Empty: every pod there.",
+    )
+    network_policy_metrics_scraper_namespace_selector: LabelSelector = Field(
+        default_factory=LabelSelector,
+        description="Namespaces of the metrics scraper (e.g. Prometheus) admitted to the HTTP "
+        "port of hubs and loop pods, a label selector as Kubernetes spells it (JSON in the "
+        "environment). Empty selects every namespace, but when both scraper selectors are "
+        "empty no scraper is admitted.",
+    )
+    network_policy_metrics_scraper_pod_selector: LabelSelector = Field(
+        default_factory=LabelSelector,
+        description="The metrics scraper's pods in those namespaces, a label selector (JSON in "
+        "the environment). Empty selects every pod of those namespaces.",
     )
     metrics_port: int = Field(9090, ge=0, le=65535, description="Port of /metrics; 0 disables.")
     liveness_port: int = Field(
@@ -167,6 +248,21 @@ class OperatorSettings(BaseModel):
         "interval with 2 s timeouts on 2 cores.",
     )
 
+    @field_validator(
+        "network_policy_operator_pod_labels",
+        "network_policy_metrics_scraper_namespace_selector",
+        "network_policy_metrics_scraper_pod_selector",
+        mode="before",
+    )
+    @classmethod
+    def _json_from_the_environment(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+
     @model_validator(mode="after")
     def _consistent(self) -> OperatorSettings:
         if self.lease_renew_seconds >= self.lease_duration_seconds:
@@ -199,6 +295,14 @@ class OperatorSettings(BaseModel):
                 values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+    @property
+    def metrics_scraper(self) -> bool:
+        """Whether a metrics scraper is admitted: one of its two selectors is set."""
+        return not (
+            self.network_policy_metrics_scraper_namespace_selector.empty
+            and self.network_policy_metrics_scraper_pod_selector.empty
+        )
 
     @property
     def stale_after_seconds(self) -> float:

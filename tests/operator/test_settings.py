@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from ostinato_operator import _cli
 from ostinato_operator._cli import build_parser, settings_from_args
 from ostinato_operator._settings import OperatorSettings
 
@@ -61,3 +64,92 @@ def test_inconsistent_timings_are_one_clear_line(
     assert len(err) == 1, err
     assert err[0].startswith("ostinato-operator: ")
     assert message in err[0]
+
+
+def test_network_policies_are_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings([], monkeypatch).network_policy is True
+    assert settings([], monkeypatch, OSTINATO_NETWORK_POLICY="false").network_policy is False
+    flag = settings(["--network-policy"], monkeypatch, OSTINATO_NETWORK_POLICY="false")
+    assert flag.network_policy is True
+    assert settings(["--no-network-policy"], monkeypatch).network_policy is False
+
+
+def test_the_operator_admits_itself_by_its_pods_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(_cli, "_SA_NAMESPACE", tmp_path / "no-service-account")
+    assert settings([], monkeypatch).network_policy_operator_namespace is None
+    pod = settings([], monkeypatch, POD_NAMESPACE="ops")
+    assert pod.network_policy_operator_namespace == "ops"
+    chart = settings(
+        [],
+        monkeypatch,
+        POD_NAMESPACE="ops",
+        OSTINATO_NETWORK_POLICY_OPERATOR_NAMESPACE="ostinato-system",
+        OSTINATO_NETWORK_POLICY_OPERATOR_POD_LABELS='{"app.kubernetes.io/name": "ostinato"}',
+    )
+    assert chart.network_policy_operator_namespace == "ostinato-system"
+    assert chart.network_policy_operator_pod_labels == {"app.kubernetes.io/name": "ostinato"}
+
+
+def test_the_metrics_scraper_selectors_are_json_label_selectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unset = settings([], monkeypatch)
+    assert not unset.metrics_scraper
+    chosen = settings(
+        [],
+        monkeypatch,
+        OSTINATO_NETWORK_POLICY_METRICS_SCRAPER_NAMESPACE_SELECTOR="{}",
+        OSTINATO_NETWORK_POLICY_METRICS_SCRAPER_POD_SELECTOR='{"matchExpressions": '
+        '[{"key": "app", "operator": "In", "values": ["prometheus"]}]}',
+    )
+    assert chosen.metrics_scraper
+    assert chosen.network_policy_metrics_scraper_namespace_selector.manifest() == {}
+    assert chosen.network_policy_metrics_scraper_pod_selector.manifest() == {
+        "matchExpressions": [{"key": "app", "operator": "In", "values": ["prometheus"]}]
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"OSTINATO_NETWORK_POLICY_METRICS_SCRAPER_POD_SELECTOR": "app=prometheus"},
+            "network_policy_metrics_scraper_pod_selector: not JSON",
+        ),
+        (
+            {"OSTINATO_NETWORK_POLICY_METRICS_SCRAPER_NAMESPACE_SELECTOR": '{"matchLabel": {}}'},
+            "network_policy_metrics_scraper_namespace_selector.matchLabel: Extra inputs",
+        ),
+        (
+            {
+                "OSTINATO_NETWORK_POLICY_METRICS_SCRAPER_POD_SELECTOR": '{"matchExpressions": '
+                '[{"key": "app", "operator": "In"}]}'
+            },
+            "matchExpressions.0: app: operator In needs values",
+        ),
+        (
+            {"OSTINATO_NETWORK_POLICY_OPERATOR_POD_LABELS": '["app"]'},
+            "network_policy_operator_pod_labels: Input should be a valid dictionary",
+        ),
+        (
+            {"OSTINATO_NETWORK_POLICY_OPERATOR_NAMESPACE": "Ops_1"},
+            "network_policy_operator_namespace: String should match pattern",
+        ),
+    ],
+)
+def test_a_bad_network_policy_setting_is_one_clear_line(
+    env: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ostinato_operator._cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--no-leader-elect"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert message in err[0], err[0]
