@@ -314,3 +314,50 @@ def test_the_hub_volume_values_reach_the_operators_settings(render: Render) -> N
 
 def test_a_hub_volume_size_that_is_no_quantity_is_refused(render_error: RenderError) -> None:
     assert "stateVolumeSize" in render_error({"operator": {"stateVolumeSize": "lots"}})
+
+
+def _settings(render: Render, values: dict[str, Any] | None) -> OperatorSettings:
+    env = {
+        e["name"]: e["value"]
+        for e in _container(_one(render(values), "Deployment"))["env"]
+        if "value" in e
+    }
+    return OperatorSettings.from_env(env)
+
+
+def test_network_policies_are_on_and_admit_this_operators_pods(render: Render) -> None:
+    default = yaml.safe_load((CHART / "values.yaml").read_text())["networkPolicy"]
+    assert default["enabled"] is OperatorSettings().network_policy is True
+    objects = render()
+    settings = _settings(render, None)
+    assert settings.network_policy
+    # The hubs admit the operator by its namespace and labels: those of the pods this chart runs.
+    assert settings.network_policy_operator_namespace == NAMESPACE
+    pod_labels = _one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert settings.network_policy_operator_pod_labels
+    assert settings.network_policy_operator_pod_labels.items() <= pod_labels.items()
+    # Not the labels every pod of the release shares: hub and loop pods carry
+    # app.kubernetes.io/name ostinato too.
+    assert settings.network_policy_operator_pod_labels["app.kubernetes.io/component"] == "operator"
+    assert not settings.metrics_scraper
+
+    assert not _settings(render, {"networkPolicy": {"enabled": False}}).network_policy
+
+
+def test_the_metrics_scraper_values_reach_the_operators_settings(render: Render) -> None:
+    namespaces = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    pods = {"matchExpressions": [{"key": "app", "operator": "In", "values": ["prometheus"]}]}
+    for scraper in (
+        {"namespaceSelector": namespaces, "podSelector": pods},
+        {"namespaceSelector": namespaces},
+        {"podSelector": pods},
+    ):
+        settings = _settings(
+            render, {"networkPolicy": {"enabled": True, "metricsScraper": scraper}}
+        )
+        assert settings.metrics_scraper
+        got = (
+            settings.network_policy_metrics_scraper_namespace_selector.manifest(),
+            settings.network_policy_metrics_scraper_pod_selector.manifest(),
+        )
+        assert got == (scraper.get("namespaceSelector", {}), scraper.get("podSelector", {}))

@@ -48,6 +48,27 @@ def test_cluster_wide_by_default(render: Render) -> None:
         assert _grants(role, resource, verb), f"{resource}: {verb} missing"
 
 
+def _verbs(role: Manifest, resource: str) -> set[str]:
+    return {verb for rule in _rules_granting(role, resource) for verb in rule["verbs"]}
+
+
+def test_network_policies_are_granted_what_the_operator_calls(render: Render) -> None:
+    """Applied (create, patch), listed and deleted (when turned off): nothing else, in either
+    mode, and whether the chart turns them on or off (off, the operator deletes its own)."""
+    for values in (
+        {},
+        {"networkPolicy": {"enabled": False}},
+        {"watch": {"namespaces": ["team-a"]}},
+    ):
+        objects = render(values)
+        roles = _workflow_roles(objects, "Role") or _workflow_roles(objects, "ClusterRole")
+        assert roles, values
+        for role in roles:
+            assert _verbs(role, "networkpolicies") == {"create", "patch", "list", "delete"}
+            (rule,) = _rules_granting(role, "networkpolicies")
+            assert rule["apiGroups"] == ["networking.k8s.io"]
+
+
 def test_namespaced_mode_has_one_role_per_namespace_and_no_cluster_grant(render: Render) -> None:
     objects = render({"watch": {"namespaces": ["team-a", "team-b"]}})
     roles = _workflow_roles(objects, "Role")
@@ -56,7 +77,14 @@ def test_namespaced_mode_has_one_role_per_namespace_and_no_cluster_grant(render:
         assert len(_bound(objects, "RoleBinding", role)) == 1, role["metadata"]
     # Nothing cluster-wide may touch workflows, pods or secrets in this mode.
     for role in (o for o in objects if o["kind"] == "ClusterRole"):
-        for resource in ("workflows", "pods", "secrets", "configmaps", "deployments"):
+        for resource in (
+            "workflows",
+            "pods",
+            "secrets",
+            "configmaps",
+            "deployments",
+            "networkpolicies",
+        ):
             assert not _rules_granting(role, resource), (role["metadata"]["name"], resource)
 
 

@@ -31,6 +31,24 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"operator": {"maxPodsPerWorkflow": 0}}, "operator.maxPodsPerWorkflow"),
     ({"operator": {"maxPodsPerWorkflow": 2.5}}, "operator.maxPodsPerWorkflow"),
     ({"operator": {"maxPodsPerWorkflow": 1001}}, "operator.maxPodsPerWorkflow"),
+    ({"networkPolicy": {"enabled": "yes"}}, "networkPolicy.enabled"),
+    ({"networkPolicy": {"enabled": True, "metricsScrapper": {}}}, "metricsScrapper"),
+    (
+        # A label map where a selector belongs: matchLabels is missing.
+        {"networkPolicy": {"enabled": True, "metricsScraper": {"podSelector": {"app": "p"}}}},
+        "networkPolicy.metricsScraper.podSelector",
+    ),
+    (
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "metricsScraper": {
+                    "namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}
+                },
+            }
+        },
+        "networkPolicy.metricsScraper.namespaceSelector.matchExpressions.0.operator",
+    ),
     ({"tolerations": [{"key": "k", "effect": "Sometimes"}]}, "tolerations.0.effect"),
     ({"nodeSelector": {"disk": 1}}, "nodeSelector.disk"),
 ]
@@ -57,6 +75,19 @@ def test_defaults_and_documented_overrides_are_accepted(render: Render) -> None:
             "affinity": {"nodeAffinity": {}},
             "serviceMonitor": {"enabled": False, "interval": "1m30s", "labels": {"r": "p"}},
             "operator": {"statusIntervalSeconds": 2.5, "maxPodsPerWorkflow": 200},
+            "networkPolicy": {
+                "enabled": True,
+                "metricsScraper": {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                    },
+                    "podSelector": {
+                        "matchExpressions": [
+                            {"key": "app", "operator": "In", "values": ["prometheus"]}
+                        ]
+                    },
+                },
+            },
         }
     )
 
