@@ -142,6 +142,12 @@ def test_every_example_gets_all_its_children(
     _owned_by(svc, wf)
     assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"zmq": 5555, "http": 8080}
 
+    # On by default: the hub's policy and the loops' (their rules: test_network_policy_k8s.py).
+    for policy in (f"{name}-hub", f"{name}-loops"):
+        netpol = _get(operator, ns, "networkpolicy", policy)
+        assert netpol is not None, policy
+        _owned_by(netpol, wf)
+
     pvc = _get(operator, ns, "pvc", f"{name}-hub-state")
     durable = any(q.get("durable") for q in doc["spec"].get("queues", []))
     assert (pvc is not None) == durable
@@ -531,6 +537,8 @@ def test_deleting_the_workflow_removes_every_child(operator: Operator, namespace
             ("deployment", "counter-hub"),
             ("service", "counter-hub"),
             ("pvc", "counter-hub-state"),
+            ("networkpolicy", "counter-hub"),
+            ("networkpolicy", "counter-loops"),
         ]:
             obj = _get(operator, ns, kind, name)
             if obj is not None and not obj["metadata"].get("deletionTimestamp"):
