@@ -22,7 +22,10 @@ EXAMPLE = ROOT / "examples" / "k8s-counter.yaml"
 WF = "counter"
 WRITER, READER = "writer", "reader"
 # Every kind the operator creates for a Workflow, all labelled ostinato.dev/workflow=<wf>.
-CHILD_KINDS = "pods,deployments,replicasets,services,configmaps,secrets,persistentvolumeclaims"
+CHILD_KINDS = (
+    "pods,deployments,replicasets,services,configmaps,secrets,persistentvolumeclaims,"
+    "networkpolicies"
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -81,6 +84,44 @@ def _children(kube: Kube, ns: str) -> list[str]:
     return listing.split()
 
 
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """matchLabels as Kubernetes reads it (the operator's policies use no matchExpressions)."""
+    assert not selector.get("matchExpressions"), selector
+    return bool(selector.get("matchLabels", {}).items() <= labels.items())
+
+
+def _policies_select_the_real_pods(
+    kube: Kube, install: Install, loop_pods: list[dict[str, Any]]
+) -> None:
+    """This cluster's CNI does not enforce NetworkPolicies, so check the next best thing: the
+    hub's policy selects the running hub pod and admits these loop pods and the running
+    operator's pod (by its namespace's name and its labels)."""
+    ns = install.workflow_namespace
+    policy = kube.get("networkpolicy", f"{WF}-hub", "-n", ns)["spec"]
+    selector = f"ostinato.dev/workflow={WF},app.kubernetes.io/component=hub"
+    (hub,) = kube.get("pods", "-n", ns, "-l", selector)["items"]
+    assert _selects(policy["podSelector"], hub["metadata"]["labels"])
+    zmq, http = policy["ingress"]
+    assert zmq["ports"] == [{"protocol": "TCP", "port": 5555}]
+    assert http["ports"] == [{"protocol": "TCP", "port": 8080}]
+    for pod in loop_pods:
+        for rule in (zmq, http):
+            assert any(_selects(p["podSelector"], pod["metadata"]["labels"]) for p in rule["from"])
+    operator_pods = kube.get(
+        "pods", "-n", install.operator_namespace, "-l", "app.kubernetes.io/component=operator"
+    )["items"]
+    assert operator_pods
+    admitted = [
+        peer
+        for peer in http["from"]
+        if peer.get("namespaceSelector", {}).get("matchLabels")
+        == {"kubernetes.io/metadata.name": install.operator_namespace}
+    ]
+    assert len(admitted) == 1, http["from"]
+    for pod in operator_pods:
+        assert _selects(admitted[0]["podSelector"], pod["metadata"]["labels"]), pod["metadata"]
+
+
 @pytest.mark.timeout(1500)
 def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
     ns = install.workflow_namespace
@@ -103,6 +144,8 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
         ("persistentvolumeclaim", f"{WF}-hub-state"),
         ("pod", f"{WF}-{WRITER}-0"),
         ("pod", f"{WF}-{READER}-0"),
+        ("networkpolicy", f"{WF}-hub"),
+        ("networkpolicy", f"{WF}-loops"),
     ]:
         obj = kube.get(kind, name, "-n", ns)
         assert obj is not None, f"{kind} {name} missing"
@@ -113,6 +156,7 @@ def test_counter_workflow_end_to_end(kube: Kube, install: Install) -> None:
     ips = {p: obj["status"]["podIP"] for p, obj in pods.items()}
     assert len(set(ips.values())) == 2, f"the two loops share a pod IP: {ips}"
     reader_uid = pods[reader_pod]["metadata"]["uid"]
+    _policies_select_the_real_pods(kube, install, list(pods.values()))
 
     # The operator's own metrics, through the chart's metrics Service.
     def operator_metric(name: str) -> float:

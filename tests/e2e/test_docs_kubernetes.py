@@ -127,7 +127,7 @@ def _norm(line: str) -> str:
 
 READER_STATE = _norm("kubectl get owf counter -o jsonpath='{.status.loops[1].state}{\"\\n\"}'")
 LOOPS = "app.kubernetes.io/component=loop"
-NOTHING_LEFT = "kubectl get all,cm,secret,pvc -l ostinato.dev/workflow=counter"
+NOTHING_LEFT = "kubectl get all,cm,secret,pvc,netpol -l ostinato.dev/workflow=counter"
 PAUSE = _patch("replace", "/spec/loops/1/state", "paused")
 RESUME = _patch("replace", "/spec/loops/1/state", "running")
 STOP_ALL = _patch("", "", {"spec": {"state": "stopped"}})
