@@ -20,7 +20,15 @@ from .support import example
 pytestmark = pytest.mark.timeout(180)
 
 #: The kinds the operator makes for a Workflow, each labelled with the Workflow's name.
-CHILD_KINDS = ("configmaps", "secrets", "deployments", "services", "persistentvolumeclaims", "pods")
+CHILD_KINDS = (
+    "configmaps",
+    "secrets",
+    "deployments",
+    "services",
+    "persistentvolumeclaims",
+    "pods",
+    "networkpolicies",
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +59,15 @@ def test_every_object_the_operator_made_is_valid_in_every_supported_release(
     def made() -> list[dict[str, Any]] | None:
         objects = _children(operator, namespace, name)
         kinds = {o["kind"] for o in objects}
-        want = {"ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim", "Pod"}
+        want = {
+            "ConfigMap",
+            "Secret",
+            "Deployment",
+            "Service",
+            "PersistentVolumeClaim",
+            "Pod",
+            "NetworkPolicy",
+        }
         pods = sum(o["kind"] == "Pod" for o in objects)
         return objects if kinds >= want and pods == 4 else None  # sensor, dashboard, archive x2
 
@@ -73,6 +89,7 @@ def test_every_object_the_operator_made_is_valid_in_every_supported_release(
         "Service",
         "PersistentVolumeClaim",
         "Pod",
+        "NetworkPolicy",
         "Event",
         "ValidatingWebhookConfiguration",
         "MutatingWebhookConfiguration",  # kopf makes an empty one beside it

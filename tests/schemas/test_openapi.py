@@ -28,6 +28,7 @@ from ostinato_operator._children import (
     hub_pvc,
     hub_service,
     loop_pods,
+    network_policies,
     secret,
 )
 from ostinato_operator._crd import build_crd
@@ -41,7 +42,21 @@ from tests.operator.support import EXAMPLES, as_object, example
 
 from .support import OLDEST, VERSIONS, check, release
 
-SETTINGS = OperatorSettings(image="reg.example/ostinato:1")
+SETTINGS = OperatorSettings(
+    image="reg.example/ostinato:1",
+    # Every part a NetworkPolicy can get: the operator's peer and a scraper with expressions.
+    network_policy_operator_namespace="ostinato-system",
+    network_policy_operator_pod_labels={"app.kubernetes.io/component": "operator"},
+    network_policy_metrics_scraper_namespace_selector={"matchLabels": {"team": "monitoring"}},
+    network_policy_metrics_scraper_pod_selector={
+        "matchExpressions": [
+            {"key": "app", "operator": "In", "values": ["prometheus"]},
+            {"key": "canary", "operator": "DoesNotExist"},
+        ]
+    },
+)
+#: The same without a scraper: the loop pods' policy then admits nobody (an empty ingress).
+NO_SCRAPER = OperatorSettings(image="reg.example/ostinato:1")
 
 Manifest = dict[str, Any]
 
@@ -78,6 +93,9 @@ def _operator_children() -> Iterator[tuple[str, Manifest]]:
             yield f"{label}/PersistentVolumeClaim", pvc
         for name, pod in loop_pods(owner, wf, SETTINGS).items():
             yield f"{label}/Pod/{name}", pod
+        for settings in (SETTINGS, NO_SCRAPER):
+            for policy in network_policies(owner, settings):
+                yield f"{label}/NetworkPolicy/{policy['metadata']['name']}", policy
 
 
 def _event() -> Manifest:
@@ -125,6 +143,13 @@ EVERY_OPTION: dict[str, Any] = {
     "serviceAccount": {"annotations": {"iam.example/role": "ops"}},
     "watch": {"namespaces": ["team-a", "team-b"]},
     "serviceMonitor": {"enabled": True, "force": True, "labels": {"release": "prom"}},
+    "networkPolicy": {
+        "enabled": True,
+        "metricsScraper": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+        },
+    },
     "podAnnotations": {"example/a": "b"},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [
@@ -144,7 +169,11 @@ EVERY_OPTION: dict[str, Any] = {
 CHART_CASES: dict[str, dict[str, Any] | None] = {
     "defaults": None,
     "every-option": EVERY_OPTION,
-    "no-webhook-no-rbac": {"webhook": {"enabled": False}, "rbac": {"create": False}},
+    "no-webhook-no-rbac": {
+        "webhook": {"enabled": False},
+        "rbac": {"create": False},
+        "networkPolicy": {"enabled": False},
+    },
 }
 
 
@@ -162,6 +191,7 @@ def test_every_object_the_operator_creates(version: str) -> None:
         "Event",
         "Lease",
         "CustomResourceDefinition",
+        "NetworkPolicy",
     }
     for label, obj in objects:
         check(copy.deepcopy(obj), version, label)
