@@ -3,13 +3,15 @@
 Programs built on ostinato (the Kubernetes operator, command-line tools, benchmarks) import from
 here, never from the runtime's private modules, so those stay free to move. What is here is
 kept stable the way ``ostinato``'s own names are, but is of no use to someone writing nodes and
-workflows: the loop engine and plans, the spec's parts, the CURVE keys, the control models.
+workflows: the loop engine and plans, the spec's parts, the CURVE keys and the control token,
+the control models.
 """
 
 from typing import TYPE_CHECKING
 
 from ._engine._loop import LoopManager
 from ._face import adopt, lazy_getattr
+from ._messaging._token import CONTROL_TOKEN_ENV, generate_control_token
 from ._model._errors import errors_from_pydantic
 from ._model._plan import LoopPlan, WorkflowPlan
 from ._model._spec import LoopSpec, QueueSpec, ResourcesSpec, WorkflowSpec
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from ._messaging._security import CurveKeys, generate_keys
 
 __all__ = [
+    "CONTROL_TOKEN_ENV",
     "CURVE_ENV_VARS",
     "MAX_ERROR_CHARS",
     "ControlReply",
@@ -36,6 +39,7 @@ __all__ = [
     "WorkflowPlan",
     "WorkflowSpec",
     "errors_from_pydantic",
+    "generate_control_token",
     "generate_keys",
     "replica_key",
     "truncate",

@@ -36,6 +36,7 @@ from ostinato._messaging._security import (
     save_keys,
     secure_client,
 )
+from ostinato._messaging._token import check_control_token, token_from_keys_file
 
 TIMEOUT_MS = 5000  # upper bound for anything that must happen
 QUIET_MS = 300  # how long "nothing arrives" is watched
@@ -383,8 +384,21 @@ def test_keys_command_writes_then_refuses_to_overwrite(
 def test_keys_command_prints_json_without_out(capsys: pytest.CaptureFixture[str]) -> None:
     assert keys_command(None) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == set(ENV_VARS)
+    assert set(data) == {*ENV_VARS, "control_token"}
+    token = data.pop("control_token")
+    assert check_control_token(token, "control_token") == token
     CurveKeys(**{name: value.encode() for name, value in data.items()})
+
+
+def test_keys_command_writes_a_control_token_beside_the_keys(tmp_path: Path) -> None:
+    out = tmp_path / "wf.keys"
+    assert keys_command(out) == 0
+    token = token_from_keys_file(out)
+    assert len(token) >= 32
+    assert load_keys(out).client_public  # the CURVE fields load as before
+    other = tmp_path / "other.keys"
+    assert keys_command(other) == 0
+    assert token_from_keys_file(other) != token  # one per workflow
 
 
 def _valid_text(keys: CurveKeys) -> dict[str, Any]:

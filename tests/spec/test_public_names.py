@@ -26,8 +26,8 @@ TOOLS = {
     "LoopManager", "LoopPlan", "WorkflowPlan", "LoopHandle",
     # the spec's parts (the operator builds its CRD from WorkflowSpec)
     "WorkflowSpec", "LoopSpec", "QueueSpec", "ResourcesSpec",
-    # CURVE keys, as the operator makes them for a workflow's Secret
-    "CURVE_ENV_VARS", "CurveKeys", "generate_keys",
+    # CURVE keys and the control token, as the operator makes them for a workflow's Secret
+    "CURVE_ENV_VARS", "CurveKeys", "generate_keys", "CONTROL_TOKEN_ENV", "generate_control_token",
     # control and status plumbing the operator shares with the hub
     "ControlRequest", "ControlReply", "errors_from_pydantic", "MAX_ERROR_CHARS", "replica_key",
     "truncate",

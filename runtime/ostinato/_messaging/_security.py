@@ -7,7 +7,8 @@ the hub also runs a ZAP authenticator that admits only the workflow's client pub
 without the workflow's keys can neither read nor write.
 
 Keys are Z85 text (40 characters, 32 bytes of key material); on disk a JSON object with the four
-fields below (mode 0600); in pods the four ``OSTINATO_CURVE_*`` variables, from one Secret.
+fields below (mode 0600) and the workflow's HTTP control token (:mod:`._token`); in pods the
+four ``OSTINATO_CURVE_*`` variables, from one Secret.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import logging
 import os
 import struct
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Mapping
@@ -31,6 +31,8 @@ from typing import Any
 
 import zmq
 from zmq.utils import z85
+
+from ._token import CONTROL_TOKEN_FIELD, generate_control_token, write_private_file
 
 log = logging.getLogger("ostinato.hub.security")
 
@@ -139,48 +141,25 @@ def generate_keys() -> CurveKeys:
     return CurveKeys(server_public, server_secret, client_public, client_secret)
 
 
-def _keys_json(keys: CurveKeys) -> str:
-    return json.dumps(keys.as_text(), indent=2) + "\n"
+def _keys_json(keys: CurveKeys, control_token: str | None = None) -> str:
+    fields = keys.as_text()
+    if control_token is not None:
+        fields[CONTROL_TOKEN_FIELD] = control_token
+    return json.dumps(fields, indent=2) + "\n"
 
 
-def save_keys(keys: CurveKeys, path: str | Path, *, overwrite: bool = True) -> None:
-    """Write ``keys`` as JSON to ``path``, mode 0600, atomically (a temporary file, then rename).
-
-    Readers see either the old file or the complete new one. With ``overwrite=False`` an
-    existing ``path`` is never replaced (FileExistsError), race-free: the temporary file is
-    hard-linked into place, which fails if the name exists.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(_keys_json(keys))
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # FileExistsError when path exists
-            os.unlink(tmp)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover - file systems that refuse it
-        pass
-    finally:
-        os.close(dir_fd)
+def save_keys(
+    keys: CurveKeys,
+    path: str | Path,
+    *,
+    overwrite: bool = True,
+    control_token: str | None = None,
+) -> None:
+    """Write ``keys`` (and the workflow's ``control_token``, when given) as JSON to ``path``,
+    mode 0600, atomically (see :func:`write_private_file`): readers see either the old file or
+    the complete new one, and with ``overwrite=False`` an existing ``path`` is never replaced
+    (FileExistsError)."""
+    write_private_file(path, _keys_json(keys, control_token), overwrite=overwrite)
 
 
 def load_keys(path: str | Path) -> CurveKeys:
@@ -227,20 +206,24 @@ def keys_from_env(environ: Mapping[str, str] = os.environ) -> CurveKeys | None:
 
 
 def keys_command(out: Path | None) -> int:
-    """``ostinato keys [--out FILE]``: generate a key set; write it to ``out`` or print it."""
-    keys = generate_keys()
+    """``ostinato keys [--out FILE]``: generate a key set and the workflow's control token;
+    write them to ``out`` or print them."""
+    keys, token = generate_keys(), generate_control_token()
     if out is None:
-        sys.stdout.write(_keys_json(keys))
+        sys.stdout.write(_keys_json(keys, token))
         return 0
     try:
-        save_keys(keys, out, overwrite=False)
+        save_keys(keys, out, overwrite=False, control_token=token)
     except FileExistsError:
         print(f"ostinato keys: {out} already exists; not overwriting it", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"ostinato keys: cannot write {out}: {exc}", file=sys.stderr)
         return 1
-    print(f"ostinato keys: wrote a new CURVE key set to {out} (mode 0600)", file=sys.stderr)
+    print(
+        f"ostinato keys: wrote a new CURVE key set and control token to {out} (mode 0600)",
+        file=sys.stderr,
+    )
     return 0
 
 
