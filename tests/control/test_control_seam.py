@@ -30,6 +30,7 @@ from ostinato._observe._http import ControlReply, ObservabilityServer
 from tests.engine import nodes
 
 WAIT = 30.0
+TOKEN = "seam-control-token-0123456789"
 
 
 def document(journal: str, gate: str) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def get(url: str) -> Any:
 
 def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
     try:
         with urllib.request.urlopen(request, timeout=5) as reply:
             return reply.status, json.loads(reply.read())
@@ -89,7 +92,10 @@ class Mode:
 
 
 def _local(doc: dict[str, Any]) -> Iterator[Mode]:
-    with WorkflowOrchestrator(doc) as orch, ObservabilityServer(orch, port=0) as server:
+    with (
+        WorkflowOrchestrator(doc) as orch,
+        ObservabilityServer(orch, port=0, control_token=TOKEN) as server,
+    ):
         handle = orch.loop("a")
         yield Mode(server.url, lambda s: handle.wait_for_state(s, timeout=WAIT))
 
@@ -105,7 +111,7 @@ def _hub(doc: dict[str, Any]) -> Iterator[Mode]:
     runner = threading.Thread(target=manager.run_sync, name="seam-replica", daemon=True)
     runner.start()
     try:
-        with ObservabilityServer(loops, port=0) as server:
+        with ObservabilityServer(loops, port=0, control_token=TOKEN) as server:
             yield Mode(server.url, lambda s: manager.wait_for_state(s, timeout=WAIT))
     finally:
         manager.stop()

@@ -13,6 +13,7 @@ from ostinato import DesiredState, LoopState, WorkflowOrchestrator
 from ostinato._observe._http import ObservabilityServer
 
 WAIT = 30.0
+TOKEN = "desired-control-token-0123456789"
 
 
 def workflow(state: str = "running", **loop_states: str) -> dict[str, Any]:
@@ -92,6 +93,8 @@ def test_workflow_state_stopped_holds_every_loop_and_paused_pauses_all() -> None
 
 def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
     try:
         with urllib.request.urlopen(request, timeout=5) as reply:
             return reply.status, json.loads(reply.read())
@@ -103,7 +106,7 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
 def test_post_control_on_a_local_run() -> None:
     with (
         WorkflowOrchestrator(workflow()) as orch,
-        ObservabilityServer(orch, port=0) as server,
+        ObservabilityServer(orch, port=0, control_token=TOKEN) as server,
     ):
         code, reply = _post(server.url + "/control", {"loop": "a", "state": "paused"})
         assert code == 200

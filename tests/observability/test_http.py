@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ostinato import LoopState, WorkflowOrchestrator, WorkflowStatus
-from ostinato._observe._http import ObservabilityServer
+from ostinato._observe._http import HttpSettings, ObservabilityServer
 
 from .conftest import RATE, TICKING, N, Running, get, ticking_loop, wait_until
 from .nodes import GATES
@@ -131,7 +131,8 @@ def test_iterations_grow_at_the_configured_rate(running: Running) -> None:
 def test_status_reports_the_iteration_rate_over_its_window(running: Running) -> None:
     # A server of its own, started now that every loop runs: its first sample is not taken
     # while the process loop was still starting (that would lower the first windows' rate).
-    with ObservabilityServer(running.orchestrator, rate_window=2.0, sample_every=0.5) as srv:
+    rates = HttpSettings(rate_window_seconds=2.0, sample_every_seconds=0.5)
+    with ObservabilityServer(running.orchestrator, settings=rates) as srv:
 
         def windows() -> list[Any]:
             loops = get(srv.url + "/status").json()["loops"]

@@ -13,14 +13,16 @@ only when asked (and once a second for the iteration rates): the loops pay nothi
   (see :class:`IterationRates`); each replica's ``desiredState`` (what was asked) beside its
   ``state`` (what it does).
 - ``POST /control`` (where the source can take it: ``ostinato run`` and ``ostinato hub``, with
-  the same meaning): JSON ``{"loop": NAME or null, "state": "running" | "paused" | "stopped"}``
-  sets the desired state of one loop or of all, kept by the source and reported at once in
-  ``/status`` while the loops reach it at their next iteration boundary; ``200`` with a
-  :class:`ControlReply` ``{"loops": {NAME: STATE, ...}}``, ``400`` naming the field of a bad
-  request, ``404`` for an unknown loop.
+  the same meaning), with ``Authorization: Bearer TOKEN``: JSON ``{"loop": NAME or null,
+  "state": "running" | "paused" | "stopped"}`` sets the desired state of one loop or of all,
+  kept by the source and reported at once in ``/status`` while the loops reach it at their next
+  iteration boundary; ``200`` with a :class:`ControlReply` ``{"loops": {NAME: STATE, ...}}``,
+  ``400`` naming the field of a bad request, ``404`` for an unknown loop, ``401`` without the
+  workflow's control token.
 
 The server serves a *status source*: a :class:`WorkflowOrchestrator` (every loop in this
-process), a hub running alone (its loops' heartbeats), or one remote loop.
+process), a hub running alone (its loops' heartbeats), or one remote loop. Who may call what,
+and the limits on requests, are :mod:`ostinato._observe._serving`'s.
 """
 
 from __future__ import annotations
@@ -30,12 +32,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -43,11 +42,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .._model._spec import DesiredState
 from .._model._status import LoopState, WorkflowStatus
 from ._metrics import metrics_registry
+from ._serving import Access, HttpServer, HttpSettings, Reply, Request, Route, json_error
 
 __all__ = [
     "ControlReply",
     "ControlRequest",
     "Controllable",
+    "HttpSettings",
     "IterationRates",
     "ObservabilityServer",
     "StatusSource",
@@ -56,17 +57,13 @@ __all__ = [
 log = logging.getLogger("ostinato.http")
 
 #: Default window of the iteration rates in /status, and how often they are sampled, seconds.
-RATE_WINDOW_SECONDS = 10.0
-SAMPLE_EVERY_SECONDS = 1.0
+RATE_WINDOW_SECONDS = HttpSettings().rate_window_seconds
+SAMPLE_EVERY_SECONDS = HttpSettings().sample_every_seconds
 
 #: The Prometheus text format 0.0.4, which generate_latest writes for our names (all of them
 #: legacy-valid). Not prometheus_client.CONTENT_TYPE_LATEST: recent releases say 1.0.0 there,
 #: which older Prometheus servers do not know.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-#: Largest POST body read, bytes: a control request is a few dozen.
-MAX_BODY_BYTES = 64 * 1024
 
 
 class StatusSource(Protocol):
@@ -161,73 +158,14 @@ class IterationRates:
         return (iterations - oldest[1]) / span, span
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    app: ObservabilityServer
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "ostinato"
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        route = self.server.app.routes.get(path)
-        if route is None:
-            self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n")
-            return
-        self._run(path, route)
-
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        if path != "/control" or not self.server.app.controllable:
-            self._reply(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8", b"not found\n")
-            return
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            self._reply(*_error(HTTPStatus.BAD_REQUEST, "Content-Length: 0 to 65536 bytes"))
-            return
-        body = self.rfile.read(length)
-        self._run(path, lambda: self.server.app.control(body))
-
-    def _run(self, path: str, route: Callable[[], Reply]) -> None:
-        try:
-            code, content_type, body = route()
-        except Exception as exc:
-            log.exception("%s failed", path)
-            code, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8"
-            body = f"error: {exc}\n".encode()
-        self._reply(code, content_type, body)
-
-    def _reply(self, code: int, content_type: str, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-
-Reply = tuple[int, str, bytes]
-
-
-def _error(code: int, message: str) -> Reply:
-    return code, "application/json", json.dumps({"error": message}).encode() + b"\n"
-
-
 class ObservabilityServer:
     """Serves a workflow's /metrics, /healthz, /readyz, /status (and POST /control) over HTTP.
 
     ``source`` is a :class:`WorkflowOrchestrator`, a hub's :class:`RemoteLoops` or anything
     with ``status()`` and ``not_ready()``. ``port`` 0 picks a free port (read it from
-    :attr:`port`). It binds ``127.0.0.1`` unless told otherwise. Start it before or after the
-    source; :meth:`close` it after.
+    :attr:`port`). It binds ``127.0.0.1`` unless told otherwise. ``control_token`` is the
+    workflow's: without one, POST /control is refused (403) even where the source takes it.
+    Start it before or after the source; :meth:`close` it after.
     """
 
     def __init__(
@@ -236,25 +174,41 @@ class ObservabilityServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        rate_window: float = RATE_WINDOW_SECONDS,
-        sample_every: float = SAMPLE_EVERY_SECONDS,
+        settings: HttpSettings | None = None,
+        control_token: str | None = None,
     ) -> None:
         self.source = source
+        self.settings = settings or HttpSettings()
         self.controllable = isinstance(source, Controllable)
         self.registry = metrics_registry(source.status)
-        self.rates = IterationRates(rate_window, sample_every)
-        self.routes: dict[str, Callable[[], Reply]] = {
-            "/metrics": self._metrics,
-            "/healthz": self._healthz,
-            "/readyz": self._readyz,
-            "/status": self._status,
-        }
-        self._httpd = _Server((host, port), _Handler)
-        self._httpd.app = self
+        self.rates = IterationRates(
+            self.settings.rate_window_seconds, self.settings.sample_every_seconds
+        )
+        routes = [
+            Route("GET", "/healthz", Access.OPEN, self._healthz),
+            Route("GET", "/readyz", Access.READ, self._readyz),
+            Route("GET", "/metrics", Access.READ, self._metrics),
+            Route("GET", "/status", Access.READ, self._status),
+        ]
+        if self.controllable:
+            routes.append(Route("POST", "/control", Access.CHANGE, self._control))
+        self._httpd = HttpServer((host, port), routes, self.settings, control_token)
+        #: Where the control token can be read (a file, a variable), for the start-up line.
+        self.token_from: str | None = None
         self.host = host
         self.port: int = self._httpd.server_address[1]
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def busy(self) -> int:
+        """Requests being served now (each in a thread; at most ``settings.max_connections``)."""
+        return self._httpd.busy
+
+    @property
+    def refused(self) -> int:
+        """Connections refused so far (503) because ``settings.max_connections`` were served."""
+        return self._httpd.refused
 
     @property
     def url(self) -> str:
@@ -273,7 +227,9 @@ class ObservabilityServer:
         ]
         for thread in self._threads:
             thread.start()
-        log.info("serving /metrics, /healthz, /readyz, /status on %s", self.url)
+        control = " and POST /control" if self.controllable else ""
+        token = f" (control token: {self.token_from})" if self.token_from else ""
+        log.info("serving /metrics, /healthz, /readyz, /status%s on %s%s", control, self.url, token)
         return self
 
     def close(self) -> None:
@@ -303,20 +259,20 @@ class ObservabilityServer:
 
     # -- routes --------------------------------------------------------------------------------
 
-    def _metrics(self) -> Reply:
-        return HTTPStatus.OK, METRICS_CONTENT_TYPE, generate_latest(self.registry)
+    def _metrics(self, _request: Request) -> Reply:
+        return Reply(HTTPStatus.OK, METRICS_CONTENT_TYPE, generate_latest(self.registry))
 
-    def _healthz(self) -> Reply:
-        return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n"
+    def _healthz(self, _request: Request) -> Reply:
+        return Reply(HTTPStatus.OK, "text/plain; charset=utf-8", b"ok\n")
 
-    def _readyz(self) -> Reply:
+    def _readyz(self, _request: Request) -> Reply:
         reason = self.source.not_ready()
         if reason is None:
-            return HTTPStatus.OK, "application/json", b'{"ready": true}\n'
+            return Reply(HTTPStatus.OK, "application/json", b'{"ready": true}\n')
         body = json.dumps({"ready": False, "reason": reason}).encode() + b"\n"
-        return HTTPStatus.SERVICE_UNAVAILABLE, "application/json", body
+        return Reply(HTTPStatus.SERVICE_UNAVAILABLE, "application/json", body)
 
-    def _status(self) -> Reply:
+    def _status(self, _request: Request) -> Reply:
         status = self.source.status()
         now = time.monotonic()
         loops = []
@@ -328,20 +284,21 @@ class ObservabilityServer:
             }
             loops.append(lp.model_copy(update=rates))
         body = status.model_copy(update={"loops": loops}).model_dump_json(by_alias=True)
-        return HTTPStatus.OK, "application/json", body.encode() + b"\n"
+        return Reply(HTTPStatus.OK, "application/json", body.encode() + b"\n")
 
-    def control(self, body: bytes) -> Reply:
+    def _control(self, request: Request) -> Reply:
+        """POST /control: reached only with the token (Access.CHANGE)."""
         source = self.source
         assert isinstance(source, Controllable)
         try:
-            request = ControlRequest.model_validate_json(body or b"{}")
+            asked = ControlRequest.model_validate_json(request.body or b"{}")
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
-            return _error(HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
+            return json_error(HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
         try:
-            loops = source.set_state(request.loop, request.state)
+            loops = source.set_state(asked.loop, asked.state)
         except KeyError as exc:
-            return _error(HTTPStatus.NOT_FOUND, f"loop: {exc.args[0]}")
+            return json_error(HTTPStatus.NOT_FOUND, f"loop: {exc.args[0]}")
         reply = ControlReply.model_validate({"loops": loops}).model_dump_json()
-        return HTTPStatus.OK, "application/json", reply.encode() + b"\n"
+        return Reply(HTTPStatus.OK, "application/json", reply.encode() + b"\n")
