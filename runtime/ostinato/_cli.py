@@ -1,4 +1,4 @@
-"""The `ostinato` command: run a workflow, validate a file, print the version."""
+"""The `ostinato` command: run a workflow, validate a file, read or control a running one."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from ._model._classes import importable_folder
 from ._model._errors import WorkflowError
 from ._model._plan import WorkflowPlan, load_workflow
-from ._model._status import LoopState, WorkflowStatus
+from ._model._spec import DesiredState
+from ._model._status import LoopState
 from ._model._version import __version__
 from ._observe._live import LiveView, wants_live_view
 from ._observe._logs import configure_logging
@@ -86,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_port,
         default=0,
         metavar="PORT",
-        help="serve /metrics, /healthz, /readyz and /status on 127.0.0.1:PORT (default 0: off)",
+        help="serve /metrics, /healthz, /readyz, /status and POST /control on 127.0.0.1:PORT "
+        "(default 0: off)",
     )
     run.add_argument(
         "--live",
@@ -131,6 +133,19 @@ def _parser() -> argparse.ArgumentParser:
             "--http-host", default="0.0.0.0", help="address the HTTP server binds (0.0.0.0)"
         )
     hub.add_argument("--state-dir", type=Path, help="where durable queues are kept")
+    for server in (run, hub):
+        server.add_argument(
+            "--control-token-file",
+            type=Path,
+            metavar="FILE",
+            help="the control token POST /control wants: read from FILE, or written there "
+            "(mode 0600) when there is no such file",
+        )
+        server.add_argument(
+            "--token-for-reads",
+            action="store_true",
+            help="want the control token on /status, /metrics and /readyz too (never /healthz)",
+        )
 
     sub.add_parser(
         "operator",
@@ -148,6 +163,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print the JSON instead")
     status.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait")
+
+    control = sub.add_parser(
+        "control",
+        help="set the desired state of a loop, or of every loop, of a running workflow "
+        "(its POST /control)",
+    )
+    control.add_argument(
+        "--url",
+        required=True,
+        help="the server of 'ostinato run --metrics-port' or 'ostinato hub --http-port'",
+    )
+    control.add_argument("--loop", help="the loop to set (default: every loop)")
+    control.add_argument("state", choices=[s.value for s in DesiredState])
+    control.add_argument("--json", action="store_true", help="print the JSON reply instead")
+    control.add_argument("--timeout", type=_positive, default=5.0, help="seconds to wait")
+    for client in (status, control):
+        client.add_argument(
+            "--control-token-file",
+            type=Path,
+            metavar="FILE",
+            help="the workflow's control token (the file 'ostinato run' names at start-up)",
+        )
+        client.add_argument(
+            "--keys",
+            type=Path,
+            metavar="FILE",
+            help="read the control token from this key file ('ostinato keys')",
+        )
 
     keys = sub.add_parser("keys", help="generate a workflow's CURVE key pairs (JSON)")
     keys.add_argument("--out", type=Path, help="write to this file (mode 0600) instead of stdout")
@@ -209,10 +252,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     running.append(orchestrator)
     server = None
     if args.metrics_port:
-        from ._observe._http import ObservabilityServer
+        from ._hosting._http import TokenSources, WorkflowHttp
+        from ._messaging._token import ControlTokenError
+        from ._observe._http import HttpSettings
 
         try:
-            server = ObservabilityServer(orchestrator, port=args.metrics_port).start()
+            found = TokenSources(file=args.control_token_file).configured()
+            server = WorkflowHttp(
+                orchestrator,
+                plan.name,
+                host="127.0.0.1",
+                port=args.metrics_port,
+                settings=HttpSettings(token_for_reads=args.token_for_reads),
+                found=found,
+            ).start()
+        except ControlTokenError as exc:
+            print(f"ostinato run: {exc}", file=sys.stderr)
+            return 1
         except OSError as exc:
             print(f"--metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
             return 1
@@ -269,32 +325,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_status(url: str, as_json: bool, timeout: float) -> int:
-    """Fetch ``URL/status`` and print it as the same table ``ostinato run`` prints."""
-    import json
-    import urllib.error
-    import urllib.request
+def _client_token(args: argparse.Namespace, required: bool) -> str | None:
+    """The control token a client command sends: --control-token-file, --keys, or
+    OSTINATO_CONTROL_TOKEN (None when none is given and it is not ``required``)."""
+    from ._messaging._token import (
+        CONTROL_TOKEN_ENV,
+        ControlTokenError,
+        read_token_file,
+        token_from_env,
+        token_from_keys_file,
+    )
 
-    target = url.rstrip("/") + "/status"
+    if args.control_token_file is not None:
+        token: str | None = read_token_file(args.control_token_file)
+    elif args.keys is not None:
+        token = token_from_keys_file(args.keys)
+    else:
+        token = token_from_env()
+    if token is None and required:
+        raise ControlTokenError(
+            "no control token: give --control-token-file FILE (the file 'ostinato run' names "
+            f"at start-up), --keys FILE or {CONTROL_TOKEN_ENV}"
+        )
+    return token
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    """``ostinato status`` and ``ostinato control``: a running workflow, over its HTTP."""
+    from ._messaging._token import ControlTokenError
+    from ._observe._client import control_command, status_command
+
     try:
-        with urllib.request.urlopen(target, timeout=timeout) as reply:
-            body = reply.read().decode()
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"ostinato status: cannot read {target}: {exc}", file=sys.stderr)
+        token = _client_token(args, required=args.command == "control")
+    except ControlTokenError as exc:
+        print(f"ostinato {args.command}: {exc}", file=sys.stderr)
         return 1
-    try:
-        doc = json.loads(body)
-        status = WorkflowStatus.model_validate(doc)
-    except ValueError as exc:
-        print(f"ostinato status: {target} did not answer a workflow status: {exc}", file=sys.stderr)
-        return 1
-    if as_json:
-        print(json.dumps(doc, indent=2))
-        return 0
-    rates = {(lp.name, lp.replica): lp.iterations_per_second for lp in status.loops}
-    print(f"workflow {status.workflow}")
-    print(format_table(status, rates))
-    return 0
+    if args.command == "status":
+        return status_command(args.url, args.json, args.timeout, token)
+    assert token is not None
+    return control_command(
+        args.url,
+        args.loop,
+        DesiredState(args.state),
+        token,
+        as_json=args.json,
+        timeout=args.timeout,
+    )
 
 
 def cmd_distributed(args: argparse.Namespace) -> int:
@@ -311,6 +387,8 @@ def cmd_distributed(args: argparse.Namespace) -> int:
 
     from ._messaging._security import CurveKeyError
     from ._messaging._store import DurableStoreError
+    from ._messaging._token import ControlTokenError
+    from ._observe._http import HttpSettings
 
     if args.command == "loop" and args.loop_name not in {lp.name for lp in plan.loops}:
         print(
@@ -327,6 +405,8 @@ def cmd_distributed(args: argparse.Namespace) -> int:
                 state_dir=args.state_dir,
                 http_host=args.http_host,
                 http_port=args.http_port,
+                http_settings=HttpSettings(token_for_reads=args.token_for_reads),
+                control_token_file=args.control_token_file,
             )
         return run_loop(
             plan,
@@ -340,7 +420,7 @@ def cmd_distributed(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             final_state_file=args.final_state_file,
         )
-    except (CurveKeyError, DurableStoreError, zmq.ZMQError, OSError) as exc:
+    except (CurveKeyError, ControlTokenError, DurableStoreError, zmq.ZMQError, OSError) as exc:
         print(f"ostinato {args.command}: {exc}", file=sys.stderr)
         return 1
 
@@ -366,8 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args.files)
-    if args.command == "status":
-        return cmd_status(args.url, args.json, args.timeout)
+    if args.command in ("status", "control"):
+        return cmd_client(args)
     if args.command == "keys":
         from ._messaging._security import keys_command
 

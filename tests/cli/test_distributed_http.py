@@ -57,8 +57,10 @@ def get(url: str) -> tuple[int, Any]:
         return err.code, json.loads(err.read())
 
 
-def post(url: str, body: bytes) -> tuple[int, Any]:
+def post(url: str, body: bytes, token: str) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=5) as reply:
             return reply.status, json.loads(reply.read())
@@ -83,6 +85,7 @@ class Processes:
     def __init__(self, folder: Path) -> None:
         self.file = folder / "wf.yaml"
         self.file.write_text(WORKFLOW)
+        self.token_file = folder / "control.token"
         self.zmq = free_port()
         self.http = free_port()
         self.procs: list[subprocess.Popen[str]] = []
@@ -102,11 +105,15 @@ class Processes:
     def hub(self) -> None:
         proc = self._start(
             "hub", str(self.file), "--bind", f"tcp://127.0.0.1:{self.zmq}", "--http-port",
-            str(self.http),
+            str(self.http), "--control-token-file", str(self.token_file),
         )  # fmt: skip
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("hub listening on")
-        assert proc.stdout.readline().startswith("hub serving HTTP on")
+        serving = proc.stdout.readline()
+        assert serving.startswith("hub serving HTTP on"), serving
+        # The token file did not exist: the hub wrote a new token there, and says where.
+        assert f"(control token: {self.token_file} (new))" in serving
+        self.token = self.token_file.read_text().strip()
 
     def loop(self, name: str) -> subprocess.Popen[str]:
         port = self.loop_ports[name] = free_port()
@@ -118,6 +125,10 @@ class Processes:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http}"
+
+    def control(self, body: bytes) -> tuple[int, Any]:
+        """POST /control to the hub, with its control token."""
+        return post(self.url + "/control", body, self.token)
 
     def loops(self) -> dict[str, dict[str, Any]]:
         _, doc = get(self.url + "/status")
@@ -170,16 +181,16 @@ def test_hub_status_control_and_loss(processes: Processes) -> None:
     assert get(loop_url + "/status")[1]["loops"][0]["name"] == "sink"
 
     # Resume through the hub: the reader drains the queue.
-    code, reply = post(processes.url + "/control", b'{"loop": "sink", "state": "running"}')
+    code, reply = processes.control(b'{"loop": "sink", "state": "running"}')
     assert (code, reply["loops"]) == (200, {"gen": "running", "sink": "running"})
     until(lambda: processes.loops()["sink"]["iterations"] > 100, "the sink reading")
 
     # Pause every loop at once, then resume them.
-    assert post(processes.url + "/control", b'{"state": "paused"}')[0] == 200
+    assert processes.control(b'{"state": "paused"}')[0] == 200
     until(
         lambda: {lp["state"] for lp in processes.loops().values()} == {"paused"}, "all loops paused"
     )
-    assert post(processes.url + "/control", b'{"loop": null, "state": "running"}')[0] == 200
+    assert processes.control(b'{"loop": null, "state": "running"}')[0] == 200
     until(lambda: {lp["state"] for lp in processes.loops().values()} == {"running"}, "all running")
 
     # A loop killed without a word is reported lost after three of its heartbeats (2 s min).
@@ -193,7 +204,7 @@ def test_hub_status_control_and_loss(processes: Processes) -> None:
 
     # Stop through the hub: the loop drains and its process exits by itself with 0.
     gen = processes.procs[1]
-    assert post(processes.url + "/control", b'{"loop": "gen", "state": "stopped"}')[0] == 200
+    assert processes.control(b'{"loop": "gen", "state": "stopped"}')[0] == 200
     assert gen.wait(WAIT) == 0
     until(lambda: processes.loops()["gen"]["state"] == "stopped", "gen reported stopped")
 
@@ -213,11 +224,11 @@ def test_bad_control_requests_are_refused_naming_the_field(
     processes: Processes, body: bytes, code: int, names: str
 ) -> None:
     processes.hub()
-    got, reply = post(processes.url + "/control", body)
+    got, reply = processes.control(body)
     assert got == code
     assert names in reply["error"]
     # Nothing was applied: every loop still wants what the spec says.
-    ok, doc = post(processes.url + "/control", b'{"loop": "sink", "state": "paused"}')
+    ok, doc = processes.control(b'{"loop": "sink", "state": "paused"}')
     assert (ok, doc["loops"]) == (200, {"gen": "running", "sink": "paused"})
 
 
@@ -229,9 +240,9 @@ def test_a_restarted_loop_that_the_hub_paused_runs_not_one_iteration(processes: 
     gen = processes.loop("gen")
     processes.loop("sink")  # its reader, resumed, so the writer never waits on a full queue
     until(lambda: processes.loops()["sink"]["state"] == "paused", "sink connected, paused")
-    assert post(processes.url + "/control", b'{"loop": "sink", "state": "running"}')[0] == 200
+    assert processes.control(b'{"loop": "sink", "state": "running"}')[0] == 200
     until(lambda: processes.loops()["gen"]["iterations"] > 10, "gen iterating")
-    assert post(processes.url + "/control", b'{"loop": "gen", "state": "paused"}')[0] == 200
+    assert processes.control(b'{"loop": "gen", "state": "paused"}')[0] == 200
     before = until(
         lambda: (lp := processes.loops()["gen"])["state"] == "paused" and lp, "gen paused"
     )["iterations"]
@@ -249,7 +260,7 @@ def test_a_restarted_loop_that_the_hub_paused_runs_not_one_iteration(processes: 
     )
     assert again["iterations"] == 0, again
     # And it does run once the hub says so.
-    assert post(processes.url + "/control", b'{"loop": "gen", "state": "running"}')[0] == 200
+    assert processes.control(b'{"loop": "gen", "state": "running"}')[0] == 200
     until(lambda: processes.loops()["gen"]["iterations"] > 0, "the restarted gen resumed")
 
 
@@ -260,7 +271,7 @@ def test_the_final_state_file_says_finished_only_for_a_loop_that_ended_by_itself
     """On Kubernetes it is the termination log: only a pod whose loop finished is kept."""
     processes.hub()
     processes.loop("sink")
-    assert post(processes.url + "/control", b'{"loop": "sink", "state": "running"}')[0] == 200
+    assert processes.control(b'{"loop": "sink", "state": "running"}')[0] == 200
     ended = tmp_path / "finished"
     done = processes._start(
         "loop", str(processes.file), "--loop", "gen", "--hub", f"tcp://127.0.0.1:{processes.zmq}",

@@ -17,6 +17,8 @@ from .._messaging._hub import Hub
 from .._model._plan import WorkflowPlan
 from .._model._spec import DesiredState
 from .._model._status import LoopState, WorkflowStatus
+from .._observe._http import HttpSettings
+from ._http import TokenSources, WorkflowHttp
 from ._replica import attach, replica_identity
 
 __all__ = ["run_hub", "run_loop"]
@@ -57,11 +59,22 @@ def run_hub(
     ready: threading.Event | None = None,
     http_host: str = "0.0.0.0",
     http_port: int | None = None,
+    http_settings: HttpSettings | None = None,
+    control_token_file: Path | None = None,
 ) -> int:
     """Serve the workflow's queues on ``bind`` (and locally) until SIGINT/SIGTERM; with
     ``http_port``, also /healthz, /readyz, /metrics, /status of the whole workflow (from its
-    loops' heartbeats) and POST /control."""
+    loops' heartbeats) and POST /control, which wants the workflow's control token (from
+    ``control_token_file``, the key file, ``OSTINATO_CONTROL_TOKEN``, or made for this run: see
+    :mod:`._http`)."""
     keys = _keys(keys_path, insecure, bind)
+    found = None
+    if http_port is not None:  # a missing or bad token ends the hub before it binds anything
+        found = TokenSources(
+            file=control_token_file,
+            keys_file=keys_path,
+            keys_in_env=keys is not None and keys_path is None,
+        ).configured()
     security = None
     import zmq
 
@@ -76,9 +89,20 @@ def run_hub(
     loops = RemoteLoops(plan, hub, lost_after=hub.lost_after)
     server = None
     if http_port is not None:
-        from .._observe._http import ObservabilityServer
-
-        server = ObservabilityServer(loops, host=http_host, port=http_port).start()
+        try:
+            server = WorkflowHttp(
+                loops,
+                plan.name,
+                host=http_host,
+                port=http_port,
+                settings=http_settings,
+                found=found,
+            ).start()
+        except BaseException:
+            hub.close()
+            if security is not None:
+                security.close()
+            raise
     stop = threading.Event()
     _stop_on_signals(stop)
     log.info(
@@ -90,7 +114,7 @@ def run_hub(
     )
     print(f"hub listening on {hub.tcp}", flush=True)
     if server is not None:
-        print(f"hub serving HTTP on {server.url}", flush=True)
+        print(f"hub serving HTTP on {server.url} (control token: {server.token_from})", flush=True)
     if ready is not None:
         ready.set()
     stop.wait()
