@@ -15,7 +15,7 @@ from ostinato import DesiredState, Workflow
 from ostinato.lowlevel import LoopSpec
 
 from ._crd import GROUP, KIND, VERSION
-from ._keys import ENV_VARS, LOOP_ENV_VARS
+from ._keys import HUB_ENV_VARS, LOOP_ENV_VARS
 from ._settings import OperatorSettings
 
 __all__ = [
@@ -251,7 +251,7 @@ def hub_deployment(owner: Owner, workflow: Workflow, settings: OperatorSettings)
             {"name": "zmq", "containerPort": ZMQ_PORT, "protocol": "TCP"},
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
         ],
-        "env": _env(owner, tuple(ENV_VARS.values())),
+        "env": _env(owner, HUB_ENV_VARS),
         **_probes(),
         "securityContext": _container_security(),
         "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,

@@ -1,4 +1,5 @@
-"""Talks to one workflow's hub over HTTP: GET /status and POST /control, with timeouts."""
+"""Talks to one workflow's hub over HTTP: GET /status, and POST /control with the workflow's
+control token, with timeouts. The token goes in a header only: never in an error or a log."""
 
 from __future__ import annotations
 
@@ -16,20 +17,30 @@ __all__ = ["HubError", "get_status", "post_control"]
 
 
 class HubError(RuntimeError):
-    """The hub could not be reached or answered badly; the message says which and how."""
+    """The hub could not be reached or answered badly; the message says which and how, and
+    ``code`` is the HTTP status of an answer (401: the token was refused)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def _request(url: str, timeout: float, body: pydantic.BaseModel | None = None) -> Any:
+def _request(
+    url: str, timeout: float, body: pydantic.BaseModel | None = None, token: str | None = None
+) -> Any:
     data = None if body is None else body.model_dump_json().encode()
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
     except urllib.error.HTTPError as exc:
-        detail = exc.read(500).decode("utf-8", "replace").strip()
-        raise HubError(f"{url}: HTTP {exc.code}: {detail}") from None
+        with exc:
+            detail = exc.read(500).decode("utf-8", "replace").strip()
+        raise HubError(f"{url}: HTTP {exc.code}: {detail}", exc.code) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise HubError(f"{url}: {reason}") from None
@@ -51,11 +62,12 @@ def get_status(base_url: str, timeout: float) -> WorkflowStatus:
 
 
 def post_control(
-    base_url: str, loop: str | None, state: DesiredState, timeout: float
+    base_url: str, loop: str | None, state: DesiredState, timeout: float, *, token: str
 ) -> dict[str, DesiredState]:
-    """Set one loop's (or, with None, every loop's) desired state; the hub's desired states."""
+    """Set one loop's (or, with None, every loop's) desired state, with the workflow's control
+    token; the hub's desired states."""
     request = ControlRequest(loop=loop, state=state)
-    doc = _request(f"{base_url}/control", timeout, request)
+    doc = _request(f"{base_url}/control", timeout, request, token)
     try:
         return ControlReply.model_validate(doc).loops
     except ValueError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import json
 import logging
@@ -101,6 +103,42 @@ class Kube:
                 raise ValueError(f"create: unsupported kind {kind}")
         except ApiException as exc:
             if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def secret_value(self, namespace: str, name: str, key: str) -> tuple[str | None, str] | None:
+        """One value of a Secret (None when it lacks the key) and the Secret's resourceVersion;
+        None when there is no such Secret. The value is a secret: never log it."""
+        try:
+            raw = self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            doc = json.loads(raw.data)
+        finally:
+            raw.release_conn()
+        encoded = (doc.get("data") or {}).get(key)
+        try:
+            value = None if encoded is None else base64.b64decode(encoded).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError):
+            value = None  # not a value we could have written: as if absent
+        return value, doc["metadata"]["resourceVersion"]
+
+    def add_to_secret(
+        self, namespace: str, name: str, string_data: Mapping[str, str], resource_version: str
+    ) -> bool:
+        """Add keys to a Secret, only if it is still at ``resource_version`` (so two writers
+        never both add theirs); False when it changed or is gone meanwhile."""
+        body = {"metadata": {"resourceVersion": resource_version}, "stringData": dict(string_data)}
+        try:
+            self.core.patch_namespaced_secret(
+                name, namespace, body, field_manager=MANAGER, _content_type=_MERGE
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
                 return False
             raise
         return True

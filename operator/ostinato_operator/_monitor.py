@@ -2,7 +2,9 @@
 desired states pushed to the hub (POST /control), events on changes, and a size-capped .status.
 
 A changed desired state is also posted at once, from the update handler (post_changed_states);
-the rounds post again what the hub missed (it was down, or restarted and forgot)."""
+the rounds post again what the hub missed (it was down, or restarted and forgot). Posts carry
+the workflow's control token, read from its Secret once and kept (read again after the hub
+refuses it); it never goes into the status, an event or a log."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from ostinato import DesiredState, LoopState, Workflow, WorkflowStatus
 from . import _metrics
 from ._children import Owner, effective_state, loop_pods, needs_state_volume
 from ._hub_client import HubError, get_status, post_control
+from ._keys import CONTROL_TOKEN_ENV, secret_name
 from ._kube import ApiException, Kube, now_rfc3339
 from ._problems import unschedulable
 from ._rates import HubSample, hub_sample, rates_between
@@ -45,6 +48,11 @@ class Tracked:
     parsed_version: str | None = None
     #: The desired state last posted to the hub, per loop.
     posted: dict[str, DesiredState] = field(default_factory=dict)
+    #: The workflow's control token, once read from its Secret (None: not read yet, or refused
+    #: by the hub and to be read again). A secret: never shown.
+    token: str | None = field(default=None, repr=False)
+    #: A missing token was logged (once, until one is found).
+    token_missing_logged: bool = False
     hub_seen: bool = False
     hub_up: bool = False
     status: WorkflowResourceStatus | None = None
@@ -251,6 +259,7 @@ class Monitor:
             workflow = entry.workflow
             if workflow is None:
                 return
+            token = None
             for loop in workflow.spec.loops:
                 desired = effective_state(workflow, loop)
                 reported = {r.state for r in hub.loops if r.name == loop.name} if hub else set()
@@ -259,14 +268,41 @@ class Monitor:
                 )
                 if entry.posted.get(loop.name) is desired and not disagree:
                     continue
+                token = token or self._control_token(entry)
+                if token is None:
+                    return  # no Secret (yet) to read it from: the next round tries again
                 try:
-                    post_control(url, loop.name, desired, self.settings.hub_timeout_seconds)
+                    post_control(
+                        url, loop.name, desired, self.settings.hub_timeout_seconds, token=token
+                    )
                 except HubError as exc:
                     log.warning("cannot set loop %s to %s: %s", loop.name, desired.value, exc)
+                    if exc.code == 401:
+                        entry.token = None  # a Secret made again: read it at the next post
+                        return
                     if hub is None:
                         return  # not known to be up: the next round tries again
                     continue
                 entry.posted[loop.name] = desired
+
+    def _control_token(self, entry: Tracked) -> str | None:
+        """The workflow's control token, read from its Secret the first time (and after the
+        hub refused it); None, logged once, while the Secret or its token is missing."""
+        if entry.token is None:
+            meta = entry.body["metadata"]
+            name = secret_name(meta["name"])
+            found = self.kube.secret_value(meta["namespace"], name, CONTROL_TOKEN_ENV)
+            entry.token = found[0] if found is not None else None
+            if entry.token is None and not entry.token_missing_logged:
+                log.warning(
+                    "cannot post desired states to the hub of %s/%s yet: Secret %s has no %s",
+                    meta["namespace"],
+                    meta["name"],
+                    name,
+                    CONTROL_TOKEN_ENV,
+                )
+            entry.token_missing_logged = entry.token is None
+        return entry.token
 
     def _events(
         self,

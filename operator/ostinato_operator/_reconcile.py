@@ -22,11 +22,18 @@ from ._children import (
     pod_finished,
     secret,
 )
-from ._keys import new_secret_data
+from ._keys import CONTROL_TOKEN_ENV, new_control_token, new_secret_data, secret_name
 from ._kube import Kube
 from ._settings import OperatorSettings
 
-__all__ = ["InvalidSpecError", "Outcome", "ensure_network_policies", "ensure_pods", "reconcile"]
+__all__ = [
+    "InvalidSpecError",
+    "Outcome",
+    "ensure_control_token",
+    "ensure_network_policies",
+    "ensure_pods",
+    "reconcile",
+]
 
 log = logging.getLogger("ostinato.operator.reconcile")
 
@@ -62,10 +69,14 @@ def reconcile(kube: Kube, settings: OperatorSettings, body: Mapping[str, Any]) -
     owner = Owner.of(body)
     outcome = Outcome()
     kube.apply(config_map(owner, workflow))
-    # The keys are made once: a Secret that exists is never touched (so never rotated under
-    # running loops); the freshly generated set is dropped when the create finds it there.
+    # The keys and the control token are made once: a Secret that exists keeps them (so they
+    # are never rotated under running loops and a running hub); the freshly generated set is
+    # dropped when the create finds it there. Only a token it lacks is added (before the hub's
+    # Deployment, whose pod reads it).
     if kube.create(secret(owner, new_secret_data())):
-        outcome.created.append(f"Secret {owner.name}-curve")
+        outcome.created.append(f"Secret {secret_name(owner.name)}")
+    elif ensure_control_token(kube, owner):
+        outcome.created.append(f"the control token in Secret {secret_name(owner.name)}")
     # Before the hub: its pod never runs without the policy that fences it.
     ensure_network_policies(kube, settings, owner, outcome)
     pvc = hub_pvc(owner, workflow, settings)
@@ -94,6 +105,21 @@ def ensure_network_policies(
             continue
         if kube.delete_network_policy(owner.namespace, meta["name"], meta["uid"]):
             outcome.policies_removed.append(meta["name"])
+
+
+def ensure_control_token(kube: Kube, owner: Owner) -> bool:
+    """Add a control token to the workflow's Secret when it has none (one made by an operator
+    from before control tokens), leaving its CURVE keys as they are; True if added. A token
+    that is there is never replaced: the hub read it when it started."""
+    name = secret_name(owner.name)
+    for _ in range(5):
+        found = kube.secret_value(owner.namespace, name, CONTROL_TOKEN_ENV)
+        if found is None or found[0] is not None:
+            return False  # gone (the next reconcile makes it whole) or complete
+        if kube.add_to_secret(owner.namespace, name, new_control_token(), found[1]):
+            log.info("added a control token to Secret %s/%s", owner.namespace, name)
+            return True
+    raise RuntimeError(f"Secret {name} kept changing while its control token was added")
 
 
 def ensure_pods(

@@ -44,7 +44,13 @@ def test_cluster_wide_by_default(render: Render) -> None:
     (role,) = _workflow_roles(objects, "ClusterRole")
     assert len(_bound(objects, "ClusterRoleBinding", role)) == 1
     assert _workflow_roles(objects, "Role") == []
-    for resource, verb in [("pods", "create"), ("pods", "delete"), ("workflows/status", "patch")]:
+    for resource, verb in [
+        ("pods", "create"),
+        ("pods", "delete"),
+        ("workflows/status", "patch"),
+        ("secrets", "get"),
+        ("secrets", "patch"),
+    ]:
         assert _grants(role, resource, verb), f"{resource}: {verb} missing"
 
 
@@ -94,8 +100,9 @@ def test_least_privilege(render: Render) -> None:
             for rule in role["rules"]:
                 for field in ("apiGroups", "resources", "verbs"):
                     assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
-            # The operator writes the CURVE Secret once and never reads Secrets back.
-            for verb in ("get", "list", "watch"):
+            # The operator reads a workflow's Secret by name (its control token), never lists
+            # or watches Secrets, and never deletes one.
+            for verb in ("list", "watch", "delete", "update"):
                 assert not _grants(role, "secrets", verb), (role["metadata"]["name"], verb)
 
 

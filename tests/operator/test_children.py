@@ -93,13 +93,18 @@ def test_every_child_of_every_example(path: Any) -> None:
     sec = secret(owner, data)
     _common(sec, owner, "curve-keys")
     assert sec["metadata"]["name"] == f"{name}-curve"
-    assert set(sec["stringData"]) == {
+    keys = {
         "OSTINATO_CURVE_SERVER_PUBLIC",
         "OSTINATO_CURVE_SERVER_SECRET",
         "OSTINATO_CURVE_CLIENT_PUBLIC",
         "OSTINATO_CURVE_CLIENT_SECRET",
     }
-    assert all(len(v) == 40 for v in sec["stringData"].values())
+    assert set(sec["stringData"]) == {*keys, "OSTINATO_CONTROL_TOKEN"}
+    assert all(len(sec["stringData"][k]) == 40 for k in keys)
+    assert len(sec["stringData"]["OSTINATO_CONTROL_TOKEN"]) == 43  # 32 random bytes
+    assert (
+        new_secret_data()["OSTINATO_CONTROL_TOKEN"] != sec["stringData"]["OSTINATO_CONTROL_TOKEN"]
+    )
 
     dep = hub_deployment(owner, wf, SETTINGS)
     _common(dep, owner, "hub")
@@ -115,7 +120,12 @@ def test_every_child_of_every_example(path: Any) -> None:
     assert hub["args"][:2] == ["hub", "/etc/ostinato/workflow/workflow.yaml"]
     assert "--http-port" in hub["args"]
     assert "--state-dir" in hub["args"]
-    assert {e["name"] for e in hub["env"]} == set(data)
+    assert {e["name"] for e in hub["env"]} == set(data)  # the control token too
+    hub_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in hub["env"]}
+    assert hub_env["OSTINATO_CONTROL_TOKEN"] == {
+        "name": f"{name}-curve",
+        "key": "OSTINATO_CONTROL_TOKEN",
+    }
     assert {p["name"]: p["containerPort"] for p in hub["ports"]} == {"zmq": 5555, "http": 8080}
 
     svc = hub_service(owner)
@@ -166,6 +176,7 @@ def test_every_child_of_every_example(path: Any) -> None:
         ]
         env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
         assert "OSTINATO_CURVE_SERVER_SECRET" not in env
+        assert "OSTINATO_CONTROL_TOKEN" not in env  # loops serve no /control
         assert env["OSTINATO_CURVE_CLIENT_SECRET"] == {
             "name": f"{name}-curve",
             "key": "OSTINATO_CURVE_CLIENT_SECRET",

@@ -1,4 +1,5 @@
-"""The status loop without a cluster: when it writes, and what it says about a stale status."""
+"""The status loop without a cluster: when it writes, what it says about a stale status, and
+the control token it posts desired states with."""
 
 from __future__ import annotations
 
@@ -13,11 +14,20 @@ from ostinato_operator._status_models import Phase, WorkflowResourceStatus
 
 from .support import as_object, example
 
+TOKEN = "counter-control-token-0123456789"
+
 
 class FakeKube:
     def __init__(self) -> None:
         self.patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, bool]] = []
+        #: The workflow's Secret: its control token (None: no such Secret).
+        self.token: str | None = TOKEN
+        self.secret_reads: list[tuple[str, str, str]] = []
+
+    def secret_value(self, namespace: str, name: str, key: str) -> tuple[str | None, str] | None:
+        self.secret_reads.append((namespace, name, key))
+        return None if self.token is None else (self.token, "1")
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.patches.append(status)
@@ -66,17 +76,25 @@ def test_a_status_left_stale_is_said_so_when_an_operator_comes_back() -> None:
 
 
 class FakeHub:
-    """post_control's stand-in: records (loop, state), or fails as an unreachable hub."""
+    """post_control's stand-in: records (loop, state), or fails as an unreachable hub, or as a
+    hub that wants another token."""
 
-    def __init__(self, up: bool = True) -> None:
+    def __init__(self, up: bool = True, token: str = TOKEN) -> None:
         self.up = up
+        self.token = token
         self.tried: list[str | None] = []
+        self.tokens: list[str] = []
         self.posts: list[tuple[str | None, str]] = []
 
-    def __call__(self, url: str, loop: str | None, state: Any, timeout: float) -> dict[str, Any]:
+    def __call__(
+        self, url: str, loop: str | None, state: Any, timeout: float, *, token: str
+    ) -> dict[str, Any]:
         self.tried.append(loop)
+        self.tokens.append(token)
         if not self.up:
             raise HubError(f"{url}/control: connection refused")
+        if token != self.token:
+            raise HubError(f"{url}/control: HTTP 401: wrong bearer token", 401)
         self.posts.append((loop, state.value))
         return {}
 
@@ -116,3 +134,58 @@ def test_an_unreachable_hub_is_tried_once_and_left_to_the_rounds(monkeypatch: An
     hub.up = True
     _changed(monitor, entry.body, "paused", "3")
     assert hub.posts == [("writer", "running"), ("reader", "paused")]
+
+
+def test_the_control_token_is_read_once_from_the_secret_and_sent(monkeypatch: Any) -> None:
+    monitor, kube, entry = _monitor()
+    hub = FakeHub()
+    monkeypatch.setattr(_monitor_module, "post_control", hub)
+    body = entry.body
+    monitor.track(body)
+    _changed(monitor, body, "paused", "2")
+    _changed(monitor, body, "running", "3")
+    assert hub.posts == [("writer", "running"), ("reader", "paused"), ("reader", "running")]
+    assert set(hub.tokens) == {TOKEN}
+    name = body["metadata"]["name"]
+    assert kube.secret_reads == [("ns1", f"{name}-curve", "OSTINATO_CONTROL_TOKEN")]
+    tracked = monitor.get("ns1", name)
+    assert tracked is not None
+    assert TOKEN not in repr(tracked)
+
+
+def test_a_refused_token_is_read_again_from_the_secret(monkeypatch: Any) -> None:
+    """The Secret was made again (deleted by someone): the hub that started since has the new
+    token, the operator the old one until the hub refuses it."""
+    monitor, kube, entry = _monitor()
+    hub = FakeHub()
+    monkeypatch.setattr(_monitor_module, "post_control", hub)
+    monitor.track(entry.body)
+    _changed(monitor, entry.body, "paused", "2")
+    assert len(kube.secret_reads) == 1
+    hub.token = kube.token = "the-new-control-token-0123456789"
+    _changed(monitor, entry.body, "running", "3")
+    assert hub.tried[-1] == "reader"
+    assert hub.posts == [("writer", "running"), ("reader", "paused")]  # refused
+    assert len(kube.secret_reads) == 1  # the token is dropped, read again at the next post
+    _changed(monitor, entry.body, "running", "4")
+    assert len(kube.secret_reads) == 2
+    assert hub.posts[-1] == ("reader", "running")
+    assert hub.tokens[-1] == "the-new-control-token-0123456789"
+
+
+def test_without_a_token_nothing_is_posted_and_it_is_said_once(
+    monkeypatch: Any, caplog: Any
+) -> None:
+    monitor, kube, entry = _monitor()
+    kube.token = None
+    hub = FakeHub()
+    monkeypatch.setattr(_monitor_module, "post_control", hub)
+    monitor.track(entry.body)
+    _changed(monitor, entry.body, "paused", "2")
+    _changed(monitor, entry.body, "running", "3")
+    assert hub.tried == []
+    said = [r for r in caplog.records if "has no OSTINATO_CONTROL_TOKEN" in r.getMessage()]
+    assert len(said) == 1
+    kube.token = TOKEN  # the reconcile added it
+    _changed(monitor, entry.body, "running", "4")
+    assert hub.posts == [("writer", "running"), ("reader", "running")]

@@ -3,6 +3,7 @@ objects that never run), under the chart's ServiceAccount so a missing permissio
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from hack.k8s._util import free_port, wait_until
+from ostinato_operator._keys import new_secret_data
 
 from .conftest import Installed, Operator, run_operator
 from .support import EXAMPLES, example
@@ -128,8 +130,11 @@ def test_every_example_gets_all_its_children(
     sec = _get(operator, ns, "secret", f"{name}-curve")
     assert sec is not None
     _owned_by(sec, wf)
-    assert len(sec["data"]) == 4
+    assert len(sec["data"]) == 5  # four CURVE keys and the control token
+    assert "OSTINATO_CONTROL_TOKEN" in sec["data"]
     assert not any(v in json.dumps(wf) for v in sec["data"].values())
+    token = base64.b64decode(sec["data"]["OSTINATO_CONTROL_TOKEN"]).decode()
+    assert not any(token in json.dumps(e) for e in _events(operator, ns, name))
 
     dep = _get(operator, ns, "deployment", f"{name}-hub")
     assert dep is not None
@@ -320,6 +325,60 @@ def test_scaling_a_loop_touches_only_the_pods_it_adds_or_removes(
         now = _get(operator, ns, "deployment", "counter-hub")
         assert now is not None
         assert now["metadata"]["generation"] == hub["metadata"]["generation"]
+
+
+def test_a_secret_from_before_control_tokens_gets_one_once_and_keeps_its_keys(
+    operator: Operator, namespace: str
+) -> None:
+    """A Workflow whose Secret an older operator made (the four CURVE keys only): the token is
+    added, once, and a later reconcile (a spec change) neither replaces it nor the keys."""
+    ns, doc = namespace, example("k8s-counter.yaml")
+    old_data = {k: v for k, v in new_secret_data().items() if k != "OSTINATO_CONTROL_TOKEN"}
+    old = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": "counter-curve", "namespace": ns},
+        "stringData": old_data,
+    }
+    operator.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(old))
+    _apply(operator, ns, doc)
+    _wait_children(operator, ns, doc)
+
+    def data() -> dict[str, str]:
+        sec = _get(operator, ns, "secret", "counter-curve")
+        assert sec is not None
+        return {k: base64.b64decode(v).decode() for k, v in sec["data"].items()}
+
+    first = data()
+    assert {k: first[k] for k in old_data} == old_data  # the keys the loops hold: untouched
+    token = first["OSTINATO_CONTROL_TOKEN"]
+    assert len(token) >= 32
+    hub = _get(operator, ns, "deployment", "counter-hub")
+    assert hub is not None
+    env = hub["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "OSTINATO_CONTROL_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "counter-curve", "key": "OSTINATO_CONTROL_TOKEN"}}} in env  # fmt: skip
+
+    changed = copy.deepcopy(doc)
+    changed["spec"]["loops"][1]["state"] = "paused"  # an update: the children reconciled again
+    _apply(operator, ns, changed)
+    wait_until(
+        lambda: (
+            (
+                (w := _get(operator, ns, "workflow", "counter"))
+                and w.get("status", {}).get("observedGeneration") == w["metadata"]["generation"]
+            )
+            or None
+        ),
+        timeout=30,
+        what="the update reconciled",
+    )
+    assert data() == first
+    reasons = [e["message"] for e in _events(operator, ns, "counter") if e["reason"] == "Created"]
+    assert reasons
+    assert all(token not in m for m in reasons)
+    assert "the control token in Secret counter-curve" in reasons[0]
 
 
 def test_patching_one_loop_replaces_only_its_pods(operator: Operator, namespace: str) -> None:

@@ -1,10 +1,15 @@
 """Status from a real hub: `ostinato hub` and two `ostinato loop` processes on loopback (no CURVE),
 the operator pointed at the hub's HTTP port; `kubectl wait --for=condition=Ready` works, and a
-pause set with `kubectl patch` reaches the loop through POST /control and shows in status."""
+pause set with `kubectl patch` reaches the loop through POST /control and shows in status.
+
+The hub takes the control token from its environment, as in a pod; the workflow's Secret, made
+here beforehand (the operator keeps a Secret it finds), holds the same one, which the operator
+reads and sends."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -17,10 +22,13 @@ import yaml
 
 from hack.k8s._util import free_port, start_process, stop_pids, tail, wait_until
 from ostinato import WorkflowStatus
+from ostinato_operator._keys import CONTROL_TOKEN_ENV, new_secret_data
 
 from .conftest import Installed, Operator, run_operator
 
 pytestmark = pytest.mark.timeout(180)
+
+SECRET = new_secret_data()
 
 DOC: dict[str, Any] = {
     "apiVersion": "ostinato.dev/v1alpha1",
@@ -64,6 +72,7 @@ def hub(tmp_path: Path) -> Iterator[int]:
     zmq_port, http_port = free_port(), free_port()
     exe = [sys.executable, "-m", "ostinato"]
     common = ["--insecure", "--http-host", "127.0.0.1"]
+    hub_env = {**os.environ, CONTROL_TOKEN_ENV: SECRET[CONTROL_TOKEN_ENV]}
     procs = [
         start_process(
             [
@@ -79,6 +88,7 @@ def hub(tmp_path: Path) -> Iterator[int]:
                 *common,
             ],
             tmp_path / "hub.log",
+            hub_env,
         )
     ]
     for loop in ("writer", "reader"):
@@ -107,6 +117,18 @@ def hub(tmp_path: Path) -> Iterator[int]:
             p.wait(timeout=10)
 
 
+def _apply(op: Operator, ns: str) -> None:
+    """The workflow, its Secret first: the hub already runs with that Secret's token."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "relay-curve", "namespace": ns},
+        "stringData": SECRET,
+    }
+    op.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(secret))
+    op.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(DOC))
+
+
 def _status(op: Operator, ns: str) -> dict[str, Any]:
     out = op.kubectl("get", "workflow", "relay", "-n", ns, "-o", "json")
     status: dict[str, Any] = json.loads(out.stdout).get("status", {})
@@ -124,7 +146,7 @@ def test_status_and_pause_through_a_real_hub(
     ns = namespace
     template = f"http://127.0.0.1:{hub}"
     with run_operator(installed, OSTINATO_HUB_URL_TEMPLATE=template) as op:
-        op.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(DOC))
+        _apply(op, ns)
         waited = op.kubectl(
             "wait",
             "--for=condition=Ready",
@@ -209,7 +231,7 @@ def test_a_pause_reaches_the_hub_without_waiting_for_a_status_round(
         OSTINATO_HUB_URL_TEMPLATE=f"http://127.0.0.1:{hub}",
         OSTINATO_STATUS_INTERVAL_SECONDS="60",
     ) as op:
-        op.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(DOC))
+        _apply(op, ns)
         wait_until(
             lambda: True if _hub_loop_state(hub, "reader") == "running" else None,
             timeout=60,
