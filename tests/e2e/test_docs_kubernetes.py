@@ -10,6 +10,7 @@ fails the test, so a change to the page is a change to this test.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -35,7 +36,8 @@ WALK = [
     ("Read the status", 0),
     ("Pause, resume, stop", 0),
     ("Pause, resume, stop", 1),
-    ("Pause, resume, stop", 2),
+    ("Pause, resume, stop", 2),  # the control token
+    ("Pause, resume, stop", 3),  # delete
     ("Install the operator", 2),  # uninstall
 ]
 
@@ -83,6 +85,12 @@ class User:
 
     def _run(self, line: str, check: bool) -> subprocess.CompletedProcess[str]:
         words = shlex.split(line)
+        if "|" in words:  # `kubectl ... | base64 -d`: the one pipe the page has
+            cut = words.index("|")
+            assert words[cut + 1 :] == ["base64", "-d"], line
+            first = self._run(shlex.join(words[:cut]), check)
+            decoded = base64.b64decode(first.stdout).decode() if first.returncode == 0 else ""
+            return subprocess.CompletedProcess(words, first.returncode, decoded, first.stderr)
         binary = {"kubectl": self.kube.kubectl_bin, "helm": self.kube.helm_bin}[words[0]]
         env = {
             **os.environ,
@@ -134,6 +142,10 @@ STOP_ALL = _patch("", "", {"spec": {"state": "stopped"}})
 RUN_ALL = _patch("", "", {"spec": {"state": "running"}})
 SCALE = _patch("replace", "/spec/loops/1/replicas", 3)
 UNINSTALL = "helm uninstall ostinato -n ostinato-system"
+TOKEN = _norm(
+    "kubectl get secret counter-curve -o jsonpath='{.data.OSTINATO_CONTROL_TOKEN}' | base64 -d"
+)
+CONTROL = "kubectl exec deploy/counter-hub -- ostinato control --url http://127.0.0.1:8080 running"
 # Every command of the walk; one the page gains or changes fails the test until it is added.
 KNOWN = {
     _norm(line)
@@ -158,6 +170,8 @@ KNOWN = {
         STOP_ALL,
         RUN_ALL,
         SCALE,
+        TOKEN,
+        CONTROL,
         "kubectl delete owf counter",
         NOTHING_LEFT,
         UNINSTALL,
@@ -233,6 +247,12 @@ def test_the_kubernetes_page_works_as_written(user: User) -> None:
                 user.until(line, lambda out: out.strip() == "paused", "the reader paused")
             elif line == NOTHING_LEFT:  # "nothing left"
                 user.until(line, lambda out: out.strip() == "", "nothing of counter left")
+            elif line == TOKEN:  # the token, printed
+                token = user.run(line).stdout
+                assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token), "not a control token"
+            elif line == CONTROL:  # "every loop's desired state, set to what the spec says"
+                table = user.run(line).stdout.split()
+                assert table == ["LOOP", "DESIRED", "writer", "running", "reader", "running"]
             else:
                 if line == SCALE:
                     hub[:] = _hub_uids(kube)
