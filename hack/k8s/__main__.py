@@ -18,7 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # "module:prefix" means `add_<prefix>_arguments` and `<prefix>_main` in that module.
     "cluster-up": ("hack.k8s.cluster:up", "start the single-node cluster (kept running)"),
     "cluster-down": ("hack.k8s.cluster:down", "stop it and remove everything it left"),
-    "image-local": ("hack.k8s.images", "build localhost/ostinato:dev into containerd (k8s.io)"),
+    "image-local": (
+        "hack.k8s.cluster:image_local",
+        "build localhost/ostinato:dev into containerd (k8s.io)",
+    ),
 }
 
 

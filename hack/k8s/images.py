@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import os
@@ -433,38 +432,3 @@ def import_image(address: Path, archive: Path, ref: str, inputs: str) -> bool:
 
 def pause_inputs() -> str:
     return _stamp("pause").read_text().strip()
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--build-only",
-        action="store_true",
-        help="build the archives but do not import them into containerd",
-    )
-
-
-def cli_main(args: argparse.Namespace) -> int:
-    from hack.k8s import cluster
-
-    started = time.monotonic()
-    try:
-        pause = ensure_pause()
-        archive, inputs = ensure_project_image()
-    except binaries.Unavailable as exc:
-        print(exc)
-        return 1
-    built = time.monotonic() - started
-    print(
-        f"{IMAGE_REF}: {archive} ({archive.stat().st_size // 2**20} MiB), built/checked in "
-        f"{built:.1f} s"
-    )
-    if args.build_only:
-        return 0
-    with cluster.containerd_for_import() as address:
-        import_image(address, pause, PAUSE_REF, pause_inputs())
-        fresh = import_image(address, archive, IMAGE_REF, inputs)
-    print(
-        f"{IMAGE_REF} {'imported into' if fresh else 'already in'} containerd (k8s.io) "
-        f"in {time.monotonic() - started:.1f} s total"
-    )
-    return 0
