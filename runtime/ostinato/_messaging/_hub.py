@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -240,21 +240,29 @@ class Hub:
             log.debug("message to %r not sent: %s", identity, exc)
 
     def _receive(self, sock: zmq.Socket[Any]) -> None:
-        events = sock.getsockopt
-        for _ in range(ROUND_FRAMES):
-            # EVENTS first: a recv that finds nothing raises zmq.Again, which costs 10x more.
-            if not cast(int, events(_EVENTS)) & _POLLIN:
+        """Handle what ``sock`` holds (the poller said it is readable): a frame's identity,
+        then its one body part. Not ``recv_multipart``, which asks the socket for RCVMORE after
+        each part (2.5 µs more a frame); the body's ``more`` flag says the same for free."""
+        recv = sock.recv
+        events: Callable[[int], int] = sock.getsockopt  # type: ignore[assignment]  # EVENTS: int
+        for i in range(ROUND_FRAMES):
+            # The poller saw input, so the first read needs no asking; after that, EVENTS
+            # before each read: a recv that finds nothing raises zmq.Again, which costs more.
+            if i and not events(_EVENTS) & _POLLIN:
                 return
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                head = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if len(frames) != 2:
-                self._drop(frames[0] if frames else b"?", f"{len(frames)} frames, expected 2")
+            identity, body, parts = head.bytes, head, 1
+            while body.more:  # one body part is a frame; more parts are read and dropped
+                body = recv(_NOBLOCK, copy=False)
+                parts += 1
+            if parts != 2:
+                self._drop(identity, f"{parts} frames, expected 2")
                 continue
-            identity, frame = frames
             try:
-                msg = parse(frame, TO_HUB)
+                msg = parse(body.bytes, TO_HUB)
                 self._seen[identity] = time.monotonic()
                 self._route[identity] = sock
                 if identity in self._lost:  # back after being declared lost: resubscribe
