@@ -11,13 +11,14 @@ from asyncio import events
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from time import perf_counter_ns
-from typing import Any, cast
+from typing import Any
 
 import zmq
 
 from .._model._ports import Done, QueueError
-from ._wire import FROM_HUB, Kind, WireError, batches, encode, parse
+from ._wire import FROM_HUB, Kind, WireError, batches, decode, encode, parse
 
 __all__ = ["DATA_SUFFIX", "DataChannel", "Done", "Inbox", "Pending", "QueueError", "settle"]
 
@@ -91,7 +92,7 @@ class Inbox:
         self.client = client
         self.queue = queue
         self.prefetch = prefetch
-        #: Acknowledgements are sent once this many have gathered (or the inbox is empty):
+        #: Acknowledgements are sent once this many have gathered (or at the next turn):
         #: a quarter of the prefetch, so the hub's credit never runs dry.
         self.ack_every = max(prefetch // 4, 1)
         self._items: deque[list[Any]] = deque()
@@ -159,9 +160,14 @@ class DataChannel:
     does so by itself (``attach``).
     """
 
-    def __init__(self, sock: zmq.Socket[Any], loop: str) -> None:
+    def __init__(self, sock: zmq.Socket[Any], loop: str, *, trusted: bool = False) -> None:
         self.sock = sock
         self.loop = loop
+        #: The hub is in this process (``inproc://``): its frames are this process's own
+        #: encoding of checked data, so they are decoded without a second check.
+        self._parse: Callable[[bytes], dict[str, Any]] = (
+            decode if trusted else partial(parse, accept=FROM_HUB)
+        )
         #: The event loop that owns the socket, or None while the I/O thread does.
         self.event_loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[str, deque[tuple[int, bytes, bytes]]] = {}
@@ -185,18 +191,22 @@ class DataChannel:
         if waiting is None:
             waiting = self._waiting[queue] = deque()
         waiting.append((seq, payload, meta))
-        if self.event_loop is not None:
-            if not self._unacked.get(queue) or len(waiting) >= HOLD:
-                # Nothing in flight (no acknowledgement will clock a batch), or a batch is
-                # full: send now rather than at the loop's next turn.
-                self._send_puts(queue, waiting)
-            now = perf_counter_ns()
-            if now - self._io_ns >= IO_EVERY_NS:
-                # A loop busy putting may not give its event loop a turn for a while (the
-                # engine does not yield for submitted calls): read acknowledgements here.
-                self._io_ns = now
-                self._readable()
-        self._wake()
+        if self.event_loop is None:
+            self._wake()  # the I/O thread sends it after its round
+            return
+        if not self._unacked.get(queue) or len(waiting) >= HOLD:
+            # Nothing in flight (no acknowledgement will clock a batch), or a batch is full:
+            # send now rather than at the loop's next turn, with the acknowledgements this
+            # loop has gathered (behind the put: the put is what a reader waits for).
+            self._send_puts(queue, waiting)
+            self._send_all_acks()
+        if self._unread or perf_counter_ns() - self._io_ns >= IO_EVERY_NS:
+            # A send may have taken the socket's edge, and a loop busy putting may not give
+            # its event loop a turn for a while (the engine does not yield for submitted
+            # calls): look for input here, not at the next turn (one turn less a put).
+            self._readable()
+        if waiting:
+            self._wake()
 
     def ack(self, queue: str, msg_id: int) -> None:
         acks = self._acks.get(queue)
@@ -204,9 +214,12 @@ class DataChannel:
             acks = self._acks[queue] = []
         acks.append(msg_id)
         inbox = self.inboxes.get(queue)
-        if inbox is None or len(acks) >= inbox.ack_every or not inbox._items:
+        if inbox is None or len(acks) >= inbox.ack_every:
             self._send_acks(queue)
+            self._wake()
         else:
+            # At the loop's next turn (it is about to wait for the next message, or gives
+            # way to other work), or with the loop's next put: not on the critical path.
             self._wake()
 
     def subscribe(self, inbox: Inbox) -> None:
@@ -223,6 +236,7 @@ class DataChannel:
         # Acknowledgements first: at the hub, what is still in flight after them is exactly
         # what this reader has not taken, and the hub takes all of it back.
         self._send_acks(queue)
+        self._wake()
         inbox = self.inboxes.get(queue)
         if inbox is None:
             done()
@@ -246,8 +260,7 @@ class DataChannel:
     def flush(self) -> None:
         """Send gathered acknowledgements and whatever puts the window lets out."""
         self._dirty = False
-        for queue in [q for q, ids in self._acks.items() if ids]:
-            self._send_acks(queue)
+        self._send_all_acks()
         for queue, waiting in self._waiting.items():
             if waiting:
                 self._send_puts(queue, waiting)
@@ -276,6 +289,12 @@ class DataChannel:
         credit = max(inbox.prefetch - len(inbox), 0)
         self.sock.send(encode(Kind.SUB, q=inbox.queue, loop=self.loop, credit=credit))
         self._sent()
+        self._wake()
+
+    def _send_all_acks(self) -> None:
+        for queue, ids in self._acks.items():
+            if ids:
+                self._send_acks(queue)
 
     def _send_acks(self, queue: str) -> None:
         ids = self._acks.get(queue)
@@ -309,19 +328,21 @@ class DataChannel:
     def receive(self, limit: int = READ_BURST) -> int:
         """Handle what has arrived, at most ``limit`` messages; returns how many."""
         sock = self.sock
-        recv, events = sock.recv, sock.getsockopt
+        recv = sock.recv
+        events: Callable[[int], int] = sock.getsockopt  # type: ignore[assignment]  # EVENTS: int
         self._unread = False
         self._io_ns = perf_counter_ns()
         n = 0
         # EVENTS first: a recv that finds nothing raises zmq.Again, which costs 10x more.
-        while n < limit and cast(int, events(_EVENTS)) & _POLLIN:
+        parse_ = self._parse
+        while n < limit and events(_EVENTS) & _POLLIN:
             try:
                 frame = recv(_NOBLOCK)
             except zmq.Again:
                 break
             n += 1
             try:
-                self._handle(parse(frame, FROM_HUB))
+                self._handle(parse_(frame))
             except WireError as exc:
                 log.warning("dropped malformed frame from the hub: %s", exc)
         return n
@@ -366,8 +387,9 @@ class DataChannel:
     # -- the event loop as owner ---------------------------------------------------------------
 
     def _sent(self) -> None:
+        """A send may have taken the edge of the socket's FD: input must be looked for (by
+        the sender at once, or by the tick that ``_wake`` schedules)."""
         self._unread = True
-        self._wake()
 
     def _wake(self) -> None:
         """Something is waiting to be sent, or was sent: an event loop flushes at its next

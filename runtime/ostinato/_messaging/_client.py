@@ -67,7 +67,11 @@ class HubClient:
         self._own_ctx = ctx is None
         self.ctx: zmq.Context[Any] = ctx or zmq.Context()
         self.sock = self._socket(identity, endpoint, keys)
-        self.data = DataChannel(self._socket(identity + DATA_SUFFIX, endpoint, keys), loop)
+        self.data = DataChannel(
+            self._socket(identity + DATA_SUFFIX, endpoint, keys),
+            loop,
+            trusted=endpoint.startswith("inproc://"),
+        )
         self.mailbox = Mailbox(self.ctx)
         #: Called on the I/O thread with the desired state of every control message.
         self.on_control: Callable[[DesiredState], None] | None = None
