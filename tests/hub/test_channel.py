@@ -64,6 +64,9 @@ async def read(client: HubClient, n: int, prefetch: int) -> list[bytes]:
             continue
         got.append(item[1])
         client.ack("q", item[0])
+    # More are on their way (the writer put n + extra): wait for one to be here, not taken.
+    if not len(inbox):
+        await asyncio.wait_for(inbox.arrival(), WAIT)
     assert len(inbox) > 0, "the inbox should hold messages not taken"
     client.close(timeout=5)
     return got
