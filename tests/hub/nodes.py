@@ -176,3 +176,66 @@ class RecordPair(BlockingNode[RecordConfig]):
 
     def teardown(self) -> None:
         self.f.close()
+
+
+class ListsConfig(NodeConfig):
+    count: int = Field(ge=0, description="How many lists.")
+    size: int = Field(ge=0, description="Items a list: list k is [k*size, ..., k*size+size-1].")
+    go: str | None = Field(None, description="A file to wait for before the first list.")
+
+
+class Lists(ProducerNode[ListsConfig]):
+    """``count`` lists of ``size`` consecutive numbers, once the ``go`` file exists (the
+    payload of a writer that splits its payload into messages)."""
+
+    def setup(self) -> None:
+        self.k = 0
+
+    def ready(self) -> bool:
+        return self.config.go is None or os.path.exists(self.config.go)
+
+    async def produce(self) -> Any:
+        cfg = self.config
+        if self.k == 0 and not self.ready():
+            await self.context.sleep_until(time.monotonic() + 0.005)
+            return None
+        if self.k >= cfg.count:
+            raise ProducerExhausted
+        k = self.k
+        self.k += 1
+        return list(range(k * cfg.size, (k + 1) * cfg.size))
+
+
+class RecordBatchConfig(NodeConfig):
+    journal: str
+    fail_first: int = Field(0, description="The first this many batches fail after recording.")
+
+
+class RecordBatch(BlockingNode[RecordBatchConfig]):
+    """Appends '<tag> <n> <message id> <redelivered 0/1> <batch size> <iteration> <pid>' per
+    message of a batch (tag 'failed' for a batch that then fails, else 'got')."""
+
+    def setup(self) -> None:
+        self.f: IO[str] = open(self.config.journal, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self.pid = os.getpid()
+        self.batches = 0
+
+    def process(self, data: NodeData) -> NodeData:
+        self.batches += 1
+        fail = self.batches <= self.config.fail_first
+        values, metas = data.payload, data.meta["messages"]
+        assert len(values) == len(metas)
+        tag = "failed" if fail else "got"
+        self.f.write(
+            "".join(
+                f"{tag} {v} {m['message_id']} {int(m['redelivered'])} {len(values)} "
+                f"{data.iteration} {self.pid}\n"
+                for v, m in zip(values, metas, strict=True)
+            )
+        )
+        if fail:
+            raise RuntimeError(f"batch {self.batches} fails on purpose")
+        return data
+
+    def teardown(self) -> None:
+        self.f.close()

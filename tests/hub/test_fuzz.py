@@ -60,6 +60,7 @@ PLAUSIBLE: dict[str, Any] = {
     "items": [],
     "error": "e",
     "q": "fz",
+    "ids": [1],
 }
 NAMES = ["fz", "nope", "", "x" * 300, "good"]  # "good" only gets frames that cannot put into it
 

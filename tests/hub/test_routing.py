@@ -221,6 +221,31 @@ def test_lost_consumer_with_spare_credit_redelivers_at_once_to_another() -> None
     assert delivered(out, B) == [[1, b"p1", b"m1", True], [2, b"p2", b"m2", True]]
 
 
+def test_given_back_messages_return_to_the_front_in_order_with_their_credit() -> None:
+    out = Outbox()
+    q = QueueState(spec(mode="work"), ["w"])
+    q.subscribe(A, "w", 4, out)
+    put(q, out, *range(1, 8))
+    assert ids(out, A) == [1, 2, 3, 4]
+    out.clear()
+    # A failed batch of 2 and 3 comes back (ids it does not hold are ignored): A's credit
+    # returns, and the oldest go out again first, flagged.
+    q.give_back(A, "w", [3, 2, 99], out)
+    got = delivered(out, A)
+    assert [m[0] for m in got] == [2, 3]
+    assert [m[3] for m in got] == [True, True]
+    assert q.counters.redelivered == 2
+    assert buffered(q, "*") == [5, 6, 7]
+    # A stranger's give-back changes nothing.
+    out.clear()
+    q.give_back(B, "w", [1], out)
+    assert not out.messages
+    assert q.counters.redelivered == 2
+    q.acknowledge(A, "w", [1, 2, 3, 4], out)
+    assert q.counters.acknowledged == 4
+    assert ids(out, A) == [5, 6, 7]
+
+
 def test_lost_broadcast_consumer_returns_messages_to_its_own_group_only() -> None:
     out = Outbox()
     q = QueueState(spec(mode="broadcast"), ["r1", "r2"])

@@ -101,6 +101,8 @@ class LoopManager(SideEffects, Sampling):
         self._finished: str | None = None
         self.iterations = 0
         self.failed_iterations = 0
+        #: Whether the iteration that ended last failed (NodeContext.iteration_failed).
+        self._iteration_failed = False
         self._consecutive_failures = 0
         self._stop_signal = threading.Event()
         self._turn_countdown, self._last_turn_ns = YIELD_EVERY, 0  # see _turn_due
@@ -392,6 +394,7 @@ class LoopManager(SideEffects, Sampling):
             paused=lambda: self._paused_total,
             waiter=self._control_wait,
             finisher=self._finishers.append,
+            failed=lambda: self._iteration_failed,
             hub=self.hub,
         )
         node = plan.cls(plan.config, context)
@@ -437,6 +440,7 @@ class LoopManager(SideEffects, Sampling):
                     producer.recovered()
             if out is None:
                 if self._finishers:
+                    self._iteration_failed = False  # no iteration: nothing of it failed
                     self._end_iteration()
                 if yield_each or (self._pending > self._submits and self._turn_due()):
                     await asyncio.sleep(0)
@@ -495,6 +499,7 @@ class LoopManager(SideEffects, Sampling):
 
     def _iteration_done(self, failed: bool) -> None:
         self.iterations += 1
+        self._iteration_failed = failed
         until = self._until_sample - 1
         self._until_sample = until
         if until <= 0:

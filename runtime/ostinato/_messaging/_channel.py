@@ -20,7 +20,16 @@ import zmq
 from .._model._ports import Done, QueueError
 from ._wire import FROM_HUB, Kind, WireError, batches, decode, encode, parse
 
-__all__ = ["DATA_SUFFIX", "DataChannel", "Done", "Inbox", "Pending", "QueueError", "settle"]
+__all__ = [
+    "DATA_SUFFIX",
+    "Countdown",
+    "DataChannel",
+    "Done",
+    "Inbox",
+    "Pending",
+    "QueueError",
+    "settle",
+]
 
 log = logging.getLogger("ostinato.client")
 
@@ -61,6 +70,25 @@ def _settle_one(done: Done, error: QueueError | None) -> None:
 def _settle_batch(batch: list[tuple[Done, QueueError | None]]) -> None:
     for done, error in batch:
         _settle_one(done, error)
+
+
+class Countdown:
+    """One ``done`` for a list of puts (a writer's ``split``): called once every put is
+    settled, with the first refusal if any."""
+
+    __slots__ = ("done", "error", "left")
+
+    def __init__(self, left: int, done: Done) -> None:
+        self.left = left
+        self.done = done
+        self.error: QueueError | None = None
+
+    def __call__(self, error: QueueError | None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        self.left -= 1
+        if self.left == 0:
+            self.done(self.error)
 
 
 def settle(settled: list[tuple[Pending, QueueError | None]]) -> None:
@@ -132,6 +160,17 @@ class Inbox:
         with self._lock:
             return self._items.popleft() if self._items else None
 
+    def take_many(self, limit: int) -> list[list[Any]]:
+        """Up to ``limit`` messages, in order (none when none is here)."""
+        with self._lock:
+            items = self._items
+            if len(items) <= limit:
+                out = list(items)
+                items.clear()
+                return out
+            popleft = items.popleft
+            return [popleft() for _ in range(limit)]
+
     def arrival(self) -> asyncio.Future[bool]:
         """A future resolved (True) when a message arrives; check ``take()`` first."""
         loop = asyncio.get_running_loop()
@@ -194,6 +233,27 @@ class DataChannel:
         if self.event_loop is None:
             self._wake()  # the I/O thread sends it after its round
             return
+        self._put_done(queue, waiting)
+
+    def put_many(
+        self, queue: str, seqs: list[int], payloads: list[bytes], meta: bytes, pending: Pending
+    ) -> None:
+        """Puts of the same meta, each its own message (a writer's ``split``), settled with
+        one ``pending`` each (a :class:`Countdown` makes them one). The owner event loop's."""
+        waiting = self._waiting.get(queue)
+        if waiting is None:
+            waiting = self._waiting[queue] = deque()
+        futures = self._futures
+        for seq, payload in zip(seqs, payloads, strict=True):
+            futures[(queue, seq)] = pending
+            waiting.append((seq, payload, meta))
+        if self.event_loop is None:
+            self._wake()
+            return
+        self._put_done(queue, waiting)
+
+    def _put_done(self, queue: str, waiting: deque[tuple[int, bytes, bytes]]) -> None:
+        """After puts on the owner event loop: send now or hold (see HOLD), look for input."""
         if not self._unacked.get(queue) or len(waiting) >= HOLD:
             # Nothing in flight (no acknowledgement will clock a batch), or a batch is full:
             # send now rather than at the loop's next turn, with the acknowledgements this
@@ -220,6 +280,13 @@ class DataChannel:
         else:
             # At the loop's next turn (it is about to wait for the next message, or gives
             # way to other work), or with the loop's next put: not on the critical path.
+            self._wake()
+
+    def give_back(self, queue: str, msg_ids: list[int]) -> None:
+        """Hand these delivered messages back unacknowledged: the hub redelivers them."""
+        if msg_ids:
+            self.sock.send(encode(Kind.GIVE_BACK, q=queue, loop=self.loop, ids=msg_ids))
+            self._sent()
             self._wake()
 
     def subscribe(self, inbox: Inbox) -> None:

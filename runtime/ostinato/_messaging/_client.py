@@ -20,7 +20,7 @@ import zmq
 
 from .._model._ports import Done, QueueError
 from .._model._spec import DesiredState
-from ._channel import DATA_SUFFIX, DataChannel, Inbox, Pending
+from ._channel import DATA_SUFFIX, Countdown, DataChannel, Inbox, Pending
 from ._mailbox import Mailbox
 from ._wire import FROM_HUB, Kind, WireError, encode, parse
 
@@ -185,6 +185,27 @@ class HubClient:
 
         return put
 
+    def list_putter(self) -> Callable[[str, list[bytes], bytes, Done], None]:
+        """Puts a list of payloads of one meta as as many messages (a writer's ``split``), with
+        one ``done`` for all of them (the first refusal, if any). Call it on the event loop
+        that owns the data socket (``attach``), as :meth:`putter`."""
+        loop, chan, seq = asyncio.get_running_loop(), self.data, self._seq
+        attached = chan.event_loop is loop
+
+        def put_list(queue: str, payloads: list[bytes], meta: bytes, done: Done) -> None:
+            if not payloads:
+                done(None)
+                return
+            countdown = Countdown(len(payloads), done)
+            if attached:
+                seqs = [next(seq) for _ in payloads]
+                chan.put_many(queue, seqs, payloads, meta, (loop, countdown))
+            else:  # not attached (a closed connection): the long way
+                for payload in payloads:
+                    self.put_callback(queue, payload, meta, countdown)
+
+        return put_list
+
     def acker(self, queue: str) -> Callable[[int], None]:
         """:meth:`ack` of ``queue`` for the event loop that owns the data socket, without its
         checks: for a reader that acknowledges on every iteration."""
@@ -199,6 +220,10 @@ class HubClient:
 
     def ack(self, queue: str, msg_id: int) -> None:
         self._data_call(self.data.ack, queue, msg_id)
+
+    def give_back(self, queue: str, msg_ids: list[int]) -> None:
+        """Hand delivered messages back unacknowledged, for redelivery (any thread)."""
+        self._data_call(self.data.give_back, queue, list(msg_ids))
 
     def release(self, queue: str) -> Future[None]:
         """Give back every message delivered and not taken, and take no more (a paused

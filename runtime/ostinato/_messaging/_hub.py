@@ -289,6 +289,10 @@ class Hub:
             queue = self.queues.get(msg["q"])
             if queue is not None:
                 queue.acknowledge(identity, msg["loop"], msg["ids"], out)
+        elif kind == Kind.GIVE_BACK:
+            queue = self.queues.get(msg["q"])
+            if queue is not None:
+                queue.give_back(identity, msg["loop"], msg["ids"], out)
         elif kind == Kind.SUB:
             name, loop = msg["q"], msg["loop"]
             queue = self.queues.get(name)

@@ -248,6 +248,22 @@ class QueueState:
         self._store_done(group.name, done, out)
         self._pump(out)
 
+    def give_back(self, consumer: bytes, loop: str, ids: Sequence[int], out: Outbox) -> None:
+        """The consumer gives these messages back unacknowledged (a batch whose iteration
+        failed): to the front of the buffer, in order, for whichever consumer has credit
+        (counted as redelivered); the consumer gets that credit back."""
+        group = self.group_of(loop)
+        entry = group.consumers.get(consumer) if group is not None else None
+        if group is None or entry is None:
+            return
+        back = [m for m in (entry.inflight.pop(i, None) for i in ids) if m is not None]
+        entry.credit += len(back)
+        for msg in sorted(back, key=lambda m: m.id, reverse=True):
+            msg.redelivered = True
+            group.buffer.appendleft(msg)
+        self.counters.redelivered += len(back)
+        self._pump(out)
+
     def release(self, consumer: bytes, loop: str, out: Outbox) -> None:
         """A paused consumer (it has acknowledged all it took) gives back what it holds, to the
         front of the buffer for others, and takes no more until it subscribes again."""

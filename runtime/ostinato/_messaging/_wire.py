@@ -65,6 +65,9 @@ class Kind:
     # A loop's data socket → the hub.
     PUTS: Final = "puts"
     ACK: Final = "ack"
+    #: A reader gives messages back unacknowledged (a batch whose iteration failed): the hub
+    #: redelivers them under the queue's rules, as it does those of a lost reader.
+    GIVE_BACK: Final = "giveBack"
     SUB: Final = "sub"
     RELEASE: Final = "release"
     # The hub → a loop's control socket.
@@ -117,6 +120,12 @@ class Puts(TypedDict):
 
 
 class Ack(TypedDict):
+    q: str
+    loop: str
+    ids: list[int]
+
+
+class GiveBack(TypedDict):
     q: str
     loop: str
     ids: list[int]
@@ -178,6 +187,7 @@ SHAPES: Final[dict[str, type[Any]]] = {
     Kind.BYE: Empty,
     Kind.PUTS: Puts,
     Kind.ACK: Ack,
+    Kind.GIVE_BACK: GiveBack,
     Kind.SUB: Sub,
     Kind.RELEASE: Release,
     Kind.PONG: Pong,
@@ -192,7 +202,17 @@ SHAPES: Final[dict[str, type[Any]]] = {
 KINDS: Final = frozenset(SHAPES)
 #: What the hub accepts, from either socket of a loop.
 TO_HUB: Final = frozenset(
-    {Kind.HELLO, Kind.STATUS, Kind.PING, Kind.BYE, Kind.PUTS, Kind.ACK, Kind.SUB, Kind.RELEASE}
+    {
+        Kind.HELLO,
+        Kind.STATUS,
+        Kind.PING,
+        Kind.BYE,
+        Kind.PUTS,
+        Kind.ACK,
+        Kind.GIVE_BACK,
+        Kind.SUB,
+        Kind.RELEASE,
+    }
 )
 #: What a loop accepts from the hub.
 FROM_HUB: Final = KINDS - TO_HUB
@@ -317,6 +337,11 @@ FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
         "items": (True, _put_rows),
     },
     Kind.ACK: {"q": (True, _STR), "loop": (True, _STR), "ids": (True, _list_of(int, "ints"))},
+    Kind.GIVE_BACK: {
+        "q": (True, _STR),
+        "loop": (True, _STR),
+        "ids": (True, _list_of(int, "ints")),
+    },
     Kind.SUB: {
         "q": (True, _STR),
         "loop": (True, _STR),

@@ -106,6 +106,7 @@ class NodeContext:
         paused: Callable[[], float] | None = None,
         waiter: Callable[[asyncio.Future[Any], bool, bool], Awaitable[bool]] | None = None,
         finisher: Callable[[Callable[[], None]], None] | None = None,
+        failed: Callable[[], bool] | None = None,
         hub: HubPort | None = None,
     ) -> None:
         self.workflow = workflow
@@ -118,6 +119,7 @@ class NodeContext:
         self._paused = paused
         self._waiter = waiter
         self._finisher = finisher
+        self._failed = failed
         #: The loop's connection to the messaging hub, when it has one (queue nodes use it).
         self.hub = hub
 
@@ -154,6 +156,12 @@ class NodeContext:
             callback()
         else:
             self._finisher(callback)
+
+    @property
+    def iteration_failed(self) -> bool:
+        """In an ``at_iteration_end`` callback: whether the iteration that ends failed (a node
+        still failed after its retries)."""
+        return self._failed is not None and self._failed()
 
     async def sleep_until(self, deadline: float) -> bool:
         """Wait until ``time.monotonic()`` reaches ``deadline``.

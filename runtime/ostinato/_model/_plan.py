@@ -147,16 +147,21 @@ def _plan_node(
             errors.append(
                 FieldError(f"{path}.kind", "a queue writer is a blocking or nonBlocking node")
             )
+        if ref.batch is not None and ref.read is None:
+            errors.append(FieldError(f"{path}.queue.batch", "only a queue reader takes a batch"))
+        if ref.split and ref.write is None:
+            errors.append(FieldError(f"{path}.queue.split", "only a queue writer splits a list"))
         if spec.class_ is not None:
             errors.append(FieldError(f"{path}.class", "a queue node takes no class"))
-        for key in ("queue", "role"):
+        for key in ("queue", "role", "batch", "split"):
             if key in spec.config:
                 errors.append(FieldError(f"{path}.config.{key}", "set by the node's 'queue' field"))
         if len(errors) > count:
             return None
         role, name = ("read", ref.read) if ref.read is not None else ("write", ref.write)
+        given = {"queue": name, "role": role, "batch": ref.batch, "split": ref.split}
         try:
-            qconfig = QueueConfig.model_validate({**spec.config, "queue": name, "role": role})
+            qconfig = QueueConfig.model_validate({**spec.config, **given})
         except pydantic.ValidationError as exc:
             errors.extend(errors_from_pydantic(exc, f"{path}.config", QueueConfig))
             return None

@@ -20,6 +20,7 @@ from ._nodes import (
     new_trace_id,
 )
 from ._ports import Done, HubPort, InboxPort, QueueError, Submit
+from ._spec import QueueBatch
 
 __all__ = ["QueueConfig", "QueueNode"]
 
@@ -35,8 +36,11 @@ class QueueConfig(NodeConfig):
         ge=1,
         le=100_000,
         description="Readers: messages the hub may deliver ahead of the loop taking them. Low "
-        "keeps work queues evenly spread; high hides the round trip.",
+        "keeps work queues evenly spread; high hides the round trip. A batch reader's is at "
+        "least twice its batch's maxMessages.",
     )
+    batch: QueueBatch | None = Field(None, description="Set from the node's queue.batch.")
+    split: bool = Field(False, description="Set from the node's queue.split.")
 
 
 def _source(meta: bytes) -> tuple[Any, Any, Any, Any]:
@@ -50,6 +54,11 @@ def _source(meta: bytes) -> tuple[Any, Any, Any, Any]:
     if isinstance(value, dict):
         return tuple(value.get(k) for k in ("loop", "iteration", "trace_id", "created_at"))  # type: ignore[return-value]
     return None, None, None, None
+
+
+def _resolve(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(True)
 
 
 def encode_payload(queue: str, payload: Any, pack: Callable[[Any], bytes] | None = None) -> bytes:
@@ -84,10 +93,15 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         self._attached = False
         self._pack = msgpack.Packer(use_bin_type=True).pack  # this loop's thread only
         self._put: Callable[[str, bytes, bytes, Done], None] | None = None  # (_submit)
+        self._put_list: Callable[[str, list[bytes], bytes, Done], None] | None = None
         #: Acknowledges a message taken (the loop's own once attached: see _attach).
         self._ack: Callable[[int], None] = partial(client.ack, self.config.queue)
         if self.config.role == "read":
-            self.inbox = client.subscribe(self.config.queue, self.config.prefetch)
+            batch = self.config.batch
+            prefetch = self.config.prefetch
+            if batch is not None:  # the next batch arrives while this one is worked on
+                prefetch = max(prefetch, min(2 * batch.max_messages, 100_000))
+            self.inbox = client.subscribe(self.config.queue, prefetch)
 
     async def _next(self, producing: bool, current: NodeData | None = None) -> NodeData | None:
         """The next message. A producer gives way to a pause or stop (None: no iteration); a
@@ -97,6 +111,8 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         assert inbox is not None
         if not self._attached:
             self._attach()
+        if self.config.batch is not None:
+            return await self._next_batch(self.config.batch, producing, current)
         while True:
             item = inbox.take()
             if item is not None:
@@ -124,6 +140,79 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             return out
         return NodeData(value, "", 0, time.time(), str(trace_id or "") or new_trace_id(), meta)
 
+    async def _next_batch(
+        self, batch: QueueBatch, producing: bool, current: NodeData | None
+    ) -> NodeData | None:
+        """Up to ``batch.max_messages`` messages: once the first is here, what else has
+        arrived, and for ``batch.max_wait_seconds`` what else arrives. The node gets their
+        payloads as a list and, in ``meta["messages"]``, each one's meta; they are
+        acknowledged together when the iteration ends, or given back if it failed."""
+        inbox = self.inbox
+        assert inbox is not None
+        limit = batch.max_messages
+        while True:
+            items = inbox.take_many(limit)
+            if items:
+                break
+            if inbox.error is not None:
+                raise QueueError(inbox.error)
+            if not await self.context.wait(inbox.arrival(), stop_only=not producing, owned=True):
+                if producing:
+                    return None
+                raise QueueError(f"stopped while waiting for a message on {self.config.queue!r}")
+        if len(items) < limit and batch.max_wait_seconds > 0:
+            # Messages taken are this iteration's: a pause or stop ends the wait, not the batch.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + batch.max_wait_seconds
+            while len(items) < limit and inbox.error is None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                arrived = inbox.arrival()
+                timer = loop.call_later(left, _resolve, arrived)
+                try:
+                    waited = await self.context.wait(arrived, owned=True)
+                finally:
+                    timer.cancel()
+                items.extend(inbox.take_many(limit - len(items)))
+                if not waited:
+                    break
+        queue = self.config.queue
+        ids = [item[0] for item in items]
+        self.context.at_iteration_end(partial(self._end_batch, ids))
+        unpack = msgpack.unpackb
+        values = [unpack(item[1], raw=False, strict_map_key=False) for item in items]
+        metas: list[dict[str, Any]] = []
+        first_trace: Any = None
+        for msg_id, _payload, meta_bytes, redelivered in items:
+            loop_, iteration, trace_id, created_at = _source(meta_bytes)
+            if first_trace is None:
+                first_trace = trace_id
+            metas.append(
+                {
+                    "message_id": msg_id,
+                    "redelivered": bool(redelivered),
+                    "source": {"loop": loop_, "iteration": iteration, "created_at": created_at},
+                }
+            )
+        meta = {"queue": queue, "messages": metas}
+        if current is not None:  # a blocking reader: the same iteration, another payload
+            out = current.with_payload(values)
+            out.meta = {**current.meta, **meta}
+            return out
+        trace = str(first_trace or "") or new_trace_id()
+        return NodeData(values, "", 0, time.time(), trace, meta)
+
+    def _end_batch(self, ids: list[int]) -> None:
+        """A batch's iteration has ended: acknowledged together, or given back whole for
+        redelivery when the iteration failed."""
+        if self.context.iteration_failed:
+            self.client.give_back(self.config.queue, ids)
+            return
+        ack = self._ack
+        for msg_id in ids:
+            ack(msg_id)
+
     def _attach(self) -> None:
         """The loop's event loop takes the data socket over: from now on a put or a delivery
         does not change threads in this process (called from a coroutine of the loop)."""
@@ -140,7 +229,6 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
     async def process(self, data: NodeData) -> NodeData | None:
         if self.config.role == "read":
             return await self._next(producing=False, current=data)
-        payload, meta = self._encode(data)
         acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         refusal: list[BaseException] = []
 
@@ -150,7 +238,7 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             if not acked.done():
                 acked.set_result(True)
 
-        (self._put or self._putter())(self.config.queue, payload, meta, done)
+        self._submit(data, done)
         if not await self.context.wait(acked, stop_only=True, owned=True):
             # A stop during backpressure: the message is with the hub (parked until there is
             # room), just not acknowledged yet. Not a failure of this iteration.
@@ -168,8 +256,31 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         return self._submit if self.config.role == "write" else None
 
     def _submit(self, data: NodeData, done: Callable[[BaseException | None], None]) -> None:
+        if self.config.split:
+            payloads, meta = self._encode_list(data)
+            (self._put_list or self._list_putter())(self.config.queue, payloads, meta, done)
+            return
         payload, meta = self._encode(data)
         (self._put or self._putter())(self.config.queue, payload, meta, done)
+
+    def _encode_list(self, data: NodeData) -> tuple[list[bytes], bytes]:
+        """A ``split`` writer's payload: a list, each item a message of its own."""
+        items = data.payload
+        queue = self.config.queue
+        if not isinstance(items, list | tuple):
+            raise QueueError(
+                f"queue {queue!r}: the writer splits its payload (queue.split), so the payload "
+                f"must be a list, not {type(items).__name__}"
+            )
+        pack = self._pack
+        payloads = [encode_payload(queue, item, pack) for item in items]
+        return payloads, pack((data.loop, data.iteration, data.trace_id, data.created_at))
+
+    def _list_putter(self) -> Callable[[str, list[bytes], bytes, Done], None]:
+        if not self._attached:
+            self._attach()
+        self._put_list = self.client.list_putter()
+        return self._put_list
 
     def _encode(self, data: NodeData) -> tuple[bytes, bytes]:
         """The payload, and the meta as [loop, iteration, trace_id, created_at] (a map costs

@@ -29,6 +29,7 @@ __all__ = [
     "NodeSpec",
     "OnFull",
     "Pool",
+    "QueueBatch",
     "QueueMode",
     "QueueOnFull",
     "QueueRef",
@@ -180,11 +181,35 @@ class RetrySpec(_Model):
     )
 
 
+class QueueBatch(_Model):
+    """A reader that takes several messages an iteration: its node gets a list of payloads."""
+
+    max_messages: Int = Field(
+        ge=1, le=100_000, description="The most messages one iteration takes."
+    )
+    max_wait_seconds: Float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="How long an iteration that has its first message waits for more, in "
+        "seconds; 0 takes what has arrived and waits for nothing more.",
+    )
+
+
 class QueueRef(_Model):
     """Makes the node a queue node: it reads or writes a queue declared in spec.queues."""
 
     read: Name | None = Field(None, description="Name of the queue this node reads.")
     write: Name | None = Field(None, description="Name of the queue this node writes.")
+    batch: QueueBatch | None = Field(
+        None,
+        description="Readers: take up to maxMessages messages an iteration, acknowledged "
+        "together when it ends; the node gets a list of payloads.",
+    )
+    split: Bool = Field(
+        False,
+        description="Writers: the payload is a list, written as one message per item.",
+    )
 
 
 class NodeSpec(_Model):
