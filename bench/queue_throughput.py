@@ -87,8 +87,12 @@ STOP_TIMEOUT = 3.0
 #: Round trips timed but left out of the percentiles (connections, caches, first allocations).
 WARMUP = 100
 SIZES = (100, 1024)
-#: Payloads a message in the batched transport-alone row (``bench/_transport.py``).
+#: Payloads a message in the batched transport-alone row (``bench/_transport.py``), and a
+#: batch of the split writer and batch reader rows.
 BATCH = 64
+#: The batch reader's maxWaitSeconds: long enough that every batch fills up (a run's batches
+#: are all full, so each loop does ``n // BATCH`` iterations).
+BATCH_WAIT_SECONDS = 1.0
 
 _MP = multiprocessing.get_context("spawn")
 
@@ -104,6 +108,9 @@ class PayloadConfig(NodeConfig):
     gate: str | None = None
     #: Put ``perf_counter_ns()`` into the first 8 bytes of each payload (round trips).
     stamp: bool = False
+    #: Above 0: each payload is a list of this many (for a writer that splits it), and
+    #: ``count`` counts lists.
+    batch: int = 0
 
 
 def _wait_for(path: str, timeout: float = START_TIMEOUT) -> None:
@@ -135,11 +142,15 @@ class Payloads(ProducerNode[PayloadConfig]):
         self._left -= 1
         if self.config.stamp:
             return time.perf_counter_ns().to_bytes(8, "little") + self._pad
+        if self.config.batch:
+            return [self._payload] * self.config.batch
         return self._payload
 
 
 class CountConfig(NodeConfig):
     size: int
+    #: The payload is a batch reader's list: count its items.
+    batch: bool = False
     #: JSON file written at teardown: first and last arrival (perf_counter), counts.
     out: str
 
@@ -159,9 +170,16 @@ class Count(BlockingNode[CountConfig]):
         if not self._seen:
             self._first = now
         self._last = now
+        size = self.config.size
+        if self.config.batch:
+            for payload in data.payload:
+                if type(payload) is not bytes or len(payload) != size:
+                    self._bad += 1
+            self._seen += len(data.payload)
+            return data
         self._seen += 1
         payload = data.payload
-        if type(payload) is not bytes or len(payload) != self.config.size:
+        if type(payload) is not bytes or len(payload) != size:
             self._bad += 1
         return data
 
@@ -223,24 +241,38 @@ def _document(name: str, queues: list[dict[str, Any]], loops: list[dict[str, Any
 
 
 def throughput_document(
-    pool: str, blocking: bool, n: int, size: int, gate: Path, out: Path, ready: Path | None = None
+    pool: str,
+    blocking: bool,
+    n: int,
+    size: int,
+    gate: Path,
+    out: Path,
+    ready: Path | None = None,
+    batch: int = 0,
 ) -> Any:
-    """writer: Payloads → queue writer; reader: queue reader → [Mark →] Count; both in ``pool``."""
+    """writer: Payloads → queue writer; reader: queue reader → [Mark →] Count; both in ``pool``.
+    ``batch``: the writer puts lists of that many payloads (``split``), the reader takes
+    batches of that many (a wait long enough that every batch is full), ``n // batch``
+    iterations each."""
     reader_nodes: list[dict[str, Any]] = [
         {
             "name": "count",
             "kind": "blocking",
             "class": f"{MODULE}:Count",
-            "config": {"size": size, "out": str(out)},
+            "config": {"size": size, "out": str(out), "batch": bool(batch)},
         }
     ]
     if ready is not None:
         reader_nodes.insert(0, _mark(ready))
-    writer_node: dict[str, Any] = {"name": "out", "queue": {"write": "q"}}
+    writer_node: dict[str, Any] = {"name": "out", "queue": {"write": "q", "split": bool(batch)}}
     if blocking:
         writer_node["kind"] = "blocking"
     else:
         writer_node.update(kind="nonBlocking", maxInFlight=MAX_IN_FLIGHT)
+    read: dict[str, Any] = {"read": "q"}
+    if batch:
+        read["batch"] = {"maxMessages": batch, "maxWaitSeconds": BATCH_WAIT_SECONDS}
+    iterations = n // batch if batch else n
     return _document(
         "queue-throughput",
         [{"name": "q", "mode": "broadcast", "capacity": max(n, 1000), "onFull": "block"}],
@@ -251,17 +283,22 @@ def throughput_document(
                 "producer": {
                     "name": "payloads",
                     "class": f"{MODULE}:Payloads",
-                    "config": {"count": n, "size": size, "gate": str(gate)},
+                    "config": {
+                        "count": iterations,
+                        "size": size,
+                        "gate": str(gate),
+                        "batch": batch,
+                    },
                 },
                 "nodes": [writer_node],
             },
             {
                 "name": "reader",
                 "pool": pool,
-                "maxIterations": n,
+                "maxIterations": iterations,
                 "producer": {
                     "name": "in",
-                    "queue": {"read": "q"},
+                    "queue": read,
                     "config": {"prefetch": PREFETCH},
                 },
                 "nodes": reader_nodes,
@@ -452,6 +489,19 @@ def _cases() -> tuple[Case, ...]:
                     peers,
                 )
             )
+            cases.append(
+                Case(
+                    f"tp-{transport}-batch{BATCH}-{s}",
+                    "throughput",
+                    transport,
+                    size,
+                    "ostinato",
+                    f"split writer, batch reader ({BATCH}), {where}",
+                    f"ostinato-{transport}-batch",
+                    peers,
+                    scale=10.0,
+                )
+            )
     for transport in TRANSPORTS:
         for size in SIZES:
             s = _size_key(size)
@@ -618,18 +668,24 @@ def _distributed(document: Any, tmp: str, gate: Path, ready: Path, first: str, t
 def run_ostinato_throughput(case: Case, n: int) -> Run:
     pool = "thread" if case.transport == "inproc" else "process"
     blocking = case.runner.endswith("-blocking")
+    batch = BATCH if case.runner.endswith("-batch") else 0
+    if batch:
+        n -= n % batch
+    iterations = n // batch if batch else n
     with tempfile.TemporaryDirectory(prefix="ostinato-bench-") as tmp:
         gate, out, ready = Path(tmp, "gate"), Path(tmp, "reader.json"), Path(tmp, "ready")
         if case.transport == "tcp":
-            doc = throughput_document("thread", blocking, n, case.size, gate, out, ready)
+            doc = throughput_document("thread", blocking, n, case.size, gate, out, ready, batch)
             extra = _distributed(doc, tmp, gate, ready, "reader", "writer")
         else:
-            doc = throughput_document(pool, blocking, n, case.size, gate, out)
-            extra = _orchestrate(doc, gate, "reader", n)
+            doc = throughput_document(pool, blocking, n, case.size, gate, out, batch=batch)
+            extra = _orchestrate(doc, gate, "reader", iterations)
         seen = json.loads(out.read_text())
     if seen["seen"] != n or seen["bad"]:
         raise RuntimeError(f"{case.key}: reader saw {seen['seen']}/{n}, {seen['bad']} malformed")
-    return Run(n, seen["last"] - seen["first"], extra=extra)
+    # Payloads from the first batch's arrival to the last's: the first batch's are not timed.
+    timed = (iterations - 1) * batch + 1 if batch else n
+    return Run(timed, seen["last"] - seen["first"], extra=extra)
 
 
 def run_ostinato_round_trip(case: Case, n: int) -> Run:
@@ -875,6 +931,7 @@ RUNNERS: dict[str, Callable[[Case, int], Run]] = {
     "ostinato-client-inproc": run_ostinato_client_inproc,
     f"ostinato-client{BATCH}-inproc": run_ostinato_client_inproc,
     **{f"ostinato-{t}-{w}": run_ostinato_throughput for t in TRANSPORTS for w in WRITERS},
+    **{f"ostinato-{t}-batch": run_ostinato_throughput for t in TRANSPORTS},
     **{f"ostinato-rtt-{t}": run_ostinato_round_trip for t in TRANSPORTS},
     "zmq-push-inproc": run_zmq_push_inproc,
     "zmq-push-ipc": run_zmq_push_ipc,
