@@ -58,6 +58,13 @@ PLAUSIBLE: dict[str, Any] = {
     "logLevel": 20,
     "state": "paused",
     "items": [],
+    "runs": [[1, 2]],
+    "refused": [],
+    "seq": 1,
+    "payloads": [b"p"],
+    "metas": [b""],
+    "meta": [0],
+    "redelivered": [],
     "error": "e",
     "q": "fz",
     "ids": [1],
@@ -109,17 +116,62 @@ def not_int(rng: random.Random) -> Any:
             return value
 
 
-def bad_item(rng: random.Random) -> Any:
-    """A put item that the hub must refuse before it puts anything."""
+def bad_batch(rng: random.Random) -> dict[str, Any]:
+    """The fields of a puts frame that the hub must refuse before it puts anything: each field
+    has its type, or not, but the batch never holds together."""
+    n = rng.randint(1, 6)
+    payloads: Any = [os.urandom(rng.randint(0, 20)) for _ in range(n)]
+    metas: Any = [b"m%d" % i for i in range(rng.randint(1, 3))]
+    fields: dict[str, Any] = {"seq": rng.randint(0, 2**63), "payloads": payloads, "metas": metas}
+    if len(metas) > 1:
+        fields["meta"] = [rng.randrange(len(metas)) for _ in range(n)]
+    flaw = rng.randrange(9)
+    if flaw == 0:
+        fields["payloads"] = []
+    elif flaw == 1:
+        payloads[rng.randrange(n)] = rng.choice(["str", None, 1, 2**40, [b"x"], True])
+    elif flaw == 2:
+        fields["metas"] = rng.choice([[], None, "m", [b"m", 2**63], [[b"m"]]])
+    elif flaw == 3:
+        fields["meta"] = [rng.choice([-1, len(metas), 2**63, "0", None]) for _ in range(n)]
+    elif flaw == 4:
+        fields["meta"] = [0] * (n + rng.choice([-n, 1, 5]))
+    elif flaw == 5:
+        fields["metas"] = [b"a", b"b"]
+        fields.pop("meta", None)  # two metas and no index
+    elif flaw == 6:
+        fields["seq"] = rng.choice([not_int(rng), None, "1", True])
+    elif flaw == 7:
+        del fields[rng.choice(["seq", "payloads", "metas"])]
+    else:
+        fields["payloads"] = junk(rng) if rng.random() < 0.5 else {"p": b"x"}
+        if isinstance(fields["payloads"], list) and all(
+            isinstance(x, bytes) for x in fields["payloads"]
+        ):
+            fields["payloads"] = [None]  # junk that happened to be a list of bytes
+    return fields
+
+
+def bad_runs(rng: random.Random) -> Any:
+    """Runs of an ack that do not hold: lo above hi, negative, not pairs, not ints."""
     return rng.choice(
         [
-            [not_int(rng), b"payload", b"meta"] if rng.random() < 0.5 else ["seq", b"p", b""],
-            [rng.randint(0, 9), "not bytes", b""],
-            [rng.randint(0, 9), rng.randint(0, 9), b""],
-            [rng.randint(0, 9), b"p", rng.choice(["str", None, 1.5, {"a": 1}, [300]])],
-            [1, b"p"],
-            [1, b"p", b"", b"extra"],
-            junk(rng),
+            [[5, 4]],
+            [[-1, 3]],
+            [[1]],
+            [[1, 2, 3]],
+            [1, 2],
+            [["1", 2]],
+            [[1, None]],
+            [[True, 2]],
+            [[2**63, 1]],
+            [[1, 2], [4]],
+            [None],
+            [[]],
+            None,
+            "runs",
+            7,
+            {"1": 2},
         ]
     )
 
@@ -130,19 +182,16 @@ def structured(rng: random.Random) -> bytes:
     fields: dict[str, Any] = {}
     if kind == "puts":
         name = rng.choice(NAMES)
-        items: Any
-        if name == "good":  # never a valid first item: nothing may reach the good reader
-            items = [bad_item(rng)] + [bad_item(rng) for _ in range(rng.randint(0, 3))]
-        elif rng.random() < 0.3:
-            items = junk(rng)
+        if name == "good" or rng.random() < 0.6:  # nothing may reach the good reader
+            fields = bad_batch(rng)
         else:
-            items = [
-                [rng.randint(-5, 2**63), os.urandom(rng.randint(0, 50)), b""]
-                if rng.random() < 0.5
-                else bad_item(rng)
-                for _ in range(rng.randint(0, 5))
-            ]
-        fields = {"q": name if rng.random() < 0.9 else junk(rng), "items": items}
+            n = rng.randint(1, 5)
+            fields = {
+                "seq": rng.randint(0, 2**63),
+                "payloads": [os.urandom(rng.randint(0, 50)) for _ in range(n)],
+                "metas": [b""],
+            }
+        fields["q"] = name if rng.random() < 0.9 else junk(rng)
     elif kind == "sub":
         fields = {
             "q": rng.choice(["fz", "nope", "good", junk(rng)]),
@@ -153,11 +202,13 @@ def structured(rng: random.Random) -> bytes:
         fields = {
             "q": rng.choice(["fz", "good", "nope", junk(rng)]),
             "loop": rng.choice(["x", "reader", junk(rng)]),
-            "ids": rng.choice([junk(rng), [1, 2, 3], [[1]], "abc", list(range(50))]),
+            "runs": bad_runs(rng) if rng.random() < 0.5 else [[0, rng.randint(0, 2**62)]],
         }
     else:
         names = list(_wire.FIELDS.get(kind, {"status": None, "state": None}))
         fields = {n: PLAUSIBLE[n] if rng.random() < 0.5 else junk(rng) for n in names}
+    if fields.get("q") == "good" and kind == "puts":
+        return encode(kind, **fields)  # a missing field could make a bad batch whole
     for key in list(fields):
         if rng.random() < 0.1:
             del fields[key]  # a missing field
@@ -203,7 +254,7 @@ def frame(rng: random.Random) -> tuple[list[bytes], bool]:
                 packb(msgpack.ExtType(rng.randint(0, 127), os.urandom(rng.randint(0, 20)))),
                 b"\xd6\xff" + os.urandom(4),
                 b"\xd7\xff" + os.urandom(8),
-                packb({"v": 1, "t": "puts", "q": "fz", "items": [[1, b"p", None]]})[:-1]
+                packb({"v": 2, "t": "puts", "q": "fz", "seq": 1, "payloads": [b"p"]})[:-1]
                 + b"\xd6\xff"
                 + os.urandom(4),
             ]
@@ -329,7 +380,7 @@ def test_fuzzed_frames_are_dropped_counted_and_clients_keep_being_served(
             fuzz.send_multipart(parts)
             sure += malformed
             if i == FRAMES // 2:  # one frame over the wire's limit, mid-fuzz
-                fuzz.send(encode("puts", q="fz", items=[[1, b"x" * FRAME_LIMIT, b""]]))
+                fuzz.send(encode("puts", q="fz", seq=1, payloads=[b"x" * FRAME_LIMIT], metas=[b""]))
                 sure += 1
             if i % BURST == BURST - 1:
                 drain(fuzz)
@@ -350,12 +401,62 @@ def test_fuzzed_frames_are_dropped_counted_and_clients_keep_being_served(
         good.close()
 
 
+BATCH_FRAMES = 10_000
+
+
+def bad_batch_frame(rng: random.Random) -> bytes:
+    """A data-path frame the hub must refuse, every one: a puts that does not hold together, an
+    ack whose runs do not hold, a give-back of no ids, or a hub-to-loop batch sent the wrong
+    way."""
+    kind = rng.choice(["puts", "puts", "puts", "ack", "giveBack", "msgs", "acks"])
+    if kind == "puts":
+        fields = {**bad_batch(rng), "q": rng.choice(NAMES)}
+    elif kind == "ack":
+        fields = {"q": rng.choice(["fz", "good"]), "loop": "x", "runs": bad_runs(rng)}
+    elif kind == "giveBack":
+        ids = rng.choice([[1, "2"], None, [[1]], "x", [1.5], [None]])
+        fields = {"q": "fz", "loop": "x", "ids": ids}
+    elif kind == "msgs":
+        fields = {"q": "good", "ids": [1], "payloads": [b"p"], "metas": [b""]}
+    else:
+        fields = {"q": "good", "runs": [[1, 1]]}
+    return encode(kind, **fields)
+
+
+def test_ten_thousand_malformed_batch_frames_are_each_counted_and_clients_keep_being_served(
+    hub: Hub, dealer: Callable[[bytes], zmq.Socket[Any]]
+) -> None:
+    rng = random.Random(SEED + 1)
+    fuzz = dealer(b"fuzz-batches")
+    fuzz.connect(hub.endpoint)
+    fuzz.send(encode("sub", q="fz", loop="x", credit=5))  # a consumer: its acks are looked at
+    good = Good(hub)
+    try:
+        good.round_trip()
+        before = hub.malformed
+        for i in range(BATCH_FRAMES):
+            fuzz.send(bad_batch_frame(rng))
+            if i % BURST == BURST - 1:
+                drain(fuzz)
+                good.round_trip()  # interleaved: the good clients are served mid-fuzz
+                assert hub._thread.is_alive()
+        sync(fuzz, "end-of-batch-fuzz", hub)
+        good.round_trip()
+        assert hub.malformed - before == BATCH_FRAMES  # each one refused, nothing else
+        assert hub.queue_status()["good"]["enqueued"] == good.n
+        assert hub.queue_status()["good"]["depth"] == 0
+        assert hub.queue_status()["fz"]["enqueued"] == 0
+    finally:
+        good.close()
+
+
 # -- frames that used to kill the hub (regressions) --------------------------------------------
 
 CRASHERS = {
     "sub-credit-infinity": encode("sub", q="fz", loop="x", credit=float("inf")),
-    "puts-meta-int-2**63": encode("puts", q="fz", items=[[1, b"p", 2**63]]),
-    "puts-meta-int-2**40": encode("puts", q="fz", items=[[1, b"p", 2**40]]),
+    "puts-meta-int-2**63": encode("puts", q="fz", seq=1, payloads=[b"p"], metas=[2**63]),
+    "puts-meta-int-2**40": encode("puts", q="fz", seq=1, payloads=[b"p"], metas=[2**40]),
+    "ack-run-of-2**62": encode("ack", q="fz", loop="x", runs=[[0, 2**62]]),
 }
 
 
@@ -380,7 +481,7 @@ def test_a_put_whose_meta_is_an_int_is_refused_not_expanded(
     sock = dealer(b"expander")
     sock.connect(hub.endpoint)
     before = hub.malformed
-    sock.send(encode("puts", q="fz", items=[[1, b"p", 10_000_000]]))
+    sock.send(encode("puts", q="fz", seq=1, payloads=[b"p"], metas=[10_000_000]))
     sync(sock, "after-expander", hub)
     assert hub._thread.is_alive()
     assert hub.queue_status()["fz"]["enqueued"] == 0
@@ -408,3 +509,21 @@ def test_a_malformed_frame_of_every_kind_is_counted_and_the_hub_serves_on(
     sync(sock, f"after-{kind}", hub)
     assert hub._thread.is_alive()
     assert hub.malformed == before + len(frames)
+
+
+def test_a_peer_of_another_wire_version_is_refused_in_one_line_naming_both(
+    hub: Hub, dealer: Callable[[bytes], zmq.Socket[Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ostinato.hub")
+    sock = dealer(b"old-peer")
+    sock.connect(hub.endpoint)
+    before = hub.malformed
+    old = {"v": 1, "t": "puts", "q": "fz", "items": [[1, b"p", b""]]}  # version 1's rows
+    sock.send(packb(old))
+    sync(sock, "after-old-peer", hub)
+    assert hub.malformed == before + 1
+    assert hub.queue_status()["fz"]["enqueued"] == 0  # never misread as a put
+    said = [r.getMessage() for r in caplog.records if "wire version 1" in r.getMessage()]
+    assert len(said) == 1
+    assert "this side speaks version 2" in said[0]
+    assert "\n" not in said[0]

@@ -52,8 +52,14 @@ VALID: dict[str, dict[str, Any]] = {
     "status": {"status": {"name": "a", "state": "running"}, "final": False, "awaiting": True},
     "ping": {},
     "bye": {},
-    "puts": {"q": "q", "items": [[1, b"payload", b"meta"], [2, b"", b""]]},
-    "ack": {"q": "q", "loop": "b", "ids": [1, 2, 3]},
+    "puts": {
+        "q": "q",
+        "seq": 1,
+        "payloads": [b"payload", b""],
+        "metas": [b"m", b""],
+        "meta": [0, 1],
+    },
+    "ack": {"q": "q", "loop": "b", "runs": [[1, 3], [5, 5]]},
     "giveBack": {"q": "q", "loop": "b", "ids": [4, 5]},
     "sub": {"q": "q", "loop": "b", "credit": 64},
     "release": {"q": "q", "loop": "b"},
@@ -69,8 +75,15 @@ VALID: dict[str, dict[str, Any]] = {
         "logLevel": 20,
     },
     "control": {"state": "paused"},
-    "msgs": {"q": "q", "items": [[7, b"payload", b"meta", False], [8, b"", b"", True]]},
-    "acks": {"items": [["q", 1], ["q", 2, "refused"]]},
+    "msgs": {
+        "q": "q",
+        "ids": [7, 8],
+        "payloads": [b"payload", b""],
+        "metas": [b"meta", b""],
+        "meta": [0, 1],
+        "redelivered": [1],
+    },
+    "acks": {"q": "q", "runs": [[1, 1], [3, 9]], "refused": [[2, "refused"]]},
     "error": {"q": "q", "error": "no queue 'q' in this workflow"},
     "released": {"q": "q"},
     "resubscribe": {},
@@ -110,10 +123,23 @@ def test_optional_fields_may_be_left_out_and_unknown_ones_are_let_through() -> N
 
 
 def test_the_wire_bytes_are_those_of_a_plain_msgpack_map() -> None:
-    """Old and new peers interoperate: a frame is the same map it always was."""
+    """A frame is a plain map: any msgpack library reads it."""
     frame = encode(Kind.SUB, q="q", loop="b", credit=3)
-    expected = {"v": 1, "t": "sub", "q": "q", "loop": "b", "credit": 3}
+    expected = {"v": 2, "t": "sub", "q": "q", "loop": "b", "credit": 3}
     assert frame == msgpack.packb(expected, use_bin_type=True)
+
+
+def test_a_peer_of_the_first_version_is_refused_naming_both_versions() -> None:
+    """Version 1 put rows as [seq, payload, meta]: never read as a version 2 batch."""
+    old = msgpack.packb(
+        {"v": 1, "t": "puts", "q": "q", "items": [[1, b"p", b"m"]]}, use_bin_type=True
+    )
+    with pytest.raises(WireError) as caught:
+        parse(old, TO_HUB)
+    assert str(caught.value) == (
+        "wire version 1 from the peer, this side speaks version 2: the two do not talk "
+        "(run the same ostinato version on both sides)"
+    )
 
 
 def test_a_kind_sent_the_wrong_way_or_unknown_is_refused() -> None:
@@ -166,17 +192,20 @@ def _bad_values() -> list[tuple[str, str, Any]]:
             cases += [(kind, name, value) for value in bad]
     # Rows and lists of the data path, field by field.
     cases += [
-        ("puts", "items", [[1, b"p"]]),
-        ("puts", "items", [[1, b"p", b"m", b"x"]]),
-        ("puts", "items", [["1", b"p", b"m"]]),
-        ("puts", "items", [[1, "p", b"m"]]),
-        ("puts", "items", [[1, b"p", 2**40]]),
-        ("puts", "items", [[True, b"p", b"m"]]),
-        ("puts", "items", [b"abc"]),
-        ("puts", "items", {"a": 1}),
-        ("ack", "ids", [1, "2"]),
-        ("ack", "ids", [1, True]),
-        ("ack", "ids", [[1]]),
+        ("puts", "payloads", [b"p", "p"]),
+        ("puts", "payloads", [b"p", 2**40]),
+        ("puts", "metas", [b"m", None]),
+        ("puts", "meta", [0, "1"]),
+        ("puts", "meta", [0, True]),
+        ("puts", "seq", True),
+        ("ack", "runs", [[1, "2"]]),
+        ("ack", "runs", [[1, True]]),
+        ("ack", "runs", [[1]]),
+        ("ack", "runs", [[1, 2, 3]]),
+        ("ack", "runs", [[3, 2]]),  # lo above hi
+        ("ack", "runs", [[-1, 2]]),
+        ("ack", "runs", [1, 2]),
+        ("giveBack", "ids", [1, "2"]),
         ("sub", "credit", -1),
         ("sub", "credit", 1_000_001),
         ("sub", "credit", float("inf")),
@@ -189,13 +218,14 @@ def _bad_values() -> list[tuple[str, str, Any]]:
         ("control", "state", "resume"),
         ("control", "state", "stop"),
         ("config", "desired", "run"),
-        ("msgs", "items", [[1, b"p", b"m"]]),
-        ("msgs", "items", [[1, b"p", b"m", 1]]),
-        ("msgs", "items", [[1, b"p", None, False]]),
-        ("acks", "items", [["q"]]),
-        ("acks", "items", [["q", 1, 2]]),
-        ("acks", "items", [[1, 1]]),
-        ("acks", "items", [["q", 1, "e", "x"]]),
+        ("msgs", "ids", [1, "2"]),
+        ("msgs", "payloads", [b"p", None]),
+        ("msgs", "redelivered", [True, 1]),
+        ("acks", "runs", [[1, 2, 3]]),
+        ("acks", "runs", [["1", 2]]),
+        ("acks", "refused", [[1]]),
+        ("acks", "refused", [["q", 1]]),
+        ("acks", "refused", [[1, "e", "x"]]),
         ("status", "status", []),
     ]
     return cases
@@ -226,8 +256,13 @@ def test_a_missing_field_names_kind_and_field(kind: str, field: str) -> None:
     [
         (b"\xc1", "undecodable frame"),
         (msgpack.packb([1, 2]), "envelope is not a map"),
-        (msgpack.packb({"v": 2, "t": "ping"}), "unsupported envelope version 2"),
-        (msgpack.packb({"v": 1, "t": 3}), "envelope has no message type 't'"),
+        (
+            msgpack.packb({"v": 1, "t": "ping"}),
+            r"^wire version 1 from the peer, this side speaks version 2",
+        ),
+        (msgpack.packb({"v": "2", "t": "ping"}), r"^wire version '2' from the peer"),
+        (msgpack.packb({"t": "ping"}), r"^wire version None from the peer"),
+        (msgpack.packb({"v": 2, "t": 3}), "envelope has no message type 't'"),
         (b"\x81\x01\x02", "undecodable frame"),  # an int map key
     ],
 )
@@ -239,6 +274,55 @@ def test_a_malformed_envelope_is_a_wire_error(frame: bytes, says: str) -> None:
 def test_an_oversize_frame_is_refused_before_it_is_decoded() -> None:
     with pytest.raises(WireError, match="exceeds"):
         parse(b"\x00" * (_wire.MAX_FRAME_BYTES + 1))
+
+
+# -- batches -------------------------------------------------------------------------------------
+
+#: A batch whose fields each have their type, but not together: (kind, fields, error).
+BATCH_MISFITS = [
+    ("puts", {"payloads": []}, "puts: field 'payloads' must not be empty"),
+    ("puts", {"meta": [0]}, "puts: field 'meta' must have one index per payload (2), not 1"),
+    ("puts", {"meta": [0, 2]}, "puts: field 'meta' has index 2, not one of 2 metas"),
+    ("puts", {"meta": [0, -1]}, "puts: field 'meta' has index -1, not one of 2 metas"),
+    ("puts", {"meta": None}, "puts: field 'meta' must be a list of ints, not NoneType"),
+    ("msgs", {"ids": [7]}, "msgs: field 'ids' must have one id per payload (2), not 1"),
+    ("msgs", {"redelivered": [2]}, "msgs: field 'redelivered' has position 2, not one of 2"),
+    ("msgs", {"metas": []}, "msgs: field 'meta' has index 0, not one of 0 metas"),
+]
+
+
+@pytest.mark.parametrize(("kind", "change", "says"), BATCH_MISFITS)
+def test_a_batch_whose_lists_do_not_fit_together_is_a_wire_error(
+    kind: str, change: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(WireError) as caught:
+        parse(encode(kind, **{**VALID[kind], **change}))
+    assert str(caught.value) == says
+
+
+def test_a_batch_of_one_meta_leaves_the_indexes_out_but_not_with_more() -> None:
+    one = {"q": "q", "seq": 4, "payloads": [b"a", b"b"], "metas": [b"m"]}
+    assert parse(encode("puts", **one))["metas"] == [b"m"]
+    with pytest.raises(WireError, match=r"^puts: field 'meta' is missing \(needed with 2 metas\)$"):
+        parse(encode("puts", **{**one, "metas": [b"m", b"n"]}))
+
+
+def test_runs_name_every_number_once_ascending() -> None:
+    assert _wire.runs([]) == []
+    assert _wire.runs([5]) == [[5, 5]]
+    assert _wire.runs([1, 2, 3, 4]) == [[1, 4]]
+    assert _wire.runs([9, 1, 2, 7, 3, 8, 3]) == [[1, 3], [7, 9]]
+    assert _wire.runs(range(0, 20, 2)) == [[n, n] for n in range(0, 20, 2)]
+
+
+def test_shared_metas_once_each_with_indexes_only_when_needed() -> None:
+    a, b = b"meta-a", b"meta-b"
+    assert _wire.shared([a, a, a]) == ([a], None)
+    assert _wire.shared([a, b, a]) == ([a, b], [0, 1, 0])
+    copy = bytes(bytearray(a))  # equal, another object: kept apart, which is never wrong
+    metas, index = _wire.shared([a, copy])
+    assert metas == [a, a]
+    assert index == [0, 1]
 
 
 # -- batching ------------------------------------------------------------------------------------

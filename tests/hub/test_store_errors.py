@@ -123,12 +123,13 @@ def answers(sock: zmq.Socket[Any], kind: str, timeout: float = WAIT, until: int 
 
 def test_a_store_error_on_an_ack_does_not_kill_the_hub(rig: Rig) -> None:
     sock = rig.dealer(b"client")
-    sock.send(encode("puts", q="d", items=[[1, b"p", b""]]))
+    sock.send(encode("puts", q="d", seq=1, payloads=[b"p"], metas=[b""]))
     sock.send(encode("sub", q="d", loop="reader", credit=1))
     msgs = answers(sock, "msgs")
     assert msgs
     rig.store.fail_done = True
-    sock.send(encode("ack", q="d", loop="reader", ids=[msgs[0]["items"][0][0]]))
+    first = msgs[0]["ids"][0]
+    sock.send(encode("ack", q="d", loop="reader", runs=[[first, first]]))
     sock.send(encode("ping"))
     assert answers(sock, "pong"), "the hub stopped answering"
     assert rig.hub._thread.is_alive()
@@ -137,9 +138,9 @@ def test_a_store_error_on_an_ack_does_not_kill_the_hub(rig: Rig) -> None:
 def test_a_put_is_never_acknowledged_when_its_store_batch_was_rolled_back(rig: Rig) -> None:
     rig.store.fail_add = b"m3"
     writer = rig.dealer(b"writer")
-    writer.send(encode("puts", q="d", items=[[1, b"m2", b""], [2, b"m3", b""]]))
+    writer.send(encode("puts", q="d", seq=1, payloads=[b"m2", b"m3"], metas=[b""]))
     got = answers(writer, "acks", timeout=1.0, until=2)
-    acked_ok = {item[1] for msg in got for item in msg["items"] if len(item) == 2}
+    acked_ok = {seq for msg in got for lo, hi in msg["runs"] for seq in range(lo, hi + 1)}
     on_disk = {payload for _group, _id, payload, _meta in rig.restart()}
     stored = {1: b"m2", 2: b"m3"}
     assert {stored[seq] for seq in acked_ok} <= on_disk, (acked_ok, on_disk)
@@ -148,27 +149,27 @@ def test_a_put_is_never_acknowledged_when_its_store_batch_was_rolled_back(rig: R
 def test_a_put_whose_store_write_fails_is_answered_with_an_error(rig: Rig) -> None:
     rig.store.fail_add = b"bad"
     writer = rig.dealer(b"writer")
-    writer.send(encode("puts", q="d", items=[[7, b"bad", b""]]))
+    writer.send(encode("puts", q="d", seq=7, payloads=[b"bad"], metas=[b""]))
     got = answers(writer, "acks", timeout=1.0)
-    items = [item for msg in got for item in msg["items"]]
-    assert len(items) == 1
-    assert items[0][:2] == ["d", 7]
-    assert len(items[0]) == 3  # an error: the message is not stored
+    assert [msg["q"] for msg in got] == ["d"]
+    assert got[0]["runs"] == []  # not accepted:
+    assert [r[0] for r in got[0]["refused"]] == [7]  # an error: the message is not stored
     assert rig.hub.queue_status()["d"]["enqueued"] == 0  # and nobody got it
 
 
 def test_a_failed_store_write_on_an_ack_does_not_starve_the_consumer(rig: Rig) -> None:
     writer, reader = rig.dealer(b"writer"), rig.dealer(b"reader")
     reader.send(encode("sub", q="d", loop="reader", credit=1))
-    writer.send(encode("puts", q="d", items=[[1, b"a", b""]]))
+    writer.send(encode("puts", q="d", seq=1, payloads=[b"a"], metas=[b""]))
     first = answers(reader, "msgs")
     assert first
     rig.store.fail_done = True
-    reader.send(encode("ack", q="d", loop="reader", ids=[first[0]["items"][0][0]]))
-    writer.send(encode("puts", q="d", items=[[2, b"b", b""]]))
+    done = first[0]["ids"][0]
+    reader.send(encode("ack", q="d", loop="reader", runs=[[done, done]]))
+    writer.send(encode("puts", q="d", seq=2, payloads=[b"b"], metas=[b""]))
     assert answers(writer, "acks", until=2)  # the second put was taken in
     second = answers(reader, "msgs", timeout=2.0)
-    assert [m["items"][0][1] for m in second] in ([b"b"], [b"a"])  # b, or a again: not nothing
+    assert [m["payloads"][0] for m in second] in ([b"b"], [b"a"])  # b, or a again: not nothing
 
 
 def test_ostinato_run_refuses_an_unusable_store_in_one_line(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import msgpack
 import zmq
 
 from ostinato._messaging._hub import Hub as ControlServer
-from ostinato._messaging._wire import decode, encode
+from ostinato._messaging._wire import VERSION, decode, encode
 
 
 def test_malformed_frames_are_dropped_counted_and_the_server_keeps_serving() -> None:
@@ -38,7 +38,7 @@ def test_malformed_frames_are_dropped_counted_and_the_server_keeps_serving() -> 
                 b"\xc1",  # never valid msgpack
                 msgpack.packb([1, 2, 3]),
                 msgpack.packb({"v": 99, "t": "hello"}),
-                msgpack.packb({"v": 1}),
+                msgpack.packb({"v": VERSION}),
                 encode("hello")[:-1],  # truncated
             ]
             + [os.urandom(rng.randint(1, 200)) for _ in range(300)]
@@ -55,7 +55,7 @@ def test_malformed_frames_are_dropped_counted_and_the_server_keeps_serving() -> 
         assert received[0]["t"] == "hello"
         server.send(b"good", "control", state="paused")
         assert good.poll(10_000)
-        assert decode(good.recv()) == {"v": 1, "t": "control", "state": "paused"}
+        assert decode(good.recv()) == {"v": VERSION, "t": "control", "state": "paused"}
         assert end.wait(10)
         # Every bad frame was counted (random bytes decode as a valid envelope only by luck).
         assert server.malformed >= len(frames) - 5

@@ -9,7 +9,7 @@ import logging
 import threading
 from asyncio import events
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
 from time import perf_counter_ns
@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from .._model._ports import Done, QueueError
-from ._wire import FROM_HUB, Kind, WireError, batches, decode, encode, parse
+from ._wire import FROM_HUB, Kind, WireError, batches, decode, encode, parse, runs, shared
 
 __all__ = [
     "DATA_SUFFIX",
@@ -111,6 +111,39 @@ def settle(settled: list[tuple[Pending, QueueError | None]]) -> None:
     for loop, batch in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that event loop has closed
             loop.call_soon_threadsafe(_settle_batch, batch)
+
+
+def _consecutive(
+    items: list[tuple[int, bytes, bytes]],
+) -> Iterator[list[tuple[int, bytes, bytes]]]:
+    """Puts in runs of consecutive sequence numbers (one run, unless puts came back after a
+    hub restart with gaps among them)."""
+    start = 0
+    for i in range(1, len(items)):
+        if items[i][0] != items[i - 1][0] + 1:
+            yield items[start:i]
+            start = i
+    yield items[start:] if start else items
+
+
+def _deliveries(msg: dict[str, Any]) -> list[list[Any]]:
+    """A msgs frame as rows [id, payload, meta, redelivered] (the meta one bytes object per
+    distinct meta, so a reader decodes it once)."""
+    metas = msg["metas"]
+    index = msg.get("meta")
+    again = msg.get("redelivered")
+    if index is None:
+        meta = metas[0]
+        rows = [[i, p, meta, False] for i, p in zip(msg["ids"], msg["payloads"], strict=True)]
+    else:
+        rows = [
+            [i, p, metas[k], False]
+            for i, p, k in zip(msg["ids"], msg["payloads"], index, strict=True)
+        ]
+    if again:
+        for position in again:
+            rows[position][3] = True
+    return rows
 
 
 class Inbox:
@@ -282,6 +315,17 @@ class DataChannel:
             # way to other work), or with the loop's next put: not on the critical path.
             self._wake()
 
+    def ack_many(self, queue: str, msg_ids: list[int]) -> None:
+        """:meth:`ack` of several messages (a batch), in one go."""
+        acks = self._acks.get(queue)
+        if acks is None:
+            acks = self._acks[queue] = []
+        acks.extend(msg_ids)
+        inbox = self.inboxes.get(queue)
+        if inbox is None or len(acks) >= inbox.ack_every:
+            self._send_acks(queue)
+        self._wake()
+
     def give_back(self, queue: str, msg_ids: list[int]) -> None:
         """Hand these delivered messages back unacknowledged: the hub redelivers them."""
         if msg_ids:
@@ -367,7 +411,7 @@ class DataChannel:
         ids = self._acks.get(queue)
         if ids:
             self._acks[queue] = []
-            self.sock.send(encode(Kind.ACK, q=queue, loop=self.loop, ids=ids))
+            self.sock.send(encode(Kind.ACK, q=queue, loop=self.loop, runs=runs(ids)))
             self._sent()
 
     def _send_puts(
@@ -387,7 +431,15 @@ class DataChannel:
             unacked[seq] = (payload, meta)
         send = self.sock.send
         for batch in batches(items):
-            send(encode(Kind.PUTS, q=queue, items=batch))
+            for run in _consecutive(batch):  # a frame's sequence numbers follow one another
+                metas, index = shared([item[2] for item in run])
+                fields: dict[str, Any] = {"meta": index} if index is not None else {}
+                payloads = [item[1] for item in run]
+                send(
+                    encode(
+                        Kind.PUTS, q=queue, seq=run[0][0], payloads=payloads, metas=metas, **fields
+                    )
+                )
         self._sent()
 
     # -- receiving -----------------------------------------------------------------------------
@@ -419,18 +471,31 @@ class DataChannel:
         if kind == Kind.MSGS:
             inbox = self.inboxes.get(msg["q"])
             if inbox is not None:
-                inbox._push(msg["items"])
+                inbox._push(_deliveries(msg))
         elif kind == Kind.ACKS:
+            queue = msg["q"]
             settled: list[tuple[Pending, QueueError | None]] = []
-            futures, unacked_of = self._futures, self._unacked
-            for item in msg["items"]:
-                queue, seq = item[0], item[1]
-                unacked = unacked_of.get(queue)
-                if unacked is not None:
+            futures = self._futures
+            unacked = self._unacked.get(queue)
+            if unacked is None:
+                unacked = {}
+            for lo, hi in msg["runs"]:
+                # A run longer than what is in flight is walked through what is in flight.
+                seqs = (
+                    range(lo, hi + 1)
+                    if hi - lo < len(unacked)
+                    else [s for s in list(unacked) if lo <= s <= hi]
+                )
+                for seq in seqs:
                     unacked.pop(seq, None)
+                    pending = futures.pop((queue, seq), None)
+                    if pending is not None:
+                        settled.append((pending, None))
+            for seq, error in msg.get("refused", ()):
+                unacked.pop(seq, None)
                 pending = futures.pop((queue, seq), None)
                 if pending is not None:
-                    settled.append((pending, QueueError(item[2]) if len(item) > 2 else None))
+                    settled.append((pending, QueueError(error)))
             settle(settled)  # this loop's callbacks at once: no second pass
             self._wake()  # the window has room again
         elif kind == Kind.ERROR:

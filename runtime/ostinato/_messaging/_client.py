@@ -11,7 +11,8 @@ import os
 import threading
 import time
 from asyncio import events
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
 from typing import Any
@@ -82,7 +83,9 @@ class HubClient:
         #: Set while the loop waits for the hub to say its desired state (a restarted remote
         #: loop must not act before it knows it is paused); sent with every status.
         self.awaiting = False
-        self._seq = itertools.count(1)
+        #: Sequence numbers per queue: a run of puts to a queue is numbered without gaps,
+        #: so one number and a count name a batch, and a run [lo, hi] acknowledges it.
+        self._seq: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
         self._io_owns_data = True
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -163,7 +166,7 @@ class HubClient:
     def put(self, queue: str, payload: bytes, meta: bytes) -> Future[None]:
         """Send a message; the future resolves once the hub has accepted it (any thread)."""
         fut: Future[None] = Future()
-        self._data_call(self.data.put, queue, next(self._seq), payload, meta, fut)
+        self._data_call(self.data.put, queue, next(self._seq[queue]), payload, meta, fut)
         return fut
 
     def put_callback(self, queue: str, payload: bytes, meta: bytes, done: Done) -> None:
@@ -171,7 +174,7 @@ class HubClient:
         refusal, is called on that loop once the hub has the message (from the loop that owns
         the data socket, the put is batched with the others of its turn)."""
         pending: Pending = (asyncio.get_running_loop(), done)
-        self._data_call(self.data.put, queue, next(self._seq), payload, meta, pending)
+        self._data_call(self.data.put, queue, next(self._seq[queue]), payload, meta, pending)
 
     def putter(self) -> Callable[[str, bytes, bytes, Done], None]:
         """:meth:`put_callback` for the event loop that owns the data socket (``attach``),
@@ -181,7 +184,7 @@ class HubClient:
             return self.put_callback
 
         def put(queue: str, payload: bytes, meta: bytes, done: Done) -> None:
-            chan.put(queue, next(seq), payload, meta, (loop, done))
+            chan.put(queue, next(seq[queue]), payload, meta, (loop, done))
 
         return put
 
@@ -198,7 +201,8 @@ class HubClient:
                 return
             countdown = Countdown(len(payloads), done)
             if attached:
-                seqs = [next(seq) for _ in payloads]
+                numbers = seq[queue]
+                seqs = [next(numbers) for _ in payloads]
                 chan.put_many(queue, seqs, payloads, meta, (loop, countdown))
             else:  # not attached (a closed connection): the long way
                 for payload in payloads:
@@ -220,6 +224,10 @@ class HubClient:
 
     def ack(self, queue: str, msg_id: int) -> None:
         self._data_call(self.data.ack, queue, msg_id)
+
+    def ack_many(self, queue: str, msg_ids: list[int]) -> None:
+        """:meth:`ack` of several messages (a batch's), in one go (any thread)."""
+        self._data_call(self.data.ack_many, queue, list(msg_ids))
 
     def give_back(self, queue: str, msg_ids: list[int]) -> None:
         """Hand delivered messages back unacknowledged, for redelivery (any thread)."""

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from .._model._status import QueueStatus
 from ._channel import DATA_SUFFIX
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
-from ._wire import TO_HUB, Kind, batches, encode, parse
+from ._wire import TO_HUB, Kind, batches, encode, parse, runs, shared
 
 if TYPE_CHECKING:
     from .._model._plan import WorkflowPlan
@@ -277,18 +277,28 @@ class Hub:
         kind = msg["t"]
         out = self._out
         if kind == Kind.PUTS:
-            name = msg["q"]
+            name, first, payloads, metas = msg["q"], msg["seq"], msg["payloads"], msg["metas"]
             queue = self.queues.get(name)
-            items = msg["items"]
             if queue is not None:
+                # The payloads stay the bytes they came as: the hub never looks inside them,
+                # and every message of the run keeps a reference to its run's one meta.
+                index = msg.get("meta")
+                if index is None:
+                    meta = metas[0]
+                    items = [(first + i, p, meta) for i, p in enumerate(payloads)]
+                else:
+                    items = [
+                        (first + i, p, metas[k])
+                        for i, (p, k) in enumerate(zip(payloads, index, strict=True))
+                    ]
                 queue.put_many(identity, items, out)
             else:
-                for item in items:
-                    out.ack(identity, name, item[0], f"no queue {name!r} in this workflow")
+                for i in range(len(payloads)):
+                    out.ack(identity, name, first + i, f"no queue {name!r} in this workflow")
         elif kind == Kind.ACK:
             queue = self.queues.get(msg["q"])
             if queue is not None:
-                queue.acknowledge(identity, msg["loop"], msg["ids"], out)
+                queue.acknowledge_runs(identity, msg["loop"], msg["runs"], out)
         elif kind == Kind.GIVE_BACK:
             queue = self.queues.get(msg["q"])
             if queue is not None:
@@ -392,9 +402,10 @@ class Hub:
         # for, and whoever is woken first runs first (the GIL, or a core on a busy machine).
         for (consumer, queue), items in out.messages.items():
             for batch in batches(items):
-                self._send(consumer, encode(Kind.MSGS, q=queue, items=batch))
+                self._send(consumer, _msgs(queue, batch))
         for writer, items in out.acks.items():
-            self._send(writer, encode(Kind.ACKS, items=items))
+            for frame in _acks(items):
+                self._send(writer, frame)
         out.clear()
 
     def _drop(self, identity: bytes, why: str) -> None:
@@ -408,6 +419,41 @@ class Hub:
         if self._own_store is not None:
             self._own_store.close()
             self._own_store = None
+
+
+def _msgs(queue: str, rows: list[list[Any]]) -> bytes:
+    """Deliveries [id, payload, meta, redelivered] as one msgs frame: each distinct meta once
+    (the messages of one put run share their meta object)."""
+    metas, index = shared([row[2] for row in rows])
+    fields: dict[str, Any] = {"meta": index} if index is not None else {}
+    again = [i for i, row in enumerate(rows) if row[3]]
+    if again:
+        fields["redelivered"] = again
+    return encode(
+        Kind.MSGS,
+        q=queue,
+        ids=[row[0] for row in rows],
+        payloads=[row[1] for row in rows],
+        metas=metas,
+        **fields,
+    )
+
+
+def _acks(items: list[list[Any]]) -> Iterator[bytes]:
+    """A writer's acknowledgements [queue, seq] and refusals [queue, seq, error], an acks frame
+    per queue: the accepted as runs, the refused one by one."""
+    accepted: dict[str, list[int]] = {}
+    refused: dict[str, list[list[Any]]] = {}
+    for item in items:
+        if len(item) == 2:
+            accepted.setdefault(item[0], []).append(item[1])
+        else:
+            refused.setdefault(item[0], []).append([item[1], item[2]])
+    for queue in dict.fromkeys([*accepted, *refused]):
+        fields: dict[str, Any] = {}
+        if queue in refused:
+            fields["refused"] = refused[queue]
+        yield encode(Kind.ACKS, q=queue, runs=runs(accepted.get(queue, ())), **fields)
 
 
 def lost_after(heartbeats: Sequence[float]) -> float:

@@ -143,6 +143,10 @@ class QueueState:
         batch, and before any put that finds a buffer full (so that what credit can take
         leaves first): the outcome is the same as putting and delivering one by one."""
         limit = self.spec.max_message_bytes
+        if not isinstance(items, list):
+            items = list(items)
+        if self.store is None and not self.parked and self._take_run(writer, items, out):
+            return
         block = self.spec.on_full is QueueOnFull.BLOCK
         for seq, payload, meta in items:
             if len(payload) > limit:
@@ -165,6 +169,32 @@ class QueueState:
                     continue
             self.parked.append(_Parked(writer, seq, payload, meta))
         self._pump(out)
+
+    def _take_run(self, writer: bytes, items: list[Sequence[Any]], out: Outbox) -> bool:
+        """A run that every buffer has room for and no message of it too large, taken in at
+        once (the common case; the outcome of putting one by one, without the checks each
+        put needs when a buffer may fill). False, and nothing done, otherwise."""
+        cap, limit = self.spec.capacity, self.spec.max_message_bytes
+        groups = list(self.groups.values())
+        fullest = max((len(g.buffer) for g in groups), default=0)
+        if fullest + len(items) > cap:
+            return False
+        for item in items:
+            if len(item[1]) > limit:
+                return False
+        next_id, name = self.next_id, self.name
+        buffers = [g.buffer for g in groups]
+        acks = out.acks[writer]
+        for seq, payload, meta in items:
+            msg = Message(next_id, payload, meta)
+            next_id += 1
+            for buffer in buffers:
+                buffer.append(msg)
+            acks.append([name, seq])
+        self.next_id = next_id
+        self.counters.enqueued += len(items)
+        self._pump(out)
+        return True
 
     def _full(self) -> bool:
         cap = self.spec.capacity
@@ -264,6 +294,24 @@ class QueueState:
         self.counters.redelivered += len(back)
         self._pump(out)
 
+    def acknowledge_runs(
+        self, consumer: bytes, loop: str, runs: Sequence[Sequence[int]], out: Outbox
+    ) -> None:
+        """:meth:`acknowledge` of the ids in runs [lo, hi] (a run longer than what the consumer
+        holds is walked through what it holds: a run costs what it names, not its length)."""
+        group = self.group_of(loop)
+        entry = group.consumers.get(consumer) if group is not None else None
+        if entry is None:
+            return
+        inflight = entry.inflight
+        ids: list[int] = []
+        for lo, hi in runs:
+            if hi - lo < len(inflight):
+                ids.extend(range(lo, hi + 1))
+            else:
+                ids.extend(i for i in inflight if lo <= i <= hi)
+        self.acknowledge(consumer, loop, ids, out)
+
     def release(self, consumer: bytes, loop: str, out: Outbox) -> None:
         """A paused consumer (it has acknowledged all it took) gives back what it holds, to the
         front of the buffer for others, and takes no more until it subscribes again."""
@@ -300,6 +348,18 @@ class QueueState:
         if not group.buffer or not group.consumers:
             return
         ready = [c for c in group.consumers.values() if c.credit > 0]
+        if len(ready) == 1:  # one consumer with credit: a run of messages at once
+            consumer = ready[0]
+            take = min(consumer.credit, len(group.buffer))
+            popleft, inflight = group.buffer.popleft, consumer.inflight
+            rows = out.messages[(consumer.identity, self.name)]
+            for _ in range(take):
+                msg = popleft()
+                inflight[msg.id] = msg
+                rows.append([msg.id, msg.payload, msg.meta, msg.redelivered])
+            consumer.credit -= take
+            self.counters.delivered += take
+            return
         while group.buffer and ready:
             group.turn = (group.turn + 1) % len(ready)
             consumer = ready[group.turn]

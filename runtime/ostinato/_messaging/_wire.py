@@ -5,14 +5,20 @@ A frame is a versioned msgpack map (never pickle): ``{"v": VERSION, "t": kind, *
 ``encode`` builds one; ``parse`` decodes one and checks it against its kind's shape, raising a
 one-line :class:`WireError` that names the kind and the field. A receiver drops such a frame,
 counts or logs it, and goes on: a bad frame is never fatal. Fields a shape does not name are
-let through and ignored (a newer peer may send more).
+let through and ignored (a newer peer may send more). A frame of another VERSION is refused
+with an error naming both versions: the shapes change between versions, so it is never read.
+
+The data path moves batches: a writer's run of puts to one queue is one ``puts`` frame (its
+payloads, the distinct metas of the run once each, and which meta each payload has), a run of
+deliveries to one reader one ``msgs`` frame, and acknowledgements are runs of numbers
+(``[lo, hi]``: everything from lo up to hi), a pair per gap, not a number per message.
 
 No ZeroMQ here: sockets are the business of ``_hub``, ``_client`` and ``_channel``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, Literal, TypedDict, TypeVar
 
 import msgpack
@@ -33,10 +39,13 @@ __all__ = [
     "decode",
     "encode",
     "parse",
+    "runs",
+    "shared",
     "validate",
 ]
 
-VERSION = 1
+#: 2: batch frames (payloads, shared metas) and acknowledgements as runs of numbers.
+VERSION = 2
 #: The largest message a queue may carry (QueueSpec.maxMessageBytes is capped at it).
 MAX_MESSAGE_BYTES = 64 << 20
 #: Puts and deliveries are batched up to this many payload bytes a frame (one message more
@@ -85,12 +94,11 @@ class Kind:
 # -- the shape of each kind ----------------------------------------------------------------------
 #
 # Rows of the data path are msgpack arrays (lists once decoded; tuples are only how their
-# fields are typed here): a put is [seq, payload, meta], a delivery [id, payload, meta,
-# redelivered], an acknowledgement of a put [queue, seq] or, when refused, [queue, seq, error].
+# fields are typed here). A run is [lo, hi], lo <= hi: the numbers lo, lo + 1, ..., hi. A
+# refusal of a put is [seq, error].
 
-PutItem = tuple[int, bytes, bytes]
-Delivery = tuple[int, bytes, bytes, bool]
-PutAck = tuple[str, int] | tuple[str, int, str]
+Run = tuple[int, int]
+Refusal = tuple[int, str]
 #: A desired state on the wire: a :class:`DesiredState` value, the vocabulary of the spec,
 #: POST /control and the status.
 State = Literal["running", "paused", "stopped"]
@@ -114,15 +122,21 @@ class Empty(TypedDict):
     """ping, bye, resubscribe: the kind says it all."""
 
 
-class Puts(TypedDict):
+class _PutsRequired(TypedDict):
     q: str
-    items: list[PutItem]
+    seq: int  # the first payload's sequence number; payload i has seq + i
+    payloads: list[bytes]
+    metas: list[bytes]  # the distinct metas of the run, once each
+
+
+class Puts(_PutsRequired, total=False):
+    meta: list[int]  # per payload, its meta's index in metas; left out: all have metas[0]
 
 
 class Ack(TypedDict):
     q: str
     loop: str
-    ids: list[int]
+    runs: list[Run]  # message ids the reader is done with
 
 
 class GiveBack(TypedDict):
@@ -161,13 +175,25 @@ class Control(TypedDict):
     state: State  # what the loop is asked to do from its next iteration boundary
 
 
-class Msgs(TypedDict):
+class _MsgsRequired(TypedDict):
     q: str
-    items: list[Delivery]
+    ids: list[int]
+    payloads: list[bytes]
+    metas: list[bytes]
 
 
-class Acks(TypedDict):
-    items: list[PutAck]
+class Msgs(_MsgsRequired, total=False):
+    meta: list[int]  # as in puts
+    redelivered: list[int]  # the positions of the messages that are redeliveries
+
+
+class _AcksRequired(TypedDict):
+    q: str
+    runs: list[Run]  # sequence numbers of this peer's puts to q that the hub has
+
+
+class Acks(_AcksRequired, total=False):
+    refused: list[Refusal]  # puts the hub refused (not in runs)
 
 
 class Error(TypedDict):
@@ -253,57 +279,61 @@ def _list_of(t: type, name: str) -> Check:
     return check
 
 
-# The rows of the data path, one check each, inlined: once per message, the cheapest test is a
-# loop of exact type tests without a call per row.
-_PUT_ROWS = "a list of [seq: int, payload: bytes, meta: bytes]"
-_DELIVERY_ROWS = "a list of [id: int, payload: bytes, meta: bytes, redelivered: bool]"
-_ACK_ROWS = "a list of [queue: str, seq: int] or [queue: str, seq: int, error: str]"
+# The lists of the data path, one check each, inlined: once per message, the cheapest test is
+# a loop of exact type tests without a call per item.
+_RUNS = "a list of [lo: int, hi: int] with 0 <= lo <= hi"
+_REFUSALS = "a list of [seq: int, error: str]"
 
 
-def _put_rows(value: Any) -> str | None:
+def _runs(value: Any) -> str | None:
     if type(value) is not list:
-        return _PUT_ROWS
+        return _RUNS
     for r in value:
         if (
             type(r) is not list
-            or len(r) != 3
+            or len(r) != 2
             or type(r[0]) is not int
-            or type(r[1]) is not bytes
-            or type(r[2]) is not bytes
-        ):
-            return _PUT_ROWS
-    return None
-
-
-def _delivery_rows(value: Any) -> str | None:
-    if type(value) is not list:
-        return _DELIVERY_ROWS
-    for r in value:
-        if (
-            type(r) is not list
-            or len(r) != 4
-            or type(r[0]) is not int
-            or type(r[1]) is not bytes
-            or type(r[2]) is not bytes
-            or type(r[3]) is not bool
-        ):
-            return _DELIVERY_ROWS
-    return None
-
-
-def _ack_rows(value: Any) -> str | None:
-    if type(value) is not list:
-        return _ACK_ROWS
-    for r in value:
-        if (
-            type(r) is not list
-            or not 2 <= len(r) <= 3
-            or type(r[0]) is not str
             or type(r[1]) is not int
-            or (len(r) == 3 and type(r[2]) is not str)
+            or not 0 <= r[0] <= r[1]
         ):
-            return _ACK_ROWS
+            return _RUNS
     return None
+
+
+def _refusals(value: Any) -> str | None:
+    if type(value) is not list:
+        return _REFUSALS
+    for r in value:
+        if type(r) is not list or len(r) != 2 or type(r[0]) is not int or type(r[1]) is not str:
+            return _REFUSALS
+    return None
+
+
+def _batch(kind: str, msg: dict[str, Any]) -> None:
+    """What no single field says of a batch: its lists are as long as its payloads, and each
+    meta index and redelivered position names one of them."""
+    n = len(msg["payloads"])
+    if not n:
+        raise WireError(f"{kind}: field 'payloads' must not be empty")
+    ids = msg.get("ids")
+    if ids is not None and len(ids) != n:
+        raise WireError(f"{kind}: field 'ids' must have one id per payload ({n}), not {len(ids)}")
+    metas = len(msg["metas"])
+    index = msg.get("meta")
+    if index is None:
+        if metas != 1:
+            raise WireError(f"{kind}: field 'meta' is missing (needed with {metas} metas)")
+    else:
+        if len(index) != n:
+            raise WireError(
+                f"{kind}: field 'meta' must have one index per payload ({n}), not {len(index)}"
+            )
+        for i in index:
+            if not 0 <= i < metas:
+                raise WireError(f"{kind}: field 'meta' has index {i}, not one of {metas} metas")
+    for i in msg.get("redelivered", ()):
+        if not 0 <= i < n:
+            raise WireError(f"{kind}: field 'redelivered' has position {i}, not one of {n}")
 
 
 def _int_between(low: int, high: int) -> Check:
@@ -325,6 +355,8 @@ _INT = _exact(int, "an int")
 _BOOL = _exact(bool, "a bool")
 _MAP = _exact(dict, "a map")
 _STATE = _one_of(*(s.value for s in DesiredState))
+_BYTES_LIST = _list_of(bytes, "bytes")
+_INT_LIST = _list_of(int, "ints")
 
 #: Per kind, its fields: name → (required, check). Kept equal to SHAPES by the tests.
 FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
@@ -334,9 +366,12 @@ FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
     Kind.BYE: {},
     Kind.PUTS: {
         "q": (True, _STR),
-        "items": (True, _put_rows),
+        "seq": (True, _INT),
+        "payloads": (True, _BYTES_LIST),
+        "metas": (True, _BYTES_LIST),
+        "meta": (False, _INT_LIST),
     },
-    Kind.ACK: {"q": (True, _STR), "loop": (True, _STR), "ids": (True, _list_of(int, "ints"))},
+    Kind.ACK: {"q": (True, _STR), "loop": (True, _STR), "runs": (True, _runs)},
     Kind.GIVE_BACK: {
         "q": (True, _STR),
         "loop": (True, _STR),
@@ -362,9 +397,13 @@ FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
     Kind.CONTROL: {"state": (True, _STATE)},
     Kind.MSGS: {
         "q": (True, _STR),
-        "items": (True, _delivery_rows),
+        "ids": (True, _INT_LIST),
+        "payloads": (True, _BYTES_LIST),
+        "metas": (True, _BYTES_LIST),
+        "meta": (False, _INT_LIST),
+        "redelivered": (False, _INT_LIST),
     },
-    Kind.ACKS: {"items": (True, _ack_rows)},
+    Kind.ACKS: {"q": (True, _STR), "runs": (True, _runs), "refused": (False, _refusals)},
     Kind.ERROR: {"q": (True, _STR), "error": (True, _STR)},
     Kind.RELEASED: {"q": (True, _STR)},
     Kind.RESUBSCRIBE: {},
@@ -390,7 +429,12 @@ def decode(frame: bytes) -> dict[str, Any]:
     if type(msg) is not dict:
         raise WireError("envelope is not a map")
     if msg.get("v") != VERSION:
-        raise WireError(f"unsupported envelope version {msg.get('v')!r}")
+        version = msg.get("v")
+        shown = version if type(version) is int else repr(version)[:32]
+        raise WireError(
+            f"wire version {shown} from the peer, this side speaks version {VERSION}: the two "
+            "do not talk (run the same ostinato version on both sides)"
+        )
     if type(msg.get("t")) is not str:
         raise WireError("envelope has no message type 't'")
     return msg
@@ -411,6 +455,8 @@ def validate(msg: dict[str, Any], accept: frozenset[str] = KINDS) -> None:
                 raise WireError(f"{kind}: field {name!r} must be {expected}, not {got}")
         elif required:
             raise WireError(f"{kind}: field {name!r} is missing")
+    if kind == Kind.PUTS or kind == Kind.MSGS:
+        _batch(kind, msg)
 
 
 def parse(frame: bytes, accept: frozenset[str] = KINDS) -> dict[str, Any]:
@@ -423,6 +469,34 @@ def parse(frame: bytes, accept: frozenset[str] = KINDS) -> dict[str, Any]:
 # -- batching ------------------------------------------------------------------------------------
 
 R = TypeVar("R", bound=Sequence[Any])
+
+
+def runs(numbers: Iterable[int]) -> list[list[int]]:
+    """Numbers as runs [lo, hi] of consecutive ones, ascending (duplicates once)."""
+    out: list[list[int]] = []
+    for n in sorted(numbers):
+        if out and n <= out[-1][1] + 1:
+            if n > out[-1][1]:
+                out[-1][1] = n
+        else:
+            out.append([n, n])
+    return out
+
+
+def shared(metas: Sequence[bytes]) -> tuple[list[bytes], list[int] | None]:
+    """A batch's metas once each, and each payload's index among them; None instead of the
+    indexes when they all share the first. Once each by object, not by value: the messages of
+    one writer's run share its meta object, and comparing by identity costs no hashing."""
+    distinct: list[bytes] = []
+    index: list[int] = []
+    seen: dict[int, int] = {}
+    for meta in metas:
+        i = seen.get(id(meta))
+        if i is None:
+            i = seen[id(meta)] = len(distinct)
+            distinct.append(meta)
+        index.append(i)
+    return distinct, (index if len(distinct) > 1 else None)
 
 
 def batches(rows: list[R]) -> Iterator[list[R]]:

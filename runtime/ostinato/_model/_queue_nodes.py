@@ -184,8 +184,13 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         values = [unpack(item[1], raw=False, strict_map_key=False) for item in items]
         metas: list[dict[str, Any]] = []
         first_trace: Any = None
+        # The messages of one writer's list share one meta (one object per frame): decoded once.
+        sources: dict[bytes, tuple[Any, Any, Any, Any]] = {}
         for msg_id, _payload, meta_bytes, redelivered in items:
-            loop_, iteration, trace_id, created_at = _source(meta_bytes)
+            source = sources.get(meta_bytes)
+            if source is None:
+                source = sources[meta_bytes] = _source(meta_bytes)
+            loop_, iteration, trace_id, created_at = source
             if first_trace is None:
                 first_trace = trace_id
             metas.append(
@@ -208,10 +213,8 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         redelivery when the iteration failed."""
         if self.context.iteration_failed:
             self.client.give_back(self.config.queue, ids)
-            return
-        ack = self._ack
-        for msg_id in ids:
-            ack(msg_id)
+        else:
+            self.client.ack_many(self.config.queue, ids)
 
     def _attach(self) -> None:
         """The loop's event loop takes the data socket over: from now on a put or a delivery
