@@ -65,6 +65,8 @@ PLAUSIBLE: dict[str, Any] = {
     "metas": [b""],
     "meta": [0],
     "redelivered": [],
+    "since": 1,
+    "epoch": 1,
     "error": "e",
     "q": "fz",
     "ids": [1],
@@ -122,10 +124,17 @@ def bad_batch(rng: random.Random) -> dict[str, Any]:
     n = rng.randint(1, 6)
     payloads: Any = [os.urandom(rng.randint(0, 20)) for _ in range(n)]
     metas: Any = [b"m%d" % i for i in range(rng.randint(1, 3))]
-    fields: dict[str, Any] = {"seq": rng.randint(0, 2**63), "payloads": payloads, "metas": metas}
+    seq = rng.randint(0, 2**62)
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "payloads": payloads,
+        "metas": metas,
+        "since": seq - rng.randint(0, 5),
+        "epoch": rng.randint(0, 2**32),
+    }
     if len(metas) > 1:
         fields["meta"] = [rng.randrange(len(metas)) for _ in range(n)]
-    flaw = rng.randrange(9)
+    flaw = rng.randrange(10)
     if flaw == 0:
         fields["payloads"] = []
     elif flaw == 1:
@@ -142,7 +151,9 @@ def bad_batch(rng: random.Random) -> dict[str, Any]:
     elif flaw == 6:
         fields["seq"] = rng.choice([not_int(rng), None, "1", True])
     elif flaw == 7:
-        del fields[rng.choice(["seq", "payloads", "metas"])]
+        del fields[rng.choice(["seq", "payloads", "metas", "since", "epoch"])]
+    elif flaw == 8:
+        fields["since"] = seq + rng.randint(1, 2**62)  # an oldest unacknowledged after seq
     else:
         fields["payloads"] = junk(rng) if rng.random() < 0.5 else {"p": b"x"}
         if isinstance(fields["payloads"], list) and all(
@@ -186,10 +197,13 @@ def structured(rng: random.Random) -> bytes:
             fields = bad_batch(rng)
         else:
             n = rng.randint(1, 5)
+            seq = rng.randint(0, 2**62)
             fields = {
-                "seq": rng.randint(0, 2**63),
+                "seq": seq,
                 "payloads": [os.urandom(rng.randint(0, 50)) for _ in range(n)],
                 "metas": [b""],
+                "since": seq,
+                "epoch": rng.randint(0, 9),
             }
         fields["q"] = name if rng.random() < 0.9 else junk(rng)
     elif kind == "sub":
@@ -380,7 +394,17 @@ def test_fuzzed_frames_are_dropped_counted_and_clients_keep_being_served(
             fuzz.send_multipart(parts)
             sure += malformed
             if i == FRAMES // 2:  # one frame over the wire's limit, mid-fuzz
-                fuzz.send(encode("puts", q="fz", seq=1, payloads=[b"x" * FRAME_LIMIT], metas=[b""]))
+                fuzz.send(
+                    encode(
+                        "puts",
+                        q="fz",
+                        seq=1,
+                        payloads=[b"x" * FRAME_LIMIT],
+                        metas=[b""],
+                        since=1,
+                        epoch=1,
+                    )
+                )
                 sure += 1
             if i % BURST == BURST - 1:
                 drain(fuzz)
@@ -454,8 +478,12 @@ def test_ten_thousand_malformed_batch_frames_are_each_counted_and_clients_keep_b
 
 CRASHERS = {
     "sub-credit-infinity": encode("sub", q="fz", loop="x", credit=float("inf")),
-    "puts-meta-int-2**63": encode("puts", q="fz", seq=1, payloads=[b"p"], metas=[2**63]),
-    "puts-meta-int-2**40": encode("puts", q="fz", seq=1, payloads=[b"p"], metas=[2**40]),
+    "puts-meta-int-2**63": encode(
+        "puts", q="fz", seq=1, payloads=[b"p"], metas=[2**63], since=1, epoch=1
+    ),
+    "puts-meta-int-2**40": encode(
+        "puts", q="fz", seq=1, payloads=[b"p"], metas=[2**40], since=1, epoch=1
+    ),
     "ack-run-of-2**62": encode("ack", q="fz", loop="x", runs=[[0, 2**62]]),
 }
 
@@ -481,7 +509,7 @@ def test_a_put_whose_meta_is_an_int_is_refused_not_expanded(
     sock = dealer(b"expander")
     sock.connect(hub.endpoint)
     before = hub.malformed
-    sock.send(encode("puts", q="fz", seq=1, payloads=[b"p"], metas=[10_000_000]))
+    sock.send(encode("puts", q="fz", seq=1, payloads=[b"p"], metas=[10_000_000], since=1, epoch=1))
     sync(sock, "after-expander", hub)
     assert hub._thread.is_alive()
     assert hub.queue_status()["fz"]["enqueued"] == 0

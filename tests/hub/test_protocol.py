@@ -36,6 +36,7 @@ ALL_KINDS = {
     "giveBack",
     "sub",
     "release",
+    "rewind",
     "pong",
     "config",
     "control",
@@ -58,6 +59,8 @@ VALID: dict[str, dict[str, Any]] = {
         "payloads": [b"payload", b""],
         "metas": [b"m", b""],
         "meta": [0, 1],
+        "since": 1,
+        "epoch": 7,
     },
     "ack": {"q": "q", "loop": "b", "runs": [[1, 3], [5, 5]]},
     "giveBack": {"q": "q", "loop": "b", "ids": [4, 5]},
@@ -87,6 +90,7 @@ VALID: dict[str, dict[str, Any]] = {
     "error": {"q": "q", "error": "no queue 'q' in this workflow"},
     "released": {"q": "q"},
     "resubscribe": {},
+    "rewind": {"q": "q", "seq": 12},
 }
 
 
@@ -281,6 +285,7 @@ def test_an_oversize_frame_is_refused_before_it_is_decoded() -> None:
 #: A batch whose fields each have their type, but not together: (kind, fields, error).
 BATCH_MISFITS = [
     ("puts", {"payloads": []}, "puts: field 'payloads' must not be empty"),
+    ("puts", {"since": 2}, "puts: field 'since' must be at most seq (1), not 2"),
     ("puts", {"meta": [0]}, "puts: field 'meta' must have one index per payload (2), not 1"),
     ("puts", {"meta": [0, 2]}, "puts: field 'meta' has index 2, not one of 2 metas"),
     ("puts", {"meta": [0, -1]}, "puts: field 'meta' has index -1, not one of 2 metas"),
@@ -301,7 +306,7 @@ def test_a_batch_whose_lists_do_not_fit_together_is_a_wire_error(
 
 
 def test_a_batch_of_one_meta_leaves_the_indexes_out_but_not_with_more() -> None:
-    one = {"q": "q", "seq": 4, "payloads": [b"a", b"b"], "metas": [b"m"]}
+    one = {"q": "q", "seq": 4, "payloads": [b"a", b"b"], "metas": [b"m"], "since": 1, "epoch": 0}
     assert parse(encode("puts", **one))["metas"] == [b"m"]
     with pytest.raises(WireError, match=r"^puts: field 'meta' is missing \(needed with 2 metas\)$"):
         parse(encode("puts", **{**one, "metas": [b"m", b"n"]}))

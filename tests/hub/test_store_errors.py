@@ -123,7 +123,7 @@ def answers(sock: zmq.Socket[Any], kind: str, timeout: float = WAIT, until: int 
 
 def test_a_store_error_on_an_ack_does_not_kill_the_hub(rig: Rig) -> None:
     sock = rig.dealer(b"client")
-    sock.send(encode("puts", q="d", seq=1, payloads=[b"p"], metas=[b""]))
+    sock.send(encode("puts", q="d", seq=1, payloads=[b"p"], metas=[b""], since=1, epoch=1))
     sock.send(encode("sub", q="d", loop="reader", credit=1))
     msgs = answers(sock, "msgs")
     assert msgs
@@ -138,7 +138,9 @@ def test_a_store_error_on_an_ack_does_not_kill_the_hub(rig: Rig) -> None:
 def test_a_put_is_never_acknowledged_when_its_store_batch_was_rolled_back(rig: Rig) -> None:
     rig.store.fail_add = b"m3"
     writer = rig.dealer(b"writer")
-    writer.send(encode("puts", q="d", seq=1, payloads=[b"m2", b"m3"], metas=[b""]))
+    writer.send(
+        encode("puts", q="d", seq=1, payloads=[b"m2", b"m3"], metas=[b""], since=1, epoch=1)
+    )
     got = answers(writer, "acks", timeout=1.0, until=2)
     acked_ok = {seq for msg in got for lo, hi in msg["runs"] for seq in range(lo, hi + 1)}
     on_disk = {payload for _group, _id, payload, _meta in rig.restart()}
@@ -149,7 +151,7 @@ def test_a_put_is_never_acknowledged_when_its_store_batch_was_rolled_back(rig: R
 def test_a_put_whose_store_write_fails_is_answered_with_an_error(rig: Rig) -> None:
     rig.store.fail_add = b"bad"
     writer = rig.dealer(b"writer")
-    writer.send(encode("puts", q="d", seq=7, payloads=[b"bad"], metas=[b""]))
+    writer.send(encode("puts", q="d", seq=7, payloads=[b"bad"], metas=[b""], since=7, epoch=1))
     got = answers(writer, "acks", timeout=1.0)
     assert [msg["q"] for msg in got] == ["d"]
     assert got[0]["runs"] == []  # not accepted:
@@ -160,13 +162,13 @@ def test_a_put_whose_store_write_fails_is_answered_with_an_error(rig: Rig) -> No
 def test_a_failed_store_write_on_an_ack_does_not_starve_the_consumer(rig: Rig) -> None:
     writer, reader = rig.dealer(b"writer"), rig.dealer(b"reader")
     reader.send(encode("sub", q="d", loop="reader", credit=1))
-    writer.send(encode("puts", q="d", seq=1, payloads=[b"a"], metas=[b""]))
+    writer.send(encode("puts", q="d", seq=1, payloads=[b"a"], metas=[b""], since=1, epoch=1))
     first = answers(reader, "msgs")
     assert first
     rig.store.fail_done = True
     done = first[0]["ids"][0]
     reader.send(encode("ack", q="d", loop="reader", runs=[[done, done]]))
-    writer.send(encode("puts", q="d", seq=2, payloads=[b"b"], metas=[b""]))
+    writer.send(encode("puts", q="d", seq=2, payloads=[b"b"], metas=[b""], since=2, epoch=1))
     assert answers(writer, "acks", until=2)  # the second put was taken in
     second = answers(reader, "msgs", timeout=2.0)
     assert [m["payloads"][0] for m in second] in ([b"b"], [b"a"])  # b, or a again: not nothing

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from asyncio import events
 from collections import deque
@@ -245,6 +246,9 @@ class DataChannel:
         self._waiting: dict[str, deque[tuple[int, bytes, bytes]]] = {}
         self._unacked: dict[str, dict[int, tuple[bytes, bytes]]] = {}
         self._futures: dict[tuple[str, int], Pending] = {}
+        #: The last sequence number of each queue's puts: a run of puts is numbered without
+        #: gaps, so its first number and its length name it, and a run [lo, hi] acknowledges it.
+        self._seqs: dict[str, int] = {}
         self._acks: dict[str, list[int]] = {}
         self.inboxes: dict[str, Inbox] = {}
         self._releases: dict[str, list[Callable[[], None]]] = {}
@@ -254,10 +258,16 @@ class DataChannel:
         self._unread = False
         self._io_ns = 0  # when the socket was last read (perf_counter_ns)
         self.closed = False
+        #: This connection's run of sequence numbers (puts' epoch): a hub that sees another
+        #: epoch from the same identity knows a new writer, not a gap.
+        self.epoch = int.from_bytes(os.urandom(4), "little")
 
     # -- the owner's operations ----------------------------------------------------------------
 
-    def put(self, queue: str, seq: int, payload: bytes, meta: bytes, pending: Pending) -> None:
+    def put(self, queue: str, payload: bytes, meta: bytes, pending: Pending) -> None:
+        """A put, numbered here, by the socket's owner, so that numbers and the order of the
+        window's queue agree (a hub takes a writer's puts in that order, see ``rewind``)."""
+        seq = self._seqs[queue] = self._seqs.get(queue, 0) + 1
         self._futures[(queue, seq)] = pending
         waiting = self._waiting.get(queue)
         if waiting is None:
@@ -268,18 +278,19 @@ class DataChannel:
             return
         self._put_done(queue, waiting)
 
-    def put_many(
-        self, queue: str, seqs: list[int], payloads: list[bytes], meta: bytes, pending: Pending
-    ) -> None:
+    def put_many(self, queue: str, payloads: list[bytes], meta: bytes, pending: Pending) -> None:
         """Puts of the same meta, each its own message (a writer's ``split``), settled with
         one ``pending`` each (a :class:`Countdown` makes them one). The owner event loop's."""
         waiting = self._waiting.get(queue)
         if waiting is None:
             waiting = self._waiting[queue] = deque()
         futures = self._futures
-        for seq, payload in zip(seqs, payloads, strict=True):
+        seq = self._seqs.get(queue, 0)
+        for payload in payloads:
+            seq += 1
             futures[(queue, seq)] = pending
             waiting.append((seq, payload, meta))
+        self._seqs[queue] = seq
         if self.event_loop is None:
             self._wake()
             return
@@ -358,6 +369,22 @@ class DataChannel:
         self.sock.send(encode(Kind.RELEASE, q=queue, loop=self.loop))
         self._sent()
 
+    def rewind(self, queue: str, seq: int) -> None:
+        """The hub asks for the puts of ``queue`` from ``seq`` on again (it has not got them,
+        and takes none out of order): back into the window's queue, in order, before any
+        later ones, and sent again."""
+        log.info("the hub asks for the puts of %r from %d again", queue, seq)
+        unacked = self._unacked.get(queue)
+        if not unacked:
+            return
+        again = sorted(s for s in unacked if s >= seq)
+        if not again:
+            return
+        waiting = self._waiting.setdefault(queue, deque())
+        waiting.extendleft(reversed([(s, *unacked.pop(s)) for s in again]))
+        self._send_puts(queue, waiting, hold=False)
+        self._wake()
+
     def hub_restarted(self) -> None:
         """A new hub: what the old one had not acknowledged is sent again, in order."""
         for queue, unacked in self._unacked.items():
@@ -430,6 +457,7 @@ class DataChannel:
         for seq, payload, meta in items:
             unacked[seq] = (payload, meta)
         send = self.sock.send
+        since = next(iter(unacked))  # the oldest not acknowledged (sent in order)
         for batch in batches(items):
             for run in _consecutive(batch):  # a frame's sequence numbers follow one another
                 metas, index = shared([item[2] for item in run])
@@ -437,7 +465,14 @@ class DataChannel:
                 payloads = [item[1] for item in run]
                 send(
                     encode(
-                        Kind.PUTS, q=queue, seq=run[0][0], payloads=payloads, metas=metas, **fields
+                        Kind.PUTS,
+                        q=queue,
+                        seq=run[0][0],
+                        payloads=payloads,
+                        metas=metas,
+                        since=min(since, run[0][0]),
+                        epoch=self.epoch,
+                        **fields,
                     )
                 )
         self._sent()
@@ -509,6 +544,8 @@ class DataChannel:
                 inbox.releasing = False
             for done in self._releases.pop(msg["q"], []):
                 done()
+        elif kind == Kind.REWIND:
+            self.rewind(msg["q"], msg["seq"])
         elif kind == Kind.RESUBSCRIBE:  # the hub had given us up for lost: we are back
             log.warning("the hub had declared this loop lost: subscribing again")
             for inbox in self.inboxes.values():

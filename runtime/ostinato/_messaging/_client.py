@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import threading
 import time
 from asyncio import events
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
 from typing import Any
@@ -83,9 +81,6 @@ class HubClient:
         #: Set while the loop waits for the hub to say its desired state (a restarted remote
         #: loop must not act before it knows it is paused); sent with every status.
         self.awaiting = False
-        #: Sequence numbers per queue: a run of puts to a queue is numbered without gaps,
-        #: so one number and a count name a batch, and a run [lo, hi] acknowledges it.
-        self._seq: defaultdict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
         self._io_owns_data = True
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,7 +161,7 @@ class HubClient:
     def put(self, queue: str, payload: bytes, meta: bytes) -> Future[None]:
         """Send a message; the future resolves once the hub has accepted it (any thread)."""
         fut: Future[None] = Future()
-        self._data_call(self.data.put, queue, next(self._seq[queue]), payload, meta, fut)
+        self._data_call(self.data.put, queue, payload, meta, fut)
         return fut
 
     def put_callback(self, queue: str, payload: bytes, meta: bytes, done: Done) -> None:
@@ -174,17 +169,17 @@ class HubClient:
         refusal, is called on that loop once the hub has the message (from the loop that owns
         the data socket, the put is batched with the others of its turn)."""
         pending: Pending = (asyncio.get_running_loop(), done)
-        self._data_call(self.data.put, queue, next(self._seq[queue]), payload, meta, pending)
+        self._data_call(self.data.put, queue, payload, meta, pending)
 
     def putter(self) -> Callable[[str, bytes, bytes, Done], None]:
         """:meth:`put_callback` for the event loop that owns the data socket (``attach``),
         without its checks: for a writer that puts on every iteration. Call it on that loop."""
-        loop, chan, seq = asyncio.get_running_loop(), self.data, self._seq
+        loop, chan = asyncio.get_running_loop(), self.data
         if chan.event_loop is not loop:  # not attached (a closed connection): the long way
             return self.put_callback
 
         def put(queue: str, payload: bytes, meta: bytes, done: Done) -> None:
-            chan.put(queue, next(seq[queue]), payload, meta, (loop, done))
+            chan.put(queue, payload, meta, (loop, done))
 
         return put
 
@@ -192,7 +187,7 @@ class HubClient:
         """Puts a list of payloads of one meta as as many messages (a writer's ``split``), with
         one ``done`` for all of them (the first refusal, if any). Call it on the event loop
         that owns the data socket (``attach``), as :meth:`putter`."""
-        loop, chan, seq = asyncio.get_running_loop(), self.data, self._seq
+        loop, chan = asyncio.get_running_loop(), self.data
         attached = chan.event_loop is loop
 
         def put_list(queue: str, payloads: list[bytes], meta: bytes, done: Done) -> None:
@@ -201,9 +196,7 @@ class HubClient:
                 return
             countdown = Countdown(len(payloads), done)
             if attached:
-                numbers = seq[queue]
-                seqs = [next(numbers) for _ in payloads]
-                chan.put_many(queue, seqs, payloads, meta, (loop, countdown))
+                chan.put_many(queue, payloads, meta, (loop, countdown))
             else:  # not attached (a closed connection): the long way
                 for payload in payloads:
                     self.put_callback(queue, payload, meta, countdown)

@@ -89,6 +89,9 @@ class Hub:
         self._seen: dict[bytes, float] = {}
         self._route: dict[bytes, zmq.Socket[Any]] = {}
         self._consumers: dict[bytes, str] = {}  # identity -> loop, for peers that read queues
+        #: Per writer and queue: its connection's epoch and the next sequence number this hub
+        #: expects (see _in_order).
+        self._writers: dict[bytes, dict[str, list[int]]] = {}
         self._lost: dict[bytes, float] = {}  # consumers declared lost, and when: told to
         # resubscribe if they come back, forgotten after FORGET_LOST heartbeat timeouts
         self._mailbox = Mailbox(self.ctx)
@@ -280,18 +283,24 @@ class Hub:
             name, first, payloads, metas = msg["q"], msg["seq"], msg["payloads"], msg["metas"]
             queue = self.queues.get(name)
             if queue is not None:
+                have = self._in_order(identity, name, first, len(payloads), msg)
+                if have is None:
+                    return  # out of order: the writer sends them again, after the missing ones
+                for i in range(have):  # sent again, and here already: acknowledged again
+                    out.ack(identity, name, first + i)
                 # The payloads stay the bytes they came as: the hub never looks inside them,
                 # and every message of the run keeps a reference to its run's one meta.
                 index = msg.get("meta")
                 if index is None:
                     meta = metas[0]
-                    items = [(first + i, p, meta) for i, p in enumerate(payloads)]
+                    items = [(first + i, payloads[i], meta) for i in range(have, len(payloads))]
                 else:
                     items = [
-                        (first + i, p, metas[k])
-                        for i, (p, k) in enumerate(zip(payloads, index, strict=True))
+                        (first + i, payloads[i], metas[index[i]])
+                        for i in range(have, len(payloads))
                     ]
-                queue.put_many(identity, items, out)
+                if items:
+                    queue.put_many(identity, items, out)
             else:
                 for i in range(len(payloads)):
                     out.ack(identity, name, first + i, f"no queue {name!r} in this workflow")
@@ -348,6 +357,30 @@ class Hub:
             except Exception:
                 log.exception("handler for %r failed on %r", identity, kind)
 
+    def _in_order(
+        self, identity: bytes, queue: str, first: int, n: int, msg: dict[str, Any]
+    ) -> int | None:
+        """How many of a puts frame's first payloads this hub has already (sent again by the
+        writer: 0 but after a rewind), or None when the frame does not follow what the hub has
+        of this writer's queue (the hub restarted, or is new to the writer): then it asks the
+        writer to send again from the first it misses, and takes nothing out of order. Every
+        frame says the writer's oldest put not yet acknowledged (``since``): a hub that starts
+        there has all of the writer's puts that matter."""
+        states = self._writers.setdefault(identity, {})
+        state = states.get(queue)
+        if state is None or state[0] != msg["epoch"]:  # a writer (or a connection) new here
+            since = msg["since"]
+            if first != since:
+                self._send(identity, encode(Kind.REWIND, q=queue, seq=since))
+                return None
+            state = states[queue] = [msg["epoch"], first]
+        expected = state[1]
+        if first > expected:  # a gap: frames lost on the way (a reconnection)
+            self._send(identity, encode(Kind.REWIND, q=queue, seq=expected))
+            return None
+        state[1] = max(expected, first + n)
+        return min(expected - first, n)
+
     def _data_alive(self, identity: bytes) -> None:
         """A connection's heartbeat also keeps its data socket (``_channel``) alive, which is
         silent while its loop has nothing to read or write, and brings it back if lost."""
@@ -361,6 +394,8 @@ class Hub:
     def _lose(self, identity: bytes, why: str, *, may_return: bool = True) -> None:
         self._seen.pop(identity, None)
         self._route.pop(identity, None)
+        if not may_return:  # gone for good (a lost writer keeps its place in the order)
+            self._writers.pop(identity, None)
         if self._consumers.pop(identity, None) is None:
             return
         if may_return:
@@ -379,6 +414,7 @@ class Hub:
         for identity in [i for i, t in self._seen.items() if now - t > forget]:
             del self._seen[identity]
             self._route.pop(identity, None)
+            self._writers.pop(identity, None)
         for identity in [i for i, t in self._lost.items() if now - t > forget]:
             del self._lost[identity]
 

@@ -89,6 +89,9 @@ class Kind:
     ERROR: Final = "error"
     RELEASED: Final = "released"
     RESUBSCRIBE: Final = "resubscribe"
+    #: The hub → a writer: puts of a queue reached it out of order (it restarted, or frames
+    #: were lost): send again every unacknowledged put from ``seq`` on, in order.
+    REWIND: Final = "rewind"
 
 
 # -- the shape of each kind ----------------------------------------------------------------------
@@ -127,6 +130,11 @@ class _PutsRequired(TypedDict):
     seq: int  # the first payload's sequence number; payload i has seq + i
     payloads: list[bytes]
     metas: list[bytes]  # the distinct metas of the run, once each
+    #: The writer's oldest put of q not yet acknowledged (at most seq): a hub that has not
+    #: seen the puts from there on asks for them (rewind) rather than take these out of order.
+    since: int
+    #: The writer's connection, a random number: another one is another run of numbers.
+    epoch: int
 
 
 class Puts(_PutsRequired, total=False):
@@ -205,6 +213,11 @@ class Released(TypedDict):
     q: str
 
 
+class Rewind(TypedDict):
+    q: str
+    seq: int
+
+
 #: Every kind and its shape.
 SHAPES: Final[dict[str, type[Any]]] = {
     Kind.HELLO: Hello,
@@ -224,6 +237,7 @@ SHAPES: Final[dict[str, type[Any]]] = {
     Kind.ERROR: Error,
     Kind.RELEASED: Released,
     Kind.RESUBSCRIBE: Empty,
+    Kind.REWIND: Rewind,
 }
 KINDS: Final = frozenset(SHAPES)
 #: What the hub accepts, from either socket of a loop.
@@ -315,6 +329,9 @@ def _batch(kind: str, msg: dict[str, Any]) -> None:
     n = len(msg["payloads"])
     if not n:
         raise WireError(f"{kind}: field 'payloads' must not be empty")
+    since = msg.get("since")
+    if since is not None and since > msg["seq"]:
+        raise WireError(f"{kind}: field 'since' must be at most seq ({msg['seq']}), not {since}")
     ids = msg.get("ids")
     if ids is not None and len(ids) != n:
         raise WireError(f"{kind}: field 'ids' must have one id per payload ({n}), not {len(ids)}")
@@ -370,6 +387,8 @@ FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
         "payloads": (True, _BYTES_LIST),
         "metas": (True, _BYTES_LIST),
         "meta": (False, _INT_LIST),
+        "since": (True, _INT),
+        "epoch": (True, _INT),
     },
     Kind.ACK: {"q": (True, _STR), "loop": (True, _STR), "runs": (True, _runs)},
     Kind.GIVE_BACK: {
@@ -407,6 +426,7 @@ FIELDS: Final[dict[str, dict[str, tuple[bool, Check]]]] = {
     Kind.ERROR: {"q": (True, _STR), "error": (True, _STR)},
     Kind.RELEASED: {"q": (True, _STR)},
     Kind.RESUBSCRIBE: {},
+    Kind.REWIND: {"q": (True, _STR), "seq": (True, _INT)},
 }
 
 
