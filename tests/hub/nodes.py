@@ -239,3 +239,22 @@ class RecordBatch(BlockingNode[RecordBatchConfig]):
 
     def teardown(self) -> None:
         self.f.close()
+
+
+class HoldOnce(BlockingNode[HoldConfig]):
+    """Hold, but once in all replicas and restarts: the first call takes a lock file that is
+    never removed, writes '<pid> <first value>' to ``claim`` and blocks until ``release``
+    exists; every other call passes straight through. (Hold's own claim slot frees itself
+    when it renames its temporary file, so a later call can claim again.)"""
+
+    def process(self, data: NodeData) -> NodeData:
+        cfg = self.config
+        try:
+            fd = os.open(cfg.claim + ".lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return data
+        os.close(fd)
+        Path(cfg.claim + ".tmp").write_text(f"{os.getpid()} {value_of(data.payload)}")
+        os.rename(cfg.claim + ".tmp", cfg.claim)  # the test sees it complete or not at all
+        wait_file(cfg.release, cfg.timeout, poll=0.01)
+        return data
