@@ -130,6 +130,9 @@ def _consecutive(
 def _deliveries(msg: dict[str, Any]) -> list[list[Any]]:
     """A msgs frame as rows [id, payload, meta, redelivered] (the meta one bytes object per
     distinct meta, so a reader decodes it once)."""
+    ids = msg["ids"]
+    if len(ids) == 1:  # the lone message
+        return [[ids[0], msg["payloads"][0], msg["metas"][0], "redelivered" in msg]]
     metas = msg["metas"]
     index = msg.get("meta")
     again = msg.get("redelivered")
@@ -451,6 +454,23 @@ class DataChannel:
             return  # the acknowledgement of what is in flight sends these (see HOLD)
         n = min(WINDOW - len(unacked), len(waiting))
         if n <= 0:
+            return
+        if n == 1:  # the lone message: its frame without the batch's bookkeeping
+            seq, payload, meta = waiting.popleft()
+            unacked[seq] = (payload, meta)
+            since = next(iter(unacked))
+            self.sock.send(
+                encode(
+                    Kind.PUTS,
+                    q=queue,
+                    seq=seq,
+                    payloads=[payload],
+                    metas=[meta],
+                    since=since,
+                    epoch=self.epoch,
+                )
+            )
+            self._sent()
             return
         popleft = waiting.popleft
         items = [popleft() for _ in range(n)]

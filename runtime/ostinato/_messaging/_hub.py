@@ -291,6 +291,10 @@ class Hub:
                 # The payloads stay the bytes they came as: the hub never looks inside them,
                 # and every message of the run keeps a reference to its run's one meta.
                 index = msg.get("meta")
+                if len(payloads) == 1:  # the lone message
+                    if not have:
+                        queue.put(identity, first, payloads[0], metas[0], out)
+                    return
                 if index is None:
                     meta = metas[0]
                     items = [(first + i, payloads[i], meta) for i in range(have, len(payloads))]
@@ -460,6 +464,13 @@ class Hub:
 def _msgs(queue: str, rows: list[list[Any]]) -> bytes:
     """Deliveries [id, payload, meta, redelivered] as one msgs frame: each distinct meta once
     (the messages of one put run share their meta object)."""
+    if len(rows) == 1:  # the lone message
+        i, payload, meta, again = rows[0]
+        if again:
+            return encode(
+                Kind.MSGS, q=queue, ids=[i], payloads=[payload], metas=[meta], redelivered=[0]
+            )
+        return encode(Kind.MSGS, q=queue, ids=[i], payloads=[payload], metas=[meta])
     metas, index = shared([row[2] for row in rows])
     fields: dict[str, Any] = {"meta": index} if index is not None else {}
     again = [i for i, row in enumerate(rows) if row[3]]
@@ -478,6 +489,10 @@ def _msgs(queue: str, rows: list[list[Any]]) -> bytes:
 def _acks(items: list[list[Any]]) -> Iterator[bytes]:
     """A writer's acknowledgements [queue, seq] and refusals [queue, seq, error], an acks frame
     per queue: the accepted as runs, the refused one by one."""
+    if len(items) == 1 and len(items[0]) == 2:  # the lone message's acknowledgement
+        queue, seq = items[0]
+        yield encode(Kind.ACKS, q=queue, runs=[[seq, seq]])
+        return
     accepted: dict[str, list[int]] = {}
     refused: dict[str, list[list[Any]]] = {}
     for item in items:

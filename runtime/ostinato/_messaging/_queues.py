@@ -145,7 +145,12 @@ class QueueState:
         limit = self.spec.max_message_bytes
         if not isinstance(items, list):
             items = list(items)
-        if self.store is None and not self.parked and self._take_run(writer, items, out):
+        if (
+            len(items) > 1
+            and self.store is None
+            and not self.parked
+            and self._take_run(writer, items, out)
+        ):
             return
         block = self.spec.on_full is QueueOnFull.BLOCK
         for seq, payload, meta in items:
@@ -304,6 +309,9 @@ class QueueState:
         if entry is None:
             return
         inflight = entry.inflight
+        if len(runs) == 1 and runs[0][0] == runs[0][1]:  # the lone message
+            self.acknowledge(consumer, loop, runs[0][:1], out)
+            return
         ids: list[int] = []
         for lo, hi in runs:
             if hi - lo < len(inflight):
