@@ -146,8 +146,8 @@ def bad_batch(rng: random.Random) -> dict[str, Any]:
     elif flaw == 4:
         fields["meta"] = [0] * (n + rng.choice([-n, 1, 5]))
     elif flaw == 5:
-        fields["metas"] = [b"a", b"b"]
-        fields.pop("meta", None)  # two metas and no index
+        fields["metas"] = [b"a"] * (n + 1)
+        fields.pop("meta", None)  # more metas than payloads and no index
     elif flaw == 6:
         fields["seq"] = rng.choice([not_int(rng), None, "1", True])
     elif flaw == 7:

@@ -308,8 +308,12 @@ def test_a_batch_whose_lists_do_not_fit_together_is_a_wire_error(
 def test_a_batch_of_one_meta_leaves_the_indexes_out_but_not_with_more() -> None:
     one = {"q": "q", "seq": 4, "payloads": [b"a", b"b"], "metas": [b"m"], "since": 1, "epoch": 0}
     assert parse(encode("puts", **one))["metas"] == [b"m"]
-    with pytest.raises(WireError, match=r"^puts: field 'meta' is missing \(needed with 2 metas\)$"):
-        parse(encode("puts", **{**one, "metas": [b"m", b"n"]}))
+    each = {**one, "metas": [b"m", b"n"]}  # a meta each payload: no index either
+    assert parse(encode("puts", **each))["metas"] == [b"m", b"n"]
+    with pytest.raises(
+        WireError, match=r"^puts: field 'meta' is missing \(needed with 3 metas for 2 payloads\)$"
+    ):
+        parse(encode("puts", **{**one, "metas": [b"m", b"n", b"o"]}))
 
 
 def test_runs_name_every_number_once_ascending() -> None:
@@ -324,10 +328,11 @@ def test_shared_metas_once_each_with_indexes_only_when_needed() -> None:
     a, b = b"meta-a", b"meta-b"
     assert _wire.shared([a, a, a]) == ([a], None)
     assert _wire.shared([a, b, a]) == ([a, b], [0, 1, 0])
+    assert _wire.shared([a, b]) == ([a, b], None)  # a meta each: no index
     copy = bytes(bytearray(a))  # equal, another object: kept apart, which is never wrong
-    metas, index = _wire.shared([a, copy])
+    metas, index = _wire.shared([a, copy, a])
     assert metas == [a, a]
-    assert index == [0, 1]
+    assert index == [0, 1, 0]
 
 
 # -- batching ------------------------------------------------------------------------------------

@@ -136,9 +136,11 @@ def _deliveries(msg: dict[str, Any]) -> list[list[Any]]:
     metas = msg["metas"]
     index = msg.get("meta")
     again = msg.get("redelivered")
-    if index is None:
+    if index is None and len(metas) > 1:  # a meta each
+        rows = [[i, p, m, False] for i, p, m in zip(ids, msg["payloads"], metas, strict=True)]
+    elif index is None:
         meta = metas[0]
-        rows = [[i, p, meta, False] for i, p in zip(msg["ids"], msg["payloads"], strict=True)]
+        rows = [[i, p, meta, False] for i, p in zip(ids, msg["payloads"], strict=True)]
     else:
         rows = [
             [i, p, metas[k], False]

@@ -295,7 +295,9 @@ class Hub:
                     if not have:
                         queue.put(identity, first, payloads[0], metas[0], out)
                     return
-                if index is None:
+                if index is None and len(metas) > 1:  # a meta each
+                    items = [(first + i, payloads[i], metas[i]) for i in range(have, len(payloads))]
+                elif index is None:
                     meta = metas[0]
                     items = [(first + i, payloads[i], meta) for i in range(have, len(payloads))]
                 else:

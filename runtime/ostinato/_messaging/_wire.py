@@ -138,7 +138,9 @@ class _PutsRequired(TypedDict):
 
 
 class Puts(_PutsRequired, total=False):
-    meta: list[int]  # per payload, its meta's index in metas; left out: all have metas[0]
+    #: Per payload, its meta's index in metas; left out: all have metas[0] (one meta) or
+    #: payload i has metas[i] (a meta each).
+    meta: list[int]
 
 
 class Ack(TypedDict):
@@ -338,8 +340,10 @@ def _batch(kind: str, msg: dict[str, Any]) -> None:
     metas = len(msg["metas"])
     index = msg.get("meta")
     if index is None:
-        if metas != 1:
-            raise WireError(f"{kind}: field 'meta' is missing (needed with {metas} metas)")
+        if metas != 1 and metas != n:
+            raise WireError(
+                f"{kind}: field 'meta' is missing (needed with {metas} metas for {n} payloads)"
+            )
     else:
         if len(index) != n:
             raise WireError(
@@ -530,8 +534,9 @@ def runs(numbers: Iterable[int]) -> list[list[int]]:
 
 def shared(metas: Sequence[bytes]) -> tuple[list[bytes], list[int] | None]:
     """A batch's metas once each, and each payload's index among them; None instead of the
-    indexes when they all share the first. Once each by object, not by value: the messages of
-    one writer's run share its meta object, and comparing by identity costs no hashing."""
+    indexes when they all share the first, or each has its own (then metas go one a payload).
+    Once each by object, not by value: the messages of one writer's run share its meta
+    object, and comparing by identity costs no hashing."""
     first = metas[0] if metas else None
     if all(meta is first for meta in metas):  # one message, or one writer's list
         return ([first] if first is not None else []), None
@@ -544,7 +549,9 @@ def shared(metas: Sequence[bytes]) -> tuple[list[bytes], list[int] | None]:
             i = seen[id(meta)] = len(distinct)
             distinct.append(meta)
         index.append(i)
-    return distinct, (index if len(distinct) > 1 else None)
+    if len(distinct) == len(metas):  # a meta each (puts of separate iterations): no index
+        return distinct, None
+    return distinct, index
 
 
 def batches(rows: list[R]) -> Iterator[list[R]]:
