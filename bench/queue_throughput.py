@@ -1090,6 +1090,10 @@ def print_tables(rows: dict[str, Row], args: argparse.Namespace, unfinished: int
             "alone     the hub and two hub clients without loops (bench/_transport.py); with "
             f"{BATCH} payloads a message, messages and msg/s count payloads"
         )
+        print(
+            f"split     a writer that puts lists of {BATCH} as {BATCH} messages (queue.split), a "
+            f"reader that takes {BATCH} an iteration (queue.batch): msg/s counts payloads"
+        )
     if latency:
         print("p50/p99   round trip in loop a, stamped by its producer, read after the pong reader")
         print("p50 vs    ostinato p50 ÷ raw pyzmq REQ/REP p50 (x times slower); p99 vs likewise")
