@@ -18,15 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from hack.k8s import binaries
+from hack.k8s import binaries, chart
 
 from ._kube import Kube, poll
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "ostinato"
 IMAGE_REPOSITORY, IMAGE_TAG = "localhost/ostinato", "dev"
 EXTERNAL_ENV = "OSTINATO_E2E_KUBECONFIG"
-CRD = "workflows.ostinato.dev"
+CRD = chart.CRD
 # The ValidatingWebhookConfiguration the operator registers (OperatorSettings.webhook_config_name).
 WEBHOOK_CONFIG = "validate.ostinato.dev"
 # The PersistentVolumeClaim the operator makes for a workflow with a durable queue, and its size
@@ -174,23 +173,12 @@ def install(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[In
     installed = Install(kube, release, operator_ns, workflow_ns)
     kube.kubectl("create", "namespace", workflow_ns)
     try:
-        if kube.get("crd", CRD) is not None:
-            # Helm installs crds/ only when absent; a cluster reused from an earlier run may
-            # hold an older CRD, so bring it up to date the way `helm upgrade` users must.
-            kube.kubectl("apply", "-f", str(CHART / "crds"))
         local_volume = kube.pod_network_routable and not _has_default_storage_class(kube)
         if local_volume:
             _state_volume(kube, volume, workflow_ns, tmp_path / "hub-state")
-        installing = kube.helm(
-            "install", release, str(CHART),
-            "--namespace", operator_ns, "--create-namespace",
-            "--set", f"image.repository={IMAGE_REPOSITORY}",
-            "--set", f"image.tag={IMAGE_TAG}",
-            "--set", "image.pullPolicy=IfNotPresent",
-            "--set", f"watch.namespaces={{{workflow_ns}}}",
-            "--set", "operator.statusIntervalSeconds=2",
-            "--wait", "--timeout", "240s",
-            timeout=300,
+        installing = chart.install(
+            kube, release, operator_ns, image=f"{IMAGE_REPOSITORY}:{IMAGE_TAG}",
+            watch=[workflow_ns], values={"operator.statusIntervalSeconds": "2"},
         )  # fmt: skip
         assert kube.get("crd", CRD) is not None, "helm install left no Workflow CRD"
         # NOTES.txt: the first commands, for the namespace this release watches.
@@ -205,17 +193,7 @@ def install(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[In
         )  # fmt: skip
         yield installed
     finally:
-        # Workflows first, while their operator still runs (and can drop any finalizer).
-        kube.kubectl(
-            "delete", "workflows", "--all", "-n", workflow_ns, "--wait=true", "--timeout=90s",
-            check=False, timeout=120,
-        )  # fmt: skip
-        kube.helm("uninstall", release, "-n", operator_ns, "--wait", check=False)
+        chart.uninstall(kube, release, operator_ns, [workflow_ns])
         _drop_webhook_registration(kube, operator_ns)
-        for ns in (workflow_ns, operator_ns):
-            kube.kubectl(
-                "delete", "namespace", ns, "--wait=true", "--timeout=120s",
-                check=False, timeout=150,
-            )  # fmt: skip
         kube.kubectl("delete", "pv", volume, "--ignore-not-found", check=False)
         shutil.rmtree(tmp_path / "hub-state", ignore_errors=True)
