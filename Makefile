@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench bench-operator clean k8s-binaries crds e2e e2e-kind prometheus cluster-up cluster-down image-local
+.PHONY: install run test lint typecheck pytest bench bench-operator clean k8s-binaries crds e2e e2e-kind prometheus cluster-up cluster-down image-local soak soak-local
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ run: $(STAMP)
 	$(BIN)/ostinato run examples/pipeline.yaml --duration 10 --status-every 2.5
 
 lint: $(STAMP)
-	$(BIN)/ruff check runtime operator tests bench examples hack
-	$(BIN)/ruff format --check runtime operator tests bench examples hack
+	$(BIN)/ruff check runtime operator tests bench examples hack soak
+	$(BIN)/ruff format --check runtime operator tests bench examples hack soak
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -56,6 +56,20 @@ image-local: $(STAMP)
 	$(BIN)/python -m hack.k8s image-local
 
 test: lint pytest
+
+# A soak with chaos (docs/reliability.md), not part of `make test`: counted traffic for MINUTES on
+# the project's single-node cluster while loop pods, the hub and the operator are killed; the
+# report and its plot go to SOAK_OUT. Exit 1 when an acknowledged message was lost or memory grew
+# past its goal. `make soak-local`: the same without a cluster (`ostinato run`, then distributed
+# mode), 5 minutes by default.
+SOAK_OUT ?= soak-report
+soak: MINUTES ?= 30
+soak: $(STAMP) k8s-binaries
+	$(BIN)/python -m soak cluster --minutes $(MINUTES) --out $(SOAK_OUT)
+
+soak-local: MINUTES ?= 5
+soak-local: $(STAMP)
+	$(BIN)/python -m soak local --minutes $(MINUTES) --out $(SOAK_OUT)
 
 bench: $(STAMP)
 	$(BIN)/python bench/node_overhead.py
