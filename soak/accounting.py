@@ -199,6 +199,17 @@ class Heal:
     #: flowing end to end again; None where not measured (the operator carries no traffic).
     flowing_seconds: float | None
 
+    @property
+    def healed_seconds(self) -> float | None:
+        """Both: the replacement runs and the messages flow (the operator: runs)."""
+        if self.replaced_seconds is None:
+            return None
+        if self.fault.kind == "operator":
+            return self.replaced_seconds
+        if self.flowing_seconds is None:
+            return None
+        return max(self.replaced_seconds, self.flowing_seconds)
+
 
 def _successor(identity: Identity, fault: Fault) -> bool:
     """Is ``identity`` a process that replaced the one ``fault`` hit?"""
@@ -229,21 +240,24 @@ def heal_times(
                 if _successor(reader.identity, fault) and reader.receipts:
                     times.append(reader.receipts[0].at)
             flowing = min(times) - fault.at if times else None
-        elif fault.kind == "hub":
-            flowing = _hub_flowing(fault, readers)
+        elif fault.kind == "hub" and fault.replaced_at is not None:
+            flowing = _hub_flowing(fault, fault.replaced_at, readers)
         replaced = None if fault.replaced_at is None else fault.replaced_at - fault.at
         heals.append(Heal(fault, replaced, flowing))
     return heals
 
 
-def _hub_flowing(fault: Fault, readers: Sequence[ReaderLog]) -> float | None:
-    """Every queue has delivered a message written after the fault (so through the new hub)."""
+def _hub_flowing(fault: Fault, replaced_at: float, readers: Sequence[ReaderLog]) -> float | None:
+    """Every queue has delivered a message written after the fault, once the new hub ran: a hub
+    deleted, even with no grace, may serve on for a moment, but not once its successor is
+    ready (the loops reach the hub through its Service, which lists ready pods only)."""
     first: dict[str, float] = {}
     queues: set[str] = set()
     for reader in readers:
         for r in reader.receipts:
             queues.add(r.queue)
-            if r.stamped_at > fault.at and r.at < first.get(r.queue, float("inf")):
+            after = r.stamped_at > fault.at and r.at >= replaced_at
+            if after and r.at < first.get(r.queue, float("inf")):
                 first[r.queue] = r.at
     if not queues or set(first) != queues:
         return None
@@ -351,9 +365,7 @@ class RunSummary:
             why.append("no message received at all")
         for heal in self.heals:
             fault = heal.fault
-            if heal.replaced_seconds is None or (
-                fault.kind != "operator" and heal.flowing_seconds is None
-            ):
+            if heal.healed_seconds is None:
                 why.append(f"{fault.kind} fault on {fault.target} never healed ({fault.error})")
         for v in self.memory_failures:
             why.append(f"{v.process} ({v.key}) grew {v.growth:.1%} after its warm-up")

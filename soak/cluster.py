@@ -15,10 +15,12 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from pydantic import BaseModel, Field
 
@@ -39,6 +41,9 @@ IMAGE_UID = 10001
 #: What the workload's nodes need in the loop pods (soak.nodes and what it imports).
 NODE_MODULES = ("__init__.py", "nodes.py", "records.py")
 GROUP, VERSION, PLURAL = "ostinato.dev", "v1alpha1", "workflows"
+# The project's cluster is reached without verifying its self-signed certificate (as the tests
+# do): one warning per API call would bury the soak's own lines.
+warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
 
 
 class ClusterSettings(BaseModel):
@@ -181,17 +186,27 @@ class ClusterHost:
                     f"{self.config.webhook} did not mutate it"
                 )
 
-    def _save_logs(self) -> None:
-        """The operator's and the hub's logs, for when a figure needs explaining."""
+    def _save_log(self, namespace: str, pod: str) -> None:
         logs = self.out / "logs"
         logs.mkdir(exist_ok=True)
+        got = self.cluster.kubectl("logs", "-n", namespace, pod, "--tail=5000", check=False)
+        (logs / f"{pod}.log").write_text(got.stdout + got.stderr)
+
+    def _save_logs(self) -> None:
+        """The operator's and the hub's logs and the namespace's events, for when a figure
+        needs explaining (the pods deleted by faults left theirs as they went)."""
         cfg = self.config
-        for ns, target in (
-            (cfg.operator_namespace, f"deployment/{cfg.release}-ostinato"),
-            (cfg.namespace, f"deployment/{NAME}-hub"),
+        for namespace, selector in (
+            (cfg.operator_namespace, self._operator_selector()),
+            (cfg.namespace, self._hub_selector()),
         ):
-            got = self.cluster.kubectl("logs", "-n", ns, target, "--tail=2000", check=False)
-            (logs / (target.replace("/", "-") + ".log")).write_text(got.stdout + got.stderr)
+            for pod in self._pods(namespace, selector):
+                self._save_log(namespace, pod.metadata.name)
+        events = self.cluster.kubectl(
+            "get", "events", "-n", cfg.namespace, "-o", "wide", "--sort-by=.lastTimestamp",
+            check=False,
+        )  # fmt: skip
+        (self.out / "logs" / "events.txt").write_text(events.stdout + events.stderr)
 
     # -- pods ----------------------------------------------------------------------------
 
@@ -241,6 +256,8 @@ class ClusterHost:
         else:
             namespace = cfg.operator_namespace
             pod = self._live(namespace, self._operator_selector())
+        if planned.kind != "loop":  # its log goes with it: keep it
+            self._save_log(namespace, pod.metadata.name)
         at = time.time()
         self._delete(namespace, pod, planned.how)
         name = pod.metadata.name

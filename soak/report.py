@@ -69,23 +69,27 @@ def _faults(run: RunSummary) -> list[str]:
     if not run.heals:
         return ["No faults were injected."]
     lines = [
-        "| # | at | fault | target | how | replaced after (s) | flowing again after (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| # | at | fault | target | how | replaced (s) | flowing again (s) | healed (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, heal in enumerate(run.heals, 1):
         f = heal.fault
         offset = f.at - run.started_at
         lines.append(
             f"| {i} | +{offset:.0f} s | {f.kind} | {f.target} | {f.how} "
-            f"| {_seconds(heal.replaced_seconds)} | {_seconds(heal.flowing_seconds)} |"
+            f"| {_seconds(heal.replaced_seconds)} | {_seconds(heal.flowing_seconds)} "
+            f"| {_seconds(heal.healed_seconds)} |"
         )
     lines += ["", *_heal_summary(run.heals)]
     return lines
 
 
 def _heal_summary(heals: Sequence[Heal]) -> list[str]:
-    lines = ["| fault | count | replaced: median / max (s) | flowing: median / max (s) |"]
-    lines.append("|---|---|---|---|")
+    lines = [
+        "| fault | count | replaced: median / max (s) | flowing: median / max (s) "
+        "| healed: median / max (s) |",
+        "|---|---|---|---|---|",
+    ]
     for kind in ("loop", "hub", "operator"):
         mine = [h for h in heals if h.fault.kind == kind]
         if not mine:
@@ -98,7 +102,10 @@ def _heal_summary(heals: Sequence[Heal]) -> list[str]:
 
         replaced = [h.replaced_seconds for h in mine if h.replaced_seconds is not None]
         flowing = [h.flowing_seconds for h in mine if h.flowing_seconds is not None]
-        lines.append(f"| {kind} | {len(mine)} | {spread(replaced)} | {spread(flowing)} |")
+        healed = [h.healed_seconds for h in mine if h.healed_seconds is not None]
+        lines.append(
+            f"| {kind} | {len(mine)} | {spread(replaced)} | {spread(flowing)} | {spread(healed)} |"
+        )
     return lines
 
 
@@ -154,9 +161,10 @@ def render(runs: Sequence[RunSummary], images: dict[str, str]) -> str:
             "",
             "### Faults and heal times",
             "",
-            "Replaced: the fault until its replacement runs (pod Ready, new process seen). "
-            "Flowing again: until a message of the replacement (for the hub: a message written "
-            "after the fault, on every queue) reaches a reader.",
+            "Seconds from the fault: replaced, until its replacement runs (pod Ready, the "
+            "new process serving); flowing again, until a message of the replacement (for "
+            "the hub: a message written after the fault, on every queue, once the new hub "
+            "runs) reaches a reader; healed, both.",
             "",
             *_faults(run),
             "",

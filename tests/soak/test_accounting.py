@@ -144,9 +144,8 @@ def test_throughput_buckets_count_first_receipts() -> None:
 
 
 def _fault(kind: str, at: float, **extra: object) -> Fault:
-    return Fault.model_validate(
-        {"kind": kind, "target": "t", "how": "delete", "at": at, "replaced_at": at + 2, **extra}
-    )
+    fields = {"kind": kind, "target": "t", "how": "delete", "at": at, "replaced_at": at + 2}
+    return Fault.model_validate({**fields, **extra})
 
 
 def test_a_loop_fault_heals_when_its_replacement_s_messages_flow() -> None:
@@ -191,6 +190,11 @@ def test_a_hub_fault_heals_when_every_queue_delivers_a_message_written_after_it(
     )
     (heal,) = heal_times([_fault("hub", 100.0)], [], [receipts, events])
     assert heal.flowing_seconds == pytest.approx(7.5)
+    assert heal.healed_seconds == pytest.approx(7.5)
+    # A hub deleted without grace serves on for a moment: what it delivered before its
+    # successor ran proves nothing.
+    (late,) = heal_times([_fault("hub", 100.0, replaced_at=105.0)], [], [receipts, events])
+    assert late.flowing_seconds is None
     (never,) = heal_times([_fault("hub", 200.0)], [], [receipts, events])
     assert never.flowing_seconds is None
     (operator,) = heal_times([_fault("operator", 100.0)], [], [receipts])

@@ -107,8 +107,10 @@ def test_the_report_has_its_tables_and_a_real_png(tmp_path: Path) -> None:
     assert "Verdict: **FAIL**: 1 acknowledged message(s) lost" in text
     assert "| events | monitor | 100 | 100 | 99 | 1 |" in text
     assert "Lost, first examples (writer incarnation#seq): w1#50" in text
-    assert "| 1 | +30 s | loop | monitor/0 | SIGKILL | 1.0 | 1.5 |" in text
-    assert "| 2 | +60 s | hub | hub | SIGKILL | 2.5 | 1.5 |" in text
+    assert "| 1 | +30 s | loop | monitor/0 | SIGKILL | 1.0 | 1.5 | 1.5 |" in text
+    # The first message through the new hub: written after the fault, received once it ran.
+    assert "| 2 | +60 s | hub | hub | SIGKILL | 2.5 | 2.5 | 2.5 |" in text
+    assert "| loop | 1 | 1.0 / 1.0 | 1.5 / 1.5 | 1.5 / 1.5 |" in text
     assert "| hub | 1 | 1 | 40.0 | 40.0 | +0.0% |" in text
     assert "![synthetic: throughput, memory and faults](synthetic.png)" in text
     image = (tmp_path / "synthetic.png").read_bytes()
