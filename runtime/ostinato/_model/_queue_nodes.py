@@ -243,13 +243,14 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
 
         self._submit(data, done)
         if not await self.context.wait(acked, stop_only=True, owned=True):
-            # A stop during backpressure: the message is with the hub (parked until there is
-            # room), just not acknowledged yet. Not a failure of this iteration.
-            self.context.logger.warning(
-                "stopping before the hub acknowledged a message on %r (it waits in the hub)",
-                self.config.queue,
+            # A stop before the acknowledgement: the message may be parked in the hub, or may
+            # never reach it (the hub down, the put still in this process when it exits). The
+            # nodes after this one must not take it for acknowledged, so the iteration fails,
+            # as a blocking reader's does when a stop ends its wait.
+            raise QueueError(
+                f"stopped before the hub acknowledged a message on {self.config.queue!r} "
+                "(it may still reach the readers, or be lost)"
             )
-            return data
         if refusal:  # the hub's refusal (too large, unknown queue)
             raise refusal[0]
         return data
