@@ -10,12 +10,20 @@ from typing import Any
 __all__ = ["http_json", "ready"]
 
 
-def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:
-    """GET ``url`` (or POST ``body`` to it) and parse the JSON answer."""
+def http_json(
+    url: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 5.0,
+    token: str | None = None,
+) -> Any:
+    """GET ``url`` (or POST ``body`` to it, with the workflow's control ``token``) and parse
+    the JSON answer."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
     if data is not None:
         request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=timeout) as answer:
         return json.loads(answer.read())
 

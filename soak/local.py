@@ -6,6 +6,7 @@ its kept state directory."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -84,16 +85,19 @@ class RunHost:
         self.records_dir = out / "records"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.token_file = out / "control.token"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.token_file.unlink(missing_ok=True)  # a new token, written by `ostinato run`
         workflow = _write_workflow(self.out, self.settings, self.records_dir, "process")
         argv = [
             *(sys.executable, "-m", "ostinato", "run", str(workflow)),
             *("--state-dir", str(self.out / "state"), "--metrics-port", str(self.port)),
             *("--live", "never", "--status-every", "0"),
+            *("--control-token-file", str(self.token_file)),
         ]
         with (self.out / "ostinato-run.log").open("ab") as output:
             self.proc = subprocess.Popen(
@@ -158,7 +162,8 @@ class RunHost:
         return found
 
     def stop_writers(self) -> None:
-        http_json(f"{self.url}/control", {"loop": "writer", "state": "paused"})
+        token = self.token_file.read_text().strip()
+        http_json(f"{self.url}/control", {"loop": "writer", "state": "paused"}, token=token)
 
     def queue_depths(self) -> dict[str, int]:
         queues = http_json(f"{self.url}/status")["queues"]
@@ -326,7 +331,9 @@ class DistributedHost:
         return found
 
     def stop_writers(self) -> None:
-        http_json(f"{self.url}/control", {"loop": "writer", "state": "paused"})
+        # The hub's control token is the key file's (ostinato keys writes it there).
+        token = json.loads((self.out / "workflow.keys").read_text())["control_token"]
+        http_json(f"{self.url}/control", {"loop": "writer", "state": "paused"}, token=token)
 
     def queue_depths(self) -> dict[str, int]:
         queues = http_json(f"{self.url}/status")["queues"]

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 def test_a_short_local_soak_with_one_kill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     settings = RunSettings(
         traffic_seconds=20,
-        workload=WorkloadSettings(messages_per_second=200),
+        workload=WorkloadSettings(messages_per_second=200, writers=2),
         # One loop fault, a few seconds in; no hub to kill under `ostinato run`.
         chaos=ChaosSettings(
             seed=5, hub_kills=0, operator_restarts=0, loop_interval_seconds=(100.0, 100.0)
