@@ -8,7 +8,9 @@ Definitions (docs/reliability.md):
   own) should receive it.
 - **lost**: acknowledged to the writer, received by no reader of a group. The goal is 0.
 - **unacked lost**: written (stamped) but never acknowledged and never received: the writer
-  died with it in flight. Allowed: nobody was told it was sent.
+  was killed or stopped with it in flight, or before it went to this queue at all (a writer
+  stopped while waiting for its first queue never sends it to the second). Allowed: nobody was
+  told it was sent.
 - **duplicated**: receipts in a group beyond the first of a message.
 - **out of order**: per reader incarnation and writer incarnation, a message received for the
   first time after one with a higher sequence number.

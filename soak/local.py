@@ -205,7 +205,8 @@ class DistributedHost:
     description = (
         "Distributed mode on this machine: `ostinato hub` (durable queues in its --state-dir) "
         "and an `ostinato loop` process per replica over tcp:// with CURVE, restarted when they "
-        "die; faults SIGKILL a random loop process, and the hub twice."
+        "end; faults SIGKILL or SIGTERM (a graceful stop) a random loop process, and SIGKILL "
+        "the hub twice."
     )
 
     def __init__(self, out: Path, settings: RunSettings) -> None:
@@ -293,7 +294,8 @@ class DistributedHost:
         return _units(self.settings)
 
     def fault_hows(self) -> tuple[list[str], str, str | None]:
-        return ["SIGKILL"], "SIGKILL", None
+        # SIGTERM: the loop stops gracefully (and exits 0), as a pod deleted with grace does.
+        return ["SIGKILL", "SIGTERM"], "SIGKILL", None
 
     def inject(self, planned: Planned) -> Fault:
         if planned.kind == "operator":
@@ -303,10 +305,10 @@ class DistributedHost:
             pid = unit.pid
             if pid is None:
                 raise RuntimeError(f"{planned.target} has no process now")
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.Signals[planned.how])
         loop = None if planned.kind == "hub" else planned.target.split("/")[0]
         return Fault(
-            kind=planned.kind, target=planned.target, how="SIGKILL", loop=loop, at=time.time(),
+            kind=planned.kind, target=planned.target, how=planned.how, loop=loop, at=time.time(),
             old=str(pid),
         )  # fmt: skip
 
