@@ -11,7 +11,7 @@ from pathlib import Path
 from .accounting import RunSummary
 from .chaos import ChaosSettings, log
 from .report import write
-from .runner import Host, RunSettings, soak
+from .runner import RUN_FILE, Host, RunSettings, soak, summarize
 from .workload import WorkloadSettings
 
 __all__ = ["main"]
@@ -31,9 +31,10 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m soak", description=__doc__)
     p.add_argument(
         "host",
-        choices=["cluster", "local"],
+        choices=["cluster", "local", "report"],
         help="cluster: the project's single-node Kubernetes; local: `ostinato run` with process "
-        "loops, then distributed mode (hub + loop processes), half the minutes each",
+        "loops, then distributed mode (hub + loop processes), half the minutes each; report: "
+        "count the runs already in --out again and write their report",
     )
     p.add_argument(
         "--minutes",
@@ -66,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     workload = WorkloadSettings(messages_per_second=args.rate)
     runs: list[RunSummary] = []
     started = time.monotonic()
-    if args.host == "cluster":
+    if args.host == "report":
+        found = sorted(p.parent for p in out.glob(f"*/{RUN_FILE}"))
+        if not found:
+            print(f"python -m soak report: no run in {out} (no */{RUN_FILE})", file=sys.stderr)
+            return 2
+        runs.extend(summarize(path) for path in found)
+    elif args.host == "cluster":
         from .cluster import ClusterHost
 
         minutes = args.minutes or 30.0

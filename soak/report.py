@@ -196,11 +196,18 @@ def plot(run: RunSummary, path: Path) -> None:
     top.axhline(run.target_per_second, color="grey", linestyle=":", linewidth=1)
     top.set_ylabel("messages/s received")
     top.set_title(f"{run.name}: throughput ({width:.0f} s buckets), memory, faults")
-    by_process: dict[str, list[tuple[float, float]]] = {}
+    # One line per process incarnation (a restart starts a new one), one colour per process.
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for s in sorted(run.samples, key=lambda s: s.at):
-        by_process.setdefault(s.process, []).append(((s.at - t0) / 60, s.rss_bytes / MIB))
-    for name, points in sorted(by_process.items()):
-        bottom.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1)
+        series.setdefault((s.process, s.key), []).append(((s.at - t0) / 60, s.rss_bytes / MIB))
+    names = sorted({name for name, _ in series})
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    labelled: set[str] = set()
+    for (name, _key), points in sorted(series.items(), key=lambda item: item[1][0][0]):
+        label = name if name not in labelled else None
+        labelled.add(name)
+        xs_, ys_ = [p[0] for p in points], [p[1] for p in points]
+        bottom.plot(xs_, ys_, color=colours[name], label=label, linewidth=1)
     bottom.set_ylabel("resident memory (MiB)")
     bottom.set_xlabel("minutes since start")
     seen: set[str] = set()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -22,10 +22,12 @@ from .accounting import (
     memory_verdicts,
 )
 from .chaos import ChaosSettings, Fault, Planned, log, plan, read_faults, run_plan
-from .collect import MemorySample, Sampler, read_samples
+from .collect import Sampler, read_samples
 from .workload import QUEUES, WorkloadSettings, loop_replicas
 
-__all__ = ["Host", "RunSettings", "soak"]
+__all__ = ["RUN_FILE", "Host", "RunRecord", "RunSettings", "soak", "summarize"]
+
+RUN_FILE = "run.json"
 
 
 class RunSettings(BaseModel):
@@ -152,20 +154,35 @@ def soak(host: Host, settings: RunSettings, out: Path) -> RunSummary:
                 f"the queues were not empty {settings.drain_timeout_seconds:.0f} s after the "
                 "writers stopped: messages still in them count as lost"
             )
-    return summarize(
-        host, settings, started_wall, read_faults(chaos_log), read_samples(memory_log), notes
+    record = RunRecord(
+        name=host.name,
+        description=host.description,
+        started_at=started_wall,
+        settings=settings,
+        notes=notes,
     )
+    (out / RUN_FILE).write_text(record.model_dump_json(indent=1))
+    return summarize(out)
 
 
-def summarize(
-    host: Host,
-    settings: RunSettings,
-    started_at: float,
-    faults: Sequence[Fault],
-    samples: Sequence[MemorySample],
-    notes: list[str],
-) -> RunSummary:
-    writers, readers = records.load(host.records_dir)
+class RunRecord(BaseModel):
+    """What a run's directory says about the run beside its records and logs (run.json), so
+    its report can be made again (`python -m soak report DIR`)."""
+
+    name: str
+    description: str
+    started_at: float
+    settings: RunSettings
+    notes: list[str] = Field(default_factory=list)
+
+
+def summarize(out: Path) -> RunSummary:
+    """Count a finished run from its directory: run.json, records/, chaos.jsonl, memory.jsonl."""
+    run = RunRecord.model_validate_json((out / RUN_FILE).read_text())
+    settings = run.settings
+    writers, readers = records.load(out / "records")
+    faults = read_faults(out / "chaos.jsonl")
+    samples = read_samples(out / "memory.jsonl")
     reading = {"jobs": ["worker"], "events": ["monitor"]}
     assert set(reading) == set(QUEUES)
     messages = count_messages(writers, readers, QUEUES, reading)
@@ -173,20 +190,21 @@ def summarize(
     span = min(max(settings.traffic_seconds / 5, 60.0), 600.0)
     replicas = loop_replicas(settings.workload)
     return RunSummary(
-        name=host.name,
-        description=f"{host.description} Loops: "
+        name=run.name,
+        description=f"{run.description} Loops: "
         + ", ".join(f"{loop} x{n}" for loop, n in replicas.items())
         + ".",
-        started_at=started_at,
+        started_at=run.started_at,
         traffic_seconds=settings.traffic_seconds,
         target_per_second=settings.workload.messages_per_second,
         seed=settings.chaos.seed,
         messages=messages,
-        heals=heal_times(faults, writers, readers),
+        # The chaos log is in the order replacements ran; the report lists faults in time.
+        heals=heal_times(sorted(faults, key=lambda f: f.at), writers, readers),
         memory=memory_verdicts(samples, warmup, span),
         samples=list(samples),
         warmup_seconds=warmup,
         min_span_seconds=span,
         goals=Goals(),
-        notes=notes,
+        notes=run.notes,
     )
