@@ -11,7 +11,7 @@ from pathlib import Path
 from .accounting import RunSummary
 from .chaos import ChaosSettings, log
 from .report import write
-from .runner import RUN_FILE, Host, RunSettings, soak, summarize
+from .runner import RUN_FILE, Host, RunSettings, SoakError, soak, summarize
 from .workload import WorkloadSettings
 
 __all__ = ["main"]
@@ -61,50 +61,55 @@ def _run(host: Host, settings: RunSettings, out: Path) -> RunSummary:
     return summary
 
 
+def _runs(host: str, minutes: float | None, seed: int, rate: float, out: Path) -> list[RunSummary]:
+    """Run the soak on ``host`` (or, for `report`, count the runs in ``out`` again)."""
+    workload = WorkloadSettings(messages_per_second=rate)
+    if host == "report":
+        found = sorted(p.parent for p in out.glob(f"*/{RUN_FILE}"))
+        if not found:
+            raise SoakError(f"no run in {out} (no */{RUN_FILE})")
+        return [summarize(path) for path in found]
+    if host == "cluster":
+        from .cluster import ClusterHost
+
+        settings = RunSettings(
+            traffic_seconds=(minutes or 30.0) * 60,
+            workload=workload,
+            chaos=ChaosSettings(seed=seed),
+        )
+        return [_run(ClusterHost(out / "cluster", settings), settings, out / "cluster")]
+    from .local import DistributedHost, RunHost
+
+    half = (minutes or 5.0) * 60 / 2
+    local = RunSettings(
+        traffic_seconds=half,
+        workload=workload,
+        chaos=ChaosSettings(seed=seed, hub_kills=0, operator_restarts=0),
+    )
+    runs = [_run(RunHost(out / "local-run", local), local, out / "local-run")]
+    distributed = RunSettings(
+        traffic_seconds=half,
+        workload=workload,
+        chaos=ChaosSettings(seed=seed, operator_restarts=0),
+    )
+    path = out / "local-distributed"
+    runs.append(_run(DistributedHost(path, distributed), distributed, path))
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out: Path = args.out.resolve()
-    workload = WorkloadSettings(messages_per_second=args.rate)
-    runs: list[RunSummary] = []
     started = time.monotonic()
-    if args.host == "report":
-        found = sorted(p.parent for p in out.glob(f"*/{RUN_FILE}"))
-        if not found:
-            print(f"python -m soak report: no run in {out} (no */{RUN_FILE})", file=sys.stderr)
-            return 2
-        runs.extend(summarize(path) for path in found)
-    elif args.host == "cluster":
-        from .cluster import ClusterHost
-
-        minutes = args.minutes or 30.0
-        settings = RunSettings(
-            traffic_seconds=minutes * 60,
-            workload=workload,
-            chaos=ChaosSettings(seed=args.seed),
-        )
-        runs.append(_run(ClusterHost(out / "cluster", settings), settings, out / "cluster"))
-    else:
-        from .local import DistributedHost, RunHost
-
-        half = (args.minutes or 5.0) * 60 / 2
-        local = RunSettings(
-            traffic_seconds=half,
-            workload=workload,
-            chaos=ChaosSettings(seed=args.seed, hub_kills=0, operator_restarts=0),
-        )
-        runs.append(_run(RunHost(out / "local-run", local), local, out / "local-run"))
-        distributed = RunSettings(
-            traffic_seconds=half,
-            workload=workload,
-            chaos=ChaosSettings(seed=args.seed, operator_restarts=0),
-        )
-        path = out / "local-distributed"
-        runs.append(_run(DistributedHost(path, distributed), distributed, path))
+    try:
+        runs = _runs(args.host, args.minutes, args.seed, args.rate, out)
+    except SoakError as exc:
+        print(f"python -m soak {args.host}: {exc}", file=sys.stderr)
+        return 1
     page = write(runs, out)
-    failed = [r.name for r in runs if r.failures]
     log(f"report: {page} ({time.monotonic() - started:.0f} s in all)")
     print(page)
-    return 1 if failed else 0
+    return 1 if any(r.failures for r in runs) else 0
 
 
 if __name__ == "__main__":

@@ -24,14 +24,15 @@ import urllib3
 import yaml
 from pydantic import BaseModel, Field
 
-from hack.k8s import chart, images
-from hack.k8s.cluster import Cluster, locked
+from hack.k8s import binaries, chart, images
+from hack.k8s._lock import LockBusyError, LockReenteredError
+from hack.k8s.cluster import Cluster, locked, why_unavailable
 
 from ._http import http_json
 from .admission import NAMESPACE_LABEL, RECORDS_MOUNT, RecordsWebhook
 from .chaos import Fault, Planned, log
 from .collect import container_pids
-from .runner import RunSettings
+from .runner import RunSettings, SoakError
 from .workload import NAME, document, loop_replicas
 
 __all__ = ["ClusterHost", "ClusterSettings"]
@@ -108,14 +109,21 @@ class ClusterHost:
             shutil.copy(here / name, package / name)
 
     def _image(self) -> None:
-        with locked(self.config.lock_wait_seconds):
-            started = time.monotonic()
-            self.cluster.up(reuse=True, keep=True)
-            built = self.cluster.ensure_image()
-            images.ctr(
-                self.cluster.containerd_socket, "images", "tag", "--force", built, self.config.image
-            )
-            log(f"cluster up, {self.config.image} ready ({time.monotonic() - started:.0f} s)")
+        why = why_unavailable()
+        if why is not None:
+            raise SoakError(why)
+        try:
+            with locked(self.config.lock_wait_seconds):
+                started = time.monotonic()
+                self.cluster.up(reuse=True, keep=True)
+                built = self.cluster.ensure_image()
+                images.ctr(
+                    self.cluster.containerd_socket, "images", "tag", "--force", built,
+                    self.config.image,
+                )  # fmt: skip
+        except (binaries.Unavailable, LockBusyError, LockReenteredError) as exc:
+            raise SoakError(str(exc)) from None
+        log(f"cluster up, {self.config.image} ready ({time.monotonic() - started:.0f} s)")
 
     def _clean(self) -> None:
         """What an interrupted run left: its release, namespaces and webhook."""
@@ -163,7 +171,7 @@ class ClusterHost:
             deadline = time.monotonic() + cfg.ready_timeout_seconds
             while not self._workflow_ready():
                 if time.monotonic() > deadline:
-                    raise RuntimeError(
+                    raise SoakError(
                         f"Workflow {NAME} not Ready in {cfg.ready_timeout_seconds:.0f} s"
                     )
                 time.sleep(2)
@@ -181,7 +189,7 @@ class ClusterHost:
         for pod in self._pods(self.config.namespace, "app.kubernetes.io/component=loop"):
             volumes = {v.name for v in pod.spec.volumes or []}
             if "soak-records" not in volumes:
-                raise RuntimeError(
+                raise SoakError(
                     f"pod {pod.metadata.name} has no soak-records volume: the webhook "
                     f"{self.config.webhook} did not mutate it"
                 )

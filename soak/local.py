@@ -22,7 +22,7 @@ import yaml
 
 from ._http import http_json, ready
 from .chaos import Fault, Planned, log
-from .runner import RunSettings
+from .runner import RunSettings, SoakError
 from .workload import document, loop_replicas
 
 __all__ = ["DistributedHost", "RunHost"]
@@ -107,7 +107,7 @@ class RunHost:
             deadline = time.monotonic() + 60
             while not ready(f"{self.url}/readyz"):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"ostinato run did not serve {self.url}; see its log")
+                    raise SoakError(f"ostinato run did not serve {self.url}; see its log")
                 time.sleep(0.2)
             yield
         finally:
@@ -258,7 +258,7 @@ class DistributedHost:
             deadline = time.monotonic() + 60
             while not ready(f"{self.url}/readyz"):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("ostinato hub did not get ready; see logs/hub.log")
+                    raise SoakError("ostinato hub did not get ready; see logs/hub.log")
                 time.sleep(0.2)
             for name, unit in self.units.items():
                 if name != "hub":

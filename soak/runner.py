@@ -25,9 +25,14 @@ from .chaos import ChaosSettings, Fault, Planned, log, plan, read_faults, run_pl
 from .collect import Sampler, read_samples
 from .workload import QUEUES, WorkloadSettings, loop_replicas
 
-__all__ = ["RUN_FILE", "Host", "RunRecord", "RunSettings", "soak", "summarize"]
+__all__ = ["RUN_FILE", "Host", "RunRecord", "RunSettings", "SoakError", "soak", "summarize"]
 
 RUN_FILE = "run.json"
+
+
+class SoakError(RuntimeError):
+    """The soak cannot go on (no cluster here, nothing flowing, a process that will not
+    start): one line for the person running it, no traceback."""
 
 
 class RunSettings(BaseModel):
@@ -89,7 +94,7 @@ def _wait_flowing(host: Host, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while records.count_received(host.records_dir) == 0:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{host.name}: no message reached a reader within {timeout:.0f} s")
+            raise SoakError(f"{host.name}: no message reached a reader within {timeout:.0f} s")
         time.sleep(1)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from soak.__main__ import main
 from soak.accounting import RunSummary, count_messages, heal_times, memory_verdicts
 from soak.chaos import Fault
 from soak.collect import MemorySample
@@ -116,3 +117,11 @@ def test_the_report_has_its_tables_and_a_real_png(tmp_path: Path) -> None:
     image = (tmp_path / "synthetic.png").read_bytes()
     assert png_size(image) == (1100, 750)
     assert len(image) > 10_000  # drawn, not an empty canvas
+
+
+def test_a_report_of_a_directory_without_runs_is_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"python -m soak report: no run in {tmp_path} (no */run.json)\n"
