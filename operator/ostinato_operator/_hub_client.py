@@ -3,15 +3,12 @@ control token, with timeouts. The token goes in a header only: never in an error
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pydantic
 
 from ostinato import DesiredState, WorkflowStatus
-from ostinato.lowlevel import ControlReply, ControlRequest
+from ostinato.lowlevel import ControlReply, ControlRequest, ServerError, request_json
 
 __all__ = ["HubError", "get_status", "post_control"]
 
@@ -29,25 +26,10 @@ def _request(
     url: str, timeout: float, body: pydantic.BaseModel | None = None, token: str | None = None
 ) -> Any:
     data = None if body is None else body.model_dump_json().encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token is not None:
-        req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            detail = exc.read(500).decode("utf-8", "replace").strip()
-        raise HubError(f"{url}: HTTP {exc.code}: {detail}", exc.code) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise HubError(f"{url}: {reason}") from None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise HubError(f"{url}: not JSON: {exc}") from None
+        return request_json(url, timeout=timeout, token=token, body=data)
+    except ServerError as exc:
+        raise HubError(str(exc), exc.code) from None
 
 
 def get_status(base_url: str, timeout: float) -> WorkflowStatus:

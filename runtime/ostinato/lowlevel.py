@@ -16,6 +16,7 @@ from ._model._errors import errors_from_pydantic
 from ._model._plan import LoopPlan, WorkflowPlan
 from ._model._spec import LoopSpec, QueueSpec, ResourcesSpec, WorkflowSpec
 from ._model._status import MAX_ERROR_CHARS, replica_key, truncate
+from ._observe._client import ServerError, request_json
 from ._observe._http import ControlReply, ControlRequest
 
 if TYPE_CHECKING:
@@ -36,12 +37,14 @@ __all__ = [
     "LoopSpec",
     "QueueSpec",
     "ResourcesSpec",
+    "ServerError",
     "WorkflowPlan",
     "WorkflowSpec",
     "errors_from_pydantic",
     "generate_control_token",
     "generate_keys",
     "replica_key",
+    "request_json",
     "truncate",
 ]
 

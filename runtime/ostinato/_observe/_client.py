@@ -21,7 +21,12 @@ __all__ = ["ServerError", "control_command", "request_json", "status_command"]
 
 
 class ServerError(RuntimeError):
-    """The server could not be reached or refused; the message is one line saying why."""
+    """The server could not be reached or refused; the message is one line saying why, and
+    ``code`` is the HTTP status of a refusal (401: the token was refused), None otherwise."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def request_json(
@@ -43,7 +48,7 @@ def request_json(
         with contextlib.suppress(ValueError, KeyError, TypeError):
             detail = str(json.loads(detail)["error"])
         detail = detail.splitlines()[0] if detail else str(exc.reason)
-        raise ServerError(f"{url}: HTTP {exc.code}: {detail}") from None
+        raise ServerError(f"{url}: HTTP {exc.code}: {detail}", exc.code) from None
     except (urllib.error.URLError, OSError) as exc:
         raise ServerError(f"cannot read {url}: {getattr(exc, 'reason', exc)}") from None
     try:
