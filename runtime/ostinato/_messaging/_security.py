@@ -34,6 +34,20 @@ from zmq.utils import z85
 
 from ._token import CONTROL_TOKEN_FIELD, generate_control_token, write_private_file
 
+__all__ = [
+    "ENV_VARS",
+    "ZAP_DOMAIN",
+    "CurveKeyError",
+    "CurveKeys",
+    "ServerSecurity",
+    "generate_keys",
+    "keys_command",
+    "keys_from_env",
+    "load_keys",
+    "save_keys",
+    "secure_client",
+]
+
 log = logging.getLogger("ostinato.hub.security")
 
 #: ZAP domain of the hub's secured sockets; the authenticator answers for this domain only.
