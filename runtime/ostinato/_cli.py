@@ -252,7 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     running.append(orchestrator)
     server = None
     if args.metrics_port:
-        from ._hosting._http import TokenSources, WorkflowHttp
+        from ._hosting._workflow_http import TokenSources, WorkflowHttp
         from ._messaging._token import ControlTokenError
         from ._observe._http import HttpSettings
 

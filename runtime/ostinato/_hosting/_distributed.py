@@ -18,8 +18,8 @@ from .._model._plan import WorkflowPlan
 from .._model._spec import DesiredState
 from .._model._status import LoopState, WorkflowStatus
 from .._observe._http import HttpSettings
-from ._http import TokenSources, WorkflowHttp
 from ._replica import attach, replica_identity
+from ._workflow_http import TokenSources, WorkflowHttp
 
 __all__ = ["run_hub", "run_loop"]
 
