@@ -8,9 +8,9 @@ import json
 import sys
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .._model._spec import DesiredState
 from .._model._status import WorkflowStatus
@@ -64,22 +64,43 @@ def _one_line(exc: ValueError) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _fetch(
+    command: str,
+    target: str,
+    model: type[M],
+    what: str,
+    *,
+    timeout: float,
+    token: str | None,
+    body: bytes | None = None,
+) -> tuple[Any, M] | None:
+    """``request_json`` and the answer as ``model``; None after printing the one-line error
+    of ``ostinato COMMAND``."""
+    try:
+        doc = request_json(target, timeout=timeout, token=token, body=body)
+        return doc, model.model_validate(doc)
+    except ServerError as exc:
+        print(f"ostinato {command}: {exc}", file=sys.stderr)
+    except ValueError as exc:
+        print(
+            f"ostinato {command}: {target} did not answer {what}: {_one_line(exc)}", file=sys.stderr
+        )
+    return None
+
+
 def status_command(url: str, as_json: bool, timeout: float, token: str | None = None) -> int:
     """``ostinato status``: fetch ``URL/status`` and print it as the table ``ostinato run``
     prints (or its JSON)."""
     target = url.rstrip("/") + "/status"
-    try:
-        doc = request_json(target, timeout=timeout, token=token)
-        status = WorkflowStatus.model_validate(doc)
-    except ServerError as exc:
-        print(f"ostinato status: {exc}", file=sys.stderr)
+    got = _fetch(
+        "status", target, WorkflowStatus, "a workflow status", timeout=timeout, token=token
+    )
+    if got is None:
         return 1
-    except ValueError as exc:
-        print(
-            f"ostinato status: {target} did not answer a workflow status: {_one_line(exc)}",
-            file=sys.stderr,
-        )
-        return 1
+    doc, status = got
     if as_json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -102,18 +123,12 @@ def control_command(
     print what every loop is now asked to be (a table, or the reply's JSON)."""
     target = url.rstrip("/") + "/control"
     body = ControlRequest(loop=loop, state=state).model_dump_json().encode()
-    try:
-        doc = request_json(target, timeout=timeout, token=token, body=body)
-        reply = ControlReply.model_validate(doc)
-    except ServerError as exc:
-        print(f"ostinato control: {exc}", file=sys.stderr)
+    got = _fetch(
+        "control", target, ControlReply, "a control reply", timeout=timeout, token=token, body=body
+    )
+    if got is None:
         return 1
-    except ValueError as exc:
-        print(
-            f"ostinato control: {target} did not answer a control reply: {_one_line(exc)}",
-            file=sys.stderr,
-        )
-        return 1
+    doc, reply = got
     if as_json:
         print(json.dumps(doc, indent=2))
         return 0
