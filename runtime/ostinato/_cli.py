@@ -133,7 +133,19 @@ def _parser() -> argparse.ArgumentParser:
             "--http-host", default="0.0.0.0", help="address the HTTP server binds (0.0.0.0)"
         )
     hub.add_argument("--state-dir", type=Path, help="where durable queues are kept")
+    hub.add_argument(
+        "--ui-managed-by-operator",
+        action="store_true",
+        help="with --ui: the operator owns the desired states, so the console shows the spec's "
+        "state and the kubectl patch that changes it instead of controls",
+    )
     for server in (run, hub):
+        server.add_argument(
+            "--ui",
+            action="store_true",
+            help="serve the live web console at /console/ (ostinato run: on --metrics-port, or "
+            "a free port of 127.0.0.1 when it is 0) and print its URL",
+        )
         server.add_argument(
             "--control-token-file",
             type=Path,
@@ -251,20 +263,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     running.append(orchestrator)
     server = None
-    if args.metrics_port:
+    if args.metrics_port or args.ui:
         from ._hosting._workflow_http import TokenSources, WorkflowHttp
         from ._messaging._token import ControlTokenError
+        from ._observe._console import Console
         from ._observe._http import HttpSettings
 
         try:
             found = TokenSources(file=args.control_token_file).configured()
+            settings = HttpSettings(token_for_reads=args.token_for_reads)
             server = WorkflowHttp(
                 orchestrator,
                 plan.name,
                 host="127.0.0.1",
                 port=args.metrics_port,
-                settings=HttpSettings(token_for_reads=args.token_for_reads),
+                settings=settings,
                 found=found,
+                console=Console(plan, every=settings.sample_every_seconds) if args.ui else None,
             ).start()
         except ControlTokenError as exc:
             print(f"ostinato run: {exc}", file=sys.stderr)
@@ -272,6 +287,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"--metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
             return 1
+        if server.server.console_url is not None:
+            print(f"console: {server.server.console_url} (control token: {server.token_from})")
+            sys.stdout.flush()
     from ._messaging._store import DurableStoreError
 
     try:
@@ -388,8 +406,16 @@ def cmd_distributed(args: argparse.Namespace) -> int:
     from ._messaging._security import CurveKeyError
     from ._messaging._store import DurableStoreError
     from ._messaging._token import ControlTokenError
+    from ._observe._console import ConsoleSettings
     from ._observe._http import HttpSettings
 
+    if args.command == "hub" and (args.ui or args.ui_managed_by_operator):
+        wrong = "--ui needs --http-port" if args.http_port is None else None
+        if args.ui_managed_by_operator and not args.ui:
+            wrong = "--ui-managed-by-operator needs --ui"
+        if wrong is not None:
+            print(f"ostinato hub: {wrong}", file=sys.stderr)
+            return 1
     if args.command == "loop" and args.loop_name not in {lp.name for lp in plan.loops}:
         print(
             f"{args.file}: workflow {plan.name!r} has no loop {args.loop_name!r}", file=sys.stderr
@@ -407,6 +433,9 @@ def cmd_distributed(args: argparse.Namespace) -> int:
                 http_port=args.http_port,
                 http_settings=HttpSettings(token_for_reads=args.token_for_reads),
                 control_token_file=args.control_token_file,
+                console=ConsoleSettings(managed_by_operator=args.ui_managed_by_operator)
+                if args.ui
+                else None,
             )
         return run_loop(
             plan,

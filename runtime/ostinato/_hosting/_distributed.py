@@ -17,6 +17,7 @@ from .._messaging._hub import Hub
 from .._model._plan import WorkflowPlan
 from .._model._spec import DesiredState
 from .._model._status import LoopState, WorkflowStatus
+from .._observe._console import Console, ConsoleSettings
 from .._observe._http import HttpSettings
 from ._replica import attach, replica_identity
 from ._workflow_http import TokenSources, WorkflowHttp
@@ -61,12 +62,13 @@ def run_hub(
     http_port: int | None = None,
     http_settings: HttpSettings | None = None,
     control_token_file: Path | None = None,
+    console: ConsoleSettings | None = None,
 ) -> int:
     """Serve the workflow's queues on ``bind`` (and locally) until SIGINT/SIGTERM; with
     ``http_port``, also /healthz, /readyz, /metrics, /status of the whole workflow (from its
     loops' heartbeats) and POST /control, which wants the workflow's control token (from
     ``control_token_file``, the key file, ``OSTINATO_CONTROL_TOKEN``, or made for this run: see
-    :mod:`._http`)."""
+    :mod:`._http`); with ``console`` too, the web console (docs/console.md)."""
     keys = _keys(keys_path, insecure, bind)
     found = None
     if http_port is not None:  # a missing or bad token ends the hub before it binds anything
@@ -97,6 +99,9 @@ def run_hub(
                 port=http_port,
                 settings=http_settings,
                 found=found,
+                console=None
+                if console is None
+                else Console(plan, console, (http_settings or HttpSettings()).sample_every_seconds),
             ).start()
         except BaseException:
             hub.close()
@@ -115,6 +120,8 @@ def run_hub(
     print(f"hub listening on {hub.tcp}", flush=True)
     if server is not None:
         print(f"hub serving HTTP on {server.url} (control token: {server.token_from})", flush=True)
+        if server.server.console_url is not None:
+            print(f"console: {server.server.console_url}", flush=True)
     if ready is not None:
         ready.set()
     stop.wait()

@@ -30,6 +30,7 @@ from .._messaging._token import (
     token_from_keys_file,
     write_private_file,
 )
+from .._observe._console import Console
 from .._observe._http import HttpSettings, ObservabilityServer, StatusSource
 
 __all__ = ["TokenSources", "WorkflowHttp"]
@@ -79,10 +80,11 @@ class WorkflowHttp:
         port: int,
         settings: HttpSettings | None = None,
         found: tuple[str, str] | None = None,
+        console: Console | None = None,
     ) -> None:
         token = found[0] if found else generate_control_token()
         self.server = ObservabilityServer(
-            source, host=host, port=port, settings=settings, control_token=token
+            source, host=host, port=port, settings=settings, control_token=token, console=console
         )
         self.written: Path | None = None
         if found is not None:

@@ -19,6 +19,8 @@ only when asked (and once a second for the iteration rates): the loops pay nothi
   iteration boundary; ``200`` with a :class:`ControlReply` ``{"loops": {NAME: STATE, ...}}``,
   ``400`` naming the field of a bad request, ``404`` for an unknown loop, ``401`` without the
   workflow's control token.
+- ``/console/`` and ``/console/data`` (with a :class:`Console`, ``--ui``): the live web console,
+  its page from the package and its figures (:mod:`ostinato._observe._console`).
 
 The server serves a *status source*: a :class:`WorkflowOrchestrator` (every loop in this
 process), a hub running alone (its loops' heartbeats), or one remote loop. Who may call what,
@@ -41,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._model._spec import DesiredState
 from .._model._status import LoopState, WorkflowStatus
+from ._console import Console
 from ._metrics import metrics_registry
 from ._serving import Access, HttpServer, HttpSettings, Reply, Request, Route, json_error
 
@@ -176,8 +179,10 @@ class ObservabilityServer:
         port: int = 0,
         settings: HttpSettings | None = None,
         control_token: str | None = None,
+        console: Console | None = None,
     ) -> None:
         self.source = source
+        self.console = console
         self.settings = settings or HttpSettings()
         self.controllable = isinstance(source, Controllable)
         self.registry = metrics_registry(source.status)
@@ -192,6 +197,8 @@ class ObservabilityServer:
         ]
         if self.controllable:
             routes.append(Route("POST", "/control", Access.CHANGE, self._control))
+        if console is not None:
+            routes += console.routes(self.status)
         self._httpd = HttpServer((host, port), routes, self.settings, control_token)
         #: Where the control token can be read (a file, a variable), for the start-up line.
         self.token_from: str | None = None
@@ -215,6 +222,11 @@ class ObservabilityServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def console_url(self) -> str | None:
+        """Where the console is served, when it is."""
+        return None if self.console is None else f"{self.url}/console/"
+
     def start(self) -> ObservabilityServer:
         self._threads = [
             threading.Thread(
@@ -228,6 +240,7 @@ class ObservabilityServer:
         for thread in self._threads:
             thread.start()
         control = " and POST /control" if self.controllable else ""
+        control += " and the console (/console/)" if self.console is not None else ""
         token = f" (control token: {self.token_from})" if self.token_from else ""
         log.info("serving /metrics, /healthz, /readyz, /status%s on %s%s", control, self.url, token)
         return self
@@ -252,6 +265,8 @@ class ObservabilityServer:
         while True:
             try:
                 self.rates.sample(self.source.status())
+                if self.console is not None:
+                    self.console.history.sample(self.status())
             except Exception:  # a status read racing a stop must not end the sampler
                 log.debug("rate sample failed", exc_info=True)
             if self._closed.wait(self.rates.sample_every):
@@ -273,6 +288,11 @@ class ObservabilityServer:
         return Reply(HTTPStatus.SERVICE_UNAVAILABLE, "application/json", body)
 
     def _status(self, _request: Request) -> Reply:
+        body = self.status().model_dump_json(by_alias=True)
+        return Reply(HTTPStatus.OK, "application/json", body.encode() + b"\n")
+
+    def status(self) -> WorkflowStatus:
+        """The source's status with each loop's iteration rate (what /status serves)."""
         status = self.source.status()
         now = time.monotonic()
         loops = []
@@ -283,8 +303,7 @@ class ObservabilityServer:
                 "iterations_per_second_window": None if window is None else round(window, 3),
             }
             loops.append(lp.model_copy(update=rates))
-        body = status.model_copy(update={"loops": loops}).model_dump_json(by_alias=True)
-        return Reply(HTTPStatus.OK, "application/json", body.encode() + b"\n")
+        return status.model_copy(update={"loops": loops})
 
     def _control(self, request: Request) -> Reply:
         """POST /control: reached only with the token (Access.CHANGE)."""

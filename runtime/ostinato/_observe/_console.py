@@ -1,0 +1,323 @@
+"""The live web console's server side: its page and assets (shipped in the package), the
+workflow as a graph, and the figures the page polls at ``GET /console/data`` (docs/console.md).
+
+The page is static: ``/console/`` and its modules never carry the workflow's data, and never a
+token. The page asks ``/console/data`` (``READ`` access, like ``/status``) every
+``refresh_seconds`` and controls loops through ``POST /control`` itself, with the token the user
+pasted into it. :class:`ConsoleHistory` keeps, in memory and within a fixed bound, the last
+``history_seconds`` of iterations per second per loop and depth per queue for its charts.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from importlib import resources
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._model._plan import WorkflowPlan
+from .._model._status import (
+    DURATION_BUCKETS_SECONDS,
+    DurationHistogram,
+    LoopState,
+    LoopStatus,
+    NodeHealth,
+    WorkflowStatus,
+)
+from ._console_graph import Camel, WorkflowGraph, workflow_graph
+from ._metrics import LOOP_STATE_SEVERITY, MISSED_TICKS
+from ._serving import Access, Reply, Request, Route
+
+__all__ = [
+    "ASSETS",
+    "Console",
+    "ConsoleData",
+    "ConsoleHistory",
+    "ConsoleSettings",
+    "percentile",
+]
+
+#: The files of the page, served under /console/ from the package (no network at run time).
+ASSETS: dict[str, str] = {
+    "index.html": "text/html; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+    "console.js": "text/javascript; charset=utf-8",
+    "graph.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+}
+#: The reason a loop's circuit breaker gives when it opens (the engine's words).
+_BREAKER_OPEN = "circuit open"
+#: The reason a hub gives a replica it has not heard from (RemoteLoops).
+_LOST = "lost:"
+
+
+class ConsoleSettings(BaseModel):
+    """How the console serves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: How far back the charts reach, seconds (kept in memory, one sample a second).
+    history_seconds: float = Field(default=600.0, gt=0, le=3600)
+    #: How often the page asks for new figures, seconds.
+    refresh_seconds: float = Field(default=1.0, gt=0, le=2)
+    #: Kubernetes: the operator owns the desired states, so the page shows the spec's state and
+    #: the ``kubectl patch`` that changes it instead of controls.
+    managed_by_operator: bool = False
+
+
+def percentile(histogram: DurationHistogram, q: float) -> float | None:
+    """The upper bound of the bucket holding the ``q``-quantile, seconds (None: no data, or
+    above the largest bound)."""
+    total = histogram.count
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for bound, n in zip(DURATION_BUCKETS_SECONDS, histogram.counts, strict=False):
+        seen += n
+        if seen >= rank:
+            return bound
+    return None
+
+
+class NodeFigures(Camel):
+    name: str
+    health: NodeHealth
+    calls: int
+    errors: int
+    retries: int
+    in_flight: int
+    dropped: int
+    missed_ticks: int
+    last_error: str | None
+    p50_seconds: float | None
+    p90_seconds: float | None
+    p99_seconds: float | None
+
+
+class LoopFigures(Camel):
+    """One loop, its replicas taken together: the worst state, summed counts and rates."""
+
+    name: str
+    state: str  # a LoopState, or "lost" when the hub has not heard from a replica
+    desired_state: str | None
+    reason: str | None
+    replica_states: list[str]
+    iterations: int
+    failed_iterations: int
+    iterations_per_second: float | None
+    missed_ticks: int
+    breaker: str | None  # closed or open; None without a circuit breaker
+    nodes: list[NodeFigures]
+
+
+class QueueFigures(Camel):
+    name: str
+    depth: int
+    capacity: int
+    enqueued_per_second: float | None
+    delivered_per_second: float | None
+    enqueued: int
+    delivered: int
+    dropped: int
+    redelivered: int
+    refused: int
+
+
+class History(Camel):
+    """The charts' series: wall-clock seconds, and one value per time (None: not known)."""
+
+    times: list[float]
+    loops: dict[str, list[float | None]]
+    queues: dict[str, list[int]]
+
+
+class ConsoleData(Camel):
+    """What ``GET /console/data`` answers: the graph, the figures, the status they come from
+    (as ``/status`` serves it) and the history."""
+
+    graph: WorkflowGraph
+    loops: list[LoopFigures]
+    queues: list[QueueFigures]
+    status: WorkflowStatus
+    history: History
+    refresh_seconds: float
+    managed_by_operator: bool
+
+
+def _loop_state(states: list[LoopState], reasons: list[str | None]) -> str:
+    if any((r or "").startswith(_LOST) for r in reasons):
+        return "lost"
+    return next((s.value for s in LOOP_STATE_SEVERITY if s in states), LoopState.PENDING.value)
+
+
+def _nodes(replicas: list[LoopStatus]) -> dict[str, NodeFigures]:
+    """Each node of a loop, its replicas taken together: summed counts, the worst health, a
+    last error of any, percentiles of the merged histograms."""
+    out: dict[str, NodeFigures] = {}
+    names = list(dict.fromkeys(n.name for lp in replicas for n in lp.nodes))
+    for name in names:
+        copies = [n for lp in replicas for n in lp.nodes if n.name == name]
+        histogram = DurationHistogram()
+        for n in copies:
+            histogram = histogram.merged(n.duration)
+        out[name] = NodeFigures(
+            name=name,
+            health=max((n.health for n in copies), key=list(NodeHealth).index),
+            calls=sum(n.calls for n in copies),
+            errors=sum(n.errors for n in copies),
+            retries=sum(n.retries for n in copies),
+            in_flight=sum(n.in_flight for n in copies),
+            dropped=sum(n.dropped for n in copies),
+            missed_ticks=sum(n.counters.get(MISSED_TICKS, 0) for n in copies),
+            last_error=next((n.last_error for n in copies if n.last_error), None),
+            p50_seconds=percentile(histogram, 0.5),
+            p90_seconds=percentile(histogram, 0.9),
+            p99_seconds=percentile(histogram, 0.99),
+        )
+    return out
+
+
+class ConsoleHistory:
+    """The last ``seconds`` of iterations/s per loop and depth per queue (thread-safe), and the
+    queues' rates from the last few samples."""
+
+    def __init__(self, seconds: float, every: float) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        #: (wall time, {loop: iterations/s}, {queue: (depth, enqueued, delivered)})
+        self._samples: collections.deque[
+            tuple[float, dict[str, float | None], dict[str, tuple[int, int, int]]]
+        ] = collections.deque(maxlen=max(2, int(seconds / every)))
+
+    def sample(self, status: WorkflowStatus, now: float | None = None) -> None:
+        rates: dict[str, float | None] = {}
+        for lp in status.loops:
+            rate = lp.iterations_per_second
+            known = rates.get(lp.name, 0.0)
+            rates[lp.name] = None if rate is None or known is None else known + rate
+        queues = {q.name: (q.depth, q.enqueued, q.delivered) for q in status.queues}
+        with self._lock:
+            self._samples.append((time.time() if now is None else now, rates, queues))
+
+    def history(self) -> History:
+        with self._lock:
+            samples = list(self._samples)
+        loops = {name for _, r, _ in samples for name in r}
+        queues = {name for _, _, q in samples for name in q}
+        return History(
+            times=[round(t, 3) for t, _, _ in samples],
+            loops={n: [r.get(n) for _, r, _ in samples] for n in sorted(loops)},
+            queues={n: [q.get(n, (0, 0, 0))[0] for _, _, q in samples] for n in sorted(queues)},
+        )
+
+    def queue_rates(self, queue: str, span: float = 5.0) -> tuple[float | None, float | None]:
+        """(enqueued/s, delivered/s) over about the last ``span`` seconds of samples."""
+        with self._lock:
+            samples = [(t, q[queue]) for t, _, q in self._samples if queue in q]
+        if len(samples) < 2:
+            return None, None
+        last_t, last = samples[-1]
+        first_t, first = next(((t, s) for t, s in samples if t >= last_t - span), samples[-2])
+        if last_t - first_t <= 0 or last[1] < first[1] or last[2] < first[2]:
+            return None, None
+        dt = last_t - first_t
+        return (last[1] - first[1]) / dt, (last[2] - first[2]) / dt
+
+
+class Console:
+    """The console of one workflow: its routes, and the history its server samples."""
+
+    def __init__(
+        self, plan: WorkflowPlan, settings: ConsoleSettings | None = None, every: float = 1.0
+    ) -> None:
+        self.settings = settings or ConsoleSettings()
+        self.graph = workflow_graph(plan, self.settings.managed_by_operator)
+        self.history = ConsoleHistory(self.settings.history_seconds, every)
+        self._capacity = {q.name: q.capacity for q in plan.queues.values()}
+        self._breakers = {lp.name for lp in plan.loops if lp.spec.circuit_breaker is not None}
+        folder = resources.files(__package__ or "ostinato._observe") / "_console_assets"
+        self._assets = {name: (folder / name).read_bytes() for name in ASSETS}
+
+    def routes(self, status: Callable[[], WorkflowStatus]) -> list[Route]:
+        """The page and its assets (open: nothing of the workflow is in them) and the data
+        (``READ``, like /status); ``status`` is /status's, with the iteration rates."""
+
+        def asset(name: str) -> Callable[[Request], Reply]:
+            body, media = self._assets[name], ASSETS[name]
+            return lambda _request: Reply(HTTPStatus.OK, media, body)
+
+        def data(_request: Request) -> Reply:
+            body = self.data(status()).model_dump_json(by_alias=True)
+            return Reply(HTTPStatus.OK, "application/json", body.encode() + b"\n")
+
+        def home(_request: Request) -> Reply:
+            return Reply(
+                HTTPStatus.FOUND, "text/plain", b"/console/\n", (("Location", "/console/"),)
+            )
+
+        routes = [
+            Route("GET", "/", Access.OPEN, home),
+            Route("GET", "/console", Access.OPEN, home),
+            Route("GET", "/console/", Access.OPEN, asset("index.html")),
+            Route("GET", "/console/data", Access.READ, data),
+        ]
+        routes += [Route("GET", f"/console/{n}", Access.OPEN, asset(n)) for n in ASSETS]
+        return routes
+
+    def data(self, status: WorkflowStatus) -> ConsoleData:
+        """The page's figures from ``status`` (with its iteration rates)."""
+        return ConsoleData(
+            graph=self.graph,
+            loops=[self._loop(g.name, status) for g in self.graph.loops],
+            queues=[self._queue(q.name, status) for q in self.graph.queues],
+            status=status,
+            history=self.history.history(),
+            refresh_seconds=self.settings.refresh_seconds,
+            managed_by_operator=self.settings.managed_by_operator,
+        )
+
+    def _loop(self, name: str, status: WorkflowStatus) -> LoopFigures:
+        replicas = [lp for lp in status.loops if lp.name == name]
+        states = [lp.state for lp in replicas]
+        reasons = [lp.reason for lp in replicas]
+        rates = [lp.iterations_per_second for lp in replicas]
+        nodes = _nodes(replicas)
+        breaker = None
+        if name in self._breakers:
+            opened = any((r or "").startswith(_BREAKER_OPEN) for r in reasons)
+            breaker = "open" if opened else "closed"
+        desired = {lp.desired_state for lp in replicas if lp.desired_state is not None}
+        return LoopFigures(
+            name=name,
+            state=_loop_state(states, reasons),
+            desired_state=next(iter(desired)).value if len(desired) == 1 else None,
+            reason=next((r for r in reasons if r), None),
+            replica_states=[lp.state.value for lp in replicas],
+            iterations=sum(lp.iterations for lp in replicas),
+            failed_iterations=sum(lp.failed_iterations for lp in replicas),
+            iterations_per_second=None if not rates or None in rates else sum(filter(None, rates)),
+            missed_ticks=sum(n.missed_ticks for n in nodes.values()),
+            breaker=breaker,
+            nodes=list(nodes.values()),
+        )
+
+    def _queue(self, name: str, status: WorkflowStatus) -> QueueFigures:
+        found = next((q for q in status.queues if q.name == name), None)
+        enqueued_rate, delivered_rate = self.history.queue_rates(name)
+        return QueueFigures(
+            name=name,
+            depth=found.depth if found else 0,
+            capacity=self._capacity[name],
+            enqueued_per_second=enqueued_rate,
+            delivered_per_second=delivered_rate,
+            enqueued=found.enqueued if found else 0,
+            delivered=found.delivered if found else 0,
+            dropped=found.dropped if found else 0,
+            redelivered=found.redelivered if found else 0,
+            refused=found.refused if found else 0,
+        )
