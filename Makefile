@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck pytest bench bench-operator clean k8s-binaries crds e2e e2e-kind prometheus cluster-up cluster-down image-local soak soak-local
+.PHONY: install run test lint typecheck pytest bench bench-operator clean k8s-binaries crds e2e e2e-kind prometheus chromium cluster-up cluster-down image-local soak soak-local
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # --durations=20: where the suite spends its time, in every CI log (the README's budget).
-pytest: $(STAMP) k8s-binaries prometheus
+pytest: $(STAMP) k8s-binaries prometheus chromium
 	$(BIN)/python -m pytest --durations=20
 
 # A real Prometheus server for tests/observability (Debian's package). Installed when missing
@@ -36,6 +36,14 @@ prometheus: $(STAMP)
 		if command -v systemctl >/dev/null; then systemctl disable --now prometheus || true; fi; \
 		if [ -x /etc/init.d/prometheus ]; then /etc/init.d/prometheus stop >/dev/null 2>&1 || true; fi; \
 	else echo "prometheus not installed and not root: tests/observability/test_prometheus.py will skip"; fi
+
+# A headless browser for tests/console (Debian's chromium and chromium-driver, which selenium
+# drives). Installed when missing and root; elsewhere the console's browser tests skip.
+chromium: $(STAMP)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		$(BIN)/python -m hack.k8s apt-install chromium chromium-driver || exit 1; \
+	else echo "chromium or chromedriver not installed and not root: tests/console/test_browser.py will skip"; fi
 
 # Kubernetes 1.20.2 binaries for the k8s tests: KUBEBUILDER_ASSETS, or built once (~5 min) from
 # Debian's source into ~/.cache/ostinato; elsewhere it says what to set and the tests skip.
