@@ -131,6 +131,11 @@ def test_catch_up_runs_every_tick(pool: str, tmp_path: Path) -> None:
     assert [r["iteration"] for r in records] == list(range(1, count + 1))
     assert missed_ticks(status) == 0
     assert status.iterations == count
+    # The three ticks due during the slow call were produced late, and say by how much: the
+    # first of them 2.5 periods, the others less (what the console shows as lateness).
+    counters = status.node("tick").counters
+    assert counters.get("lateTicks", 0) >= 3, counters
+    assert counters.get("lateMicroseconds", 0) >= 2.5 * period * 1e6, counters
     # The overdue ticks ran back to back, then the grid resumed.
     assert_on_grid(out, period)
 

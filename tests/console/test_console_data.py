@@ -57,7 +57,10 @@ class FakeSource:
                     iterations=40,
                     nodes=[
                         NodeStatus(
-                            name="tick", kind="producer", calls=40, counters={"missedTicks": 3}
+                            name="tick",
+                            kind="producer",
+                            calls=40,
+                            counters={"missedTicks": 3, "lateTicks": 2, "lateMicroseconds": 3000},
                         ),
                         NodeStatus(
                             name="check",
@@ -152,6 +155,7 @@ def test_figures_add_the_replicas_up_and_keep_the_worst(
     by_name = {f.name: f for f in data.loops}
     source, workers = by_name["source"], by_name["workers"]
     assert (source.state, source.missed_ticks, source.breaker) == ("running", 3, None)
+    assert (source.late_ticks, source.mean_lateness_seconds) == (2, pytest.approx(0.0015))
     check = next(n for n in source.nodes if n.name == "check")
     assert check.health is NodeHealth.FAILING
     assert check.last_error == "RuntimeError: tripwire t is set"

@@ -47,9 +47,10 @@ class IntervalProducer(ProducerNode[IntervalConfig]):
 
     Tick ``k`` is due ``k`` periods after the anchor. When the loop overran so that later ticks
     are due too, ``skip`` produces only the latest due tick and counts the others in the node's
-    ``missedTicks`` counter; ``catchUp`` produces every one, back to back. A pause freezes the
-    schedule: the grid shifts by the time the loop spent paused (``context.paused_seconds``),
-    so paused time is neither counted as missed nor caught up.
+    ``missedTicks`` counter; ``catchUp`` produces every one, back to back. A tick produced after
+    it was due is counted in ``lateTicks``, and by how much in ``lateMicroseconds``. A pause
+    freezes the schedule: the grid shifts by the time the loop spent paused
+    (``context.paused_seconds``), so paused time is neither counted as missed nor caught up.
     """
 
     def setup(self) -> None:
@@ -77,6 +78,10 @@ class IntervalProducer(ProducerNode[IntervalConfig]):
             if missed > 0:
                 self._tick += missed
                 self.context.count("missedTicks", missed)
+        behind = now - (self._anchor + self._tick * period)
+        if behind > 0:  # this tick is produced late: how late, for the console and status
+            self.context.count("lateTicks")
+            self.context.count("lateMicroseconds", round(behind * 1e6))
         if not await self.context.sleep_until(self._anchor + self._tick * period):
             return None  # woken for a pause or a stop: the engine takes it from here
         tick = self._tick

@@ -49,6 +49,9 @@ ASSETS: dict[str, str] = {
     "graph.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
 }
+#: The counters an IntervalProducer keeps of the ticks it produced after they were due.
+LATE_TICKS = "lateTicks"
+LATE_MICROSECONDS = "lateMicroseconds"
 #: The reason a loop's circuit breaker gives when it opens (the engine's words).
 _BREAKER_OPEN = "circuit open"
 #: The reason a hub gives a replica it has not heard from (RemoteLoops).
@@ -93,6 +96,9 @@ class NodeFigures(Camel):
     in_flight: int
     dropped: int
     missed_ticks: int
+    late_ticks: int
+    #: How late its late ticks were on average, seconds (timed producers; None: none late).
+    mean_lateness_seconds: float | None
     last_error: str | None
     p50_seconds: float | None
     p90_seconds: float | None
@@ -111,6 +117,8 @@ class LoopFigures(Camel):
     failed_iterations: int
     iterations_per_second: float | None
     missed_ticks: int
+    late_ticks: int
+    mean_lateness_seconds: float | None
     breaker: str | None  # closed or open; None without a circuit breaker
     nodes: list[NodeFigures]
 
@@ -165,6 +173,8 @@ def _nodes(replicas: list[LoopStatus]) -> dict[str, NodeFigures]:
         histogram = DurationHistogram()
         for n in copies:
             histogram = histogram.merged(n.duration)
+        late = sum(n.counters.get(LATE_TICKS, 0) for n in copies)
+        late_us = sum(n.counters.get(LATE_MICROSECONDS, 0) for n in copies)
         out[name] = NodeFigures(
             name=name,
             health=max((n.health for n in copies), key=list(NodeHealth).index),
@@ -174,6 +184,8 @@ def _nodes(replicas: list[LoopStatus]) -> dict[str, NodeFigures]:
             in_flight=sum(n.in_flight for n in copies),
             dropped=sum(n.dropped for n in copies),
             missed_ticks=sum(n.counters.get(MISSED_TICKS, 0) for n in copies),
+            late_ticks=late,
+            mean_lateness_seconds=late_us / late / 1e6 if late else None,
             last_error=next((n.last_error for n in copies if n.last_error), None),
             p50_seconds=percentile(histogram, 0.5),
             p90_seconds=percentile(histogram, 0.9),
@@ -239,6 +251,7 @@ class Console:
         self.graph = workflow_graph(plan, self.settings.managed_by_operator)
         self.history = ConsoleHistory(self.settings.history_seconds, every)
         self._capacity = {q.name: q.capacity for q in plan.queues.values()}
+        self._producers = {g.name: g.producer.name for g in self.graph.loops}
         self._breakers = {lp.name for lp in plan.loops if lp.spec.circuit_breaker is not None}
         folder = resources.files(__package__ or "ostinato._observe") / "_console_assets"
         self._assets = {name: (folder / name).read_bytes() for name in ASSETS}
@@ -287,6 +300,7 @@ class Console:
         reasons = [lp.reason for lp in replicas]
         rates = [lp.iterations_per_second for lp in replicas]
         nodes = _nodes(replicas)
+        producer = nodes.get(self._producers[name])
         breaker = None
         if name in self._breakers:
             opened = any((r or "").startswith(_BREAKER_OPEN) for r in reasons)
@@ -302,6 +316,8 @@ class Console:
             failed_iterations=sum(lp.failed_iterations for lp in replicas),
             iterations_per_second=None if not rates or None in rates else sum(filter(None, rates)),
             missed_ticks=sum(n.missed_ticks for n in nodes.values()),
+            late_ticks=producer.late_ticks if producer else 0,
+            mean_lateness_seconds=producer.mean_lateness_seconds if producer else None,
             breaker=breaker,
             nodes=list(nodes.values()),
         )

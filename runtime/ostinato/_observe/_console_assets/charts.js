@@ -12,8 +12,26 @@ function format(value) {
   return value >= 10 ? value.toFixed(0) : value.toFixed(1);
 }
 
-// A chart of `values` (null where unknown) at `times` (seconds), titled `label`.
+function span(seconds) {
+  return seconds < 120 ? `${Math.round(seconds)} s` : `${Math.round(seconds / 60)} min`;
+}
+
+// A chart of `values` (null where unknown) at `times` (seconds), named `label`, with a caption.
 export function chart(times, values, label) {
+  const figure = document.createElement("figure");
+  figure.className = "chart-box";
+  const caption = document.createElement("figcaption");
+  const known = values.map((v, i) => [times[i], v]).filter(([, v]) => v !== null);
+  const top = Math.max(...known.map(([, v]) => v), 0);
+  const last = known.length ? known[known.length - 1][1] : null;
+  const over = known.length > 1 ? span(known[known.length - 1][0] - known[0][0]) : "–";
+  caption.textContent = `${label}: now ${last === null ? "–" : format(last)}, ` +
+    `max ${format(top)}, last ${over}`;
+  figure.append(plot(times, values, label), caption);
+  return figure;
+}
+
+function plot(times, values, label) {
   const width = 240;
   const height = 40;
   const element = svg("svg", {
@@ -26,16 +44,13 @@ export function chart(times, values, label) {
   const known = values.map((v, i) => [times[i], v]).filter(([, v]) => v !== null);
   if (known.length < 2) return element;
   const t0 = known[0][0];
-  const span = Math.max(known[known.length - 1][0] - t0, 1);
+  const width_s = Math.max(known[known.length - 1][0] - t0, 1);
   const top = Math.max(...known.map(([, v]) => v), 1e-9);
   const points = known.map(([t, v]) => {
-    const x = ((t - t0) / span) * (width - 2) + 1;
+    const x = ((t - t0) / width_s) * (width - 2) + 1;
     const y = height - 2 - (v / top) * (height - 12);
     return `${x.toFixed(1)},${y.toFixed(1)}`;
   });
   element.append(svg("polyline", { points: points.join(" ") }));
-  const scale = svg("text", { x: 2, y: 9 });
-  scale.textContent = `max ${format(top)} · ${Math.round(span / 60)} min`;
-  element.append(scale);
   return element;
 }

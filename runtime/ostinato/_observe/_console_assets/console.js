@@ -17,7 +17,7 @@ function seconds(value) {
   if (value === null || value === undefined) return "–";
   if (value < 1e-3) return `${Math.round(value * 1e6)}µs`;
   if (value < 1) return `${Math.round(value * 1e3)}ms`;
-  return `${value}s`;
+  return `${value.toFixed(1)}s`;
 }
 
 function rate(value) {
@@ -50,8 +50,11 @@ function showLoop(figures, history) {
   $("[data-role=rate]", box).textContent = `${rate(figures.iterationsPerSecond)} it/s`;
   $("[data-role=iterations]", box).textContent =
     `${figures.iterations} iterations, ${figures.failedIterations} failed`;
+  const late = figures.lateTicks
+    ? `${figures.lateTicks} late ticks (mean ${seconds(figures.meanLatenessSeconds)} late)` : "";
   $("[data-role=ticks]", box).textContent =
-    figures.missedTicks ? `${figures.missedTicks} missed ticks` : "";
+    [figures.missedTicks ? `${figures.missedTicks} missed ticks` : "", late]
+      .filter(Boolean).join(", ");
   $("[data-role=breaker]", box).textContent = figures.breaker ? `breaker ${figures.breaker}` : "";
   $("[data-role=desired]", box).textContent = figures.desiredState
     ? `${managed ? "spec" : "desired"}: ${figures.desiredState}` : "";
@@ -76,7 +79,7 @@ function showLoop(figures, history) {
   }
   const values = history.loops[figures.name] || [];
   $("[data-role=chart]", box).replaceChildren(
-    chart(history.times, values, `iterations per second of ${figures.name}, last minutes`));
+    chart(history.times, values, "iterations/s"));
 }
 
 function showQueues(queues, history) {
@@ -112,7 +115,7 @@ function showQueues(queues, history) {
       `in ${rate(q.enqueuedPerSecond)}/s, out ${rate(q.deliveredPerSecond)}/s, ` +
       `dropped ${q.dropped}, redelivered ${q.redelivered}, refused ${q.refused}`;
     $("[data-role=chart]", box).replaceChildren(
-      chart(history.times, history.queues[q.name] || [], `depth of ${q.name}, last minutes`));
+      chart(history.times, history.queues[q.name] || [], "depth"));
   }
 }
 
