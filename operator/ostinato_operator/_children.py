@@ -246,6 +246,10 @@ def hub_deployment(owner: Owner, workflow: Workflow, settings: OperatorSettings)
             str(HTTP_PORT),
             "--state-dir",
             STATE_DIR,
+            # The web console (kubectl port-forward svc/NAME-hub 8080): read-only, since the
+            # operator owns the desired states; it shows the kubectl patch that changes them.
+            "--ui",
+            "--ui-managed-by-operator",
         ],
         "ports": [
             {"name": "zmq", "containerPort": ZMQ_PORT, "protocol": "TCP"},

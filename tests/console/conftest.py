@@ -4,6 +4,7 @@ chromium`) driven by selenium, or a one-line skip where there is none."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -39,7 +40,6 @@ class Run:
     token: str
     tripwire: Path
     doc: dict[str, Any]
-    proc: subprocess.Popen[str]
     output: list[str]
 
     @property
@@ -57,6 +57,42 @@ def _collect(stream: Any, sink: list[str], cond: threading.Condition) -> None:
         cond.notify_all()
 
 
+@contextlib.contextmanager
+def ostinato(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """``python -m ostinato ARGS`` (with --ui) until it prints its console's URL: yields the
+    URL and the output so far; interrupted (SIGINT) and waited for at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ostinato", *args],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **(env or {})},
+    )
+    output: list[str] = []
+    cond = threading.Condition()
+    threading.Thread(target=_collect, args=(proc.stdout, output, cond), daemon=True).start()
+
+    def found() -> re.Match[str] | None:
+        return _CONSOLE_LINE.search("".join(output))
+
+    try:
+        with cond:
+            cond.wait_for(lambda: found() is not None or "" in output, WAIT_SECONDS)
+            match = found()
+        if match is None:
+            pytest.fail(f"ostinato {args[0]} --ui printed no console URL:\n" + "".join(output))
+        yield match[1], output
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """``ostinato run --ui`` of the test workflow, until its console's URL is printed."""
@@ -68,39 +104,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     token_file = folder / "token"
     token_file.write_text(TOKEN + "\n")
     token_file.chmod(0o600)
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "ostinato", "run", str(path), "--ui", "--status-every", "0"),
-            *("--live", "never", "--control-token-file", str(token_file)),
-        ],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)},
-    )
-    output: list[str] = []
-    cond = threading.Condition()
-    threading.Thread(target=_collect, args=(proc.stdout, output, cond), daemon=True).start()
-
-    def found() -> re.Match[str] | None:
-        return _CONSOLE_LINE.search("".join(output))
-
-    with cond:
-        cond.wait_for(lambda: found() is not None or "" in output, WAIT_SECONDS)
-        match = found()
-    try:
-        if match is None:
-            pytest.fail("ostinato run --ui printed no console URL; output:\n" + "".join(output))
-        yield Run(match[1], TOKEN, tripwire, doc, proc, output)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    args = ("run", str(path), "--ui", "--status-every", "0", "--live", "never")
+    with ostinato(*args, "--control-token-file", str(token_file)) as (url, output):
+        yield Run(url, TOKEN, tripwire, doc, output)
 
 
 def _chromium() -> Any:

@@ -119,6 +119,8 @@ def test_every_child_of_every_example(path: Any) -> None:
     assert hub["image"] == "reg.example/ostinato:1"
     assert hub["args"][:2] == ["hub", "/etc/ostinato/workflow/workflow.yaml"]
     assert "--http-port" in hub["args"]
+    # Its console is read-only: the operator owns the desired states (docs/kubernetes.md).
+    assert hub["args"][-2:] == ["--ui", "--ui-managed-by-operator"]
     assert "--state-dir" in hub["args"]
     assert {e["name"] for e in hub["env"]} == set(data)  # the control token too
     hub_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in hub["env"]}
