@@ -8,6 +8,7 @@ function svg(name, attributes = {}) {
 }
 
 function format(value) {
+  if (Number.isInteger(value)) return String(value);
   if (value >= 1000) return `${(value / 1000).toFixed(1)}k`;
   return value >= 10 ? value.toFixed(0) : value.toFixed(1);
 }
