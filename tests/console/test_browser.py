@@ -81,6 +81,12 @@ def test_read_only_until_the_token_then_pause_shows_in_the_page_and_in_status(
     )
     watcher = next(lp for lp in _status(run)["loops"] if lp["name"] == "watcher")
     assert (watcher["state"], watcher["desiredState"]) == ("paused", "paused")
+    # Its rate spans the last 3 s: a paused loop shows 0 within a few seconds.
+    wait(
+        browser,
+        lambda d: text(d, "#loop-watcher [data-role=rate]") == "0.0 it/s",
+        "watcher's rate down to 0",
+    )
     browser.save_screenshot(str(artifacts / "console-paused.png"))
 
     _button(browser, "Resume loop watcher").click()

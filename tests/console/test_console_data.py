@@ -171,19 +171,38 @@ def test_figures_add_the_replicas_up_and_keep_the_worst(
 
 
 def test_the_history_is_bounded_and_rates_come_from_it() -> None:
-    history = ConsoleHistory(seconds=10, every=1)
+    history = ConsoleHistory(seconds=10, every=1, span=3)
     for t in range(50):
+        # Two replicas of "a", 5 iterations a second between them; "b" pending after t=45.
         status = WorkflowStatus(
             workflow="w",
-            loops=[_replica("a", 0, iterations_per_second=5.0)],
+            loops=[
+                _replica("a", 0, state=LoopState.RUNNING, iterations=2 * t),
+                _replica("a", 1, state=LoopState.RUNNING, iterations=3 * t),
+                _replica("b", 0, state=LoopState.PENDING if t >= 45 else LoopState.RUNNING),
+            ],
             queues=[QueueStatus(name="q", depth=t, enqueued=10 * t, delivered=8 * t)],
         )
         history.sample(status, now=1000.0 + t)
     kept = history.history()
-    assert len(kept.times) == 10
+    assert len(kept.times) == 10  # the bound: seconds / every
+    assert kept.times == [1000.0 + t for t in range(40, 50)]
     assert kept.queues["q"] == list(range(40, 50))
     assert kept.loops["a"] == [5.0] * 10
+    assert kept.loops["b"] == [0.0] * 5 + [None] * 5  # a pending replica's 0 is not a count
+    assert history.loop_rate("a") == 5.0
     assert history.queue_rates("q") == pytest.approx((10.0, 8.0))
+
+
+def test_a_count_that_went_down_has_no_rate() -> None:
+    history = ConsoleHistory(seconds=10, every=1, span=3)
+    for t, iterations in enumerate([100, 110, 5, 15]):  # restarted between the 2nd and 3rd
+        status = WorkflowStatus(
+            workflow="w", loops=[_replica("a", 0, state=LoopState.RUNNING, iterations=iterations)]
+        )
+        history.sample(status, now=float(t))
+    assert history.history().loops["a"] == [None, 10.0, None, None]
+    assert history.loop_rate("a") is None  # 15 since t=0 (3 s back) went down from 100
 
 
 def test_percentiles_are_bucket_bounds() -> None:

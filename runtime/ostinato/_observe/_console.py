@@ -14,6 +14,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
 
@@ -52,6 +53,9 @@ ASSETS: dict[str, str] = {
 #: The counters an IntervalProducer keeps of the ticks it produced after they were due.
 LATE_TICKS = "lateTicks"
 LATE_MICROSECONDS = "lateMicroseconds"
+#: The console's rates (iterations, messages in and out per second) span about this, seconds:
+#: short, so a pause shows as 0 within a few seconds.
+RATE_SPAN_SECONDS = 3.0
 #: The reason a loop's circuit breaker gives when it opens (the engine's words).
 _BREAKER_OPEN = "circuit open"
 #: The reason a hub gives a replica it has not heard from (RemoteLoops).
@@ -157,6 +161,25 @@ class ConsoleData(Camel):
     managed_by_operator: bool
 
 
+@dataclass(frozen=True)
+class _Sample:
+    time: float  # wall clock, seconds
+    iterations: dict[str, int | None]  # per loop, its replicas' sum
+    rates: dict[str, float | None]  # per loop, iterations per second
+    queues: dict[str, tuple[int, int, int]]  # per queue: depth, enqueued, delivered
+
+    def at(self, loop: str) -> tuple[float, int | None]:
+        return self.time, self.iterations.get(loop)
+
+
+def _rate(then: tuple[float, int | None] | None, now: tuple[float, int | None]) -> float | None:
+    """(count now - count then) / (time now - time then), or None where not known."""
+    if then is None or then[1] is None or now[1] is None:
+        return None
+    elapsed, grown = now[0] - then[0], now[1] - then[1]
+    return grown / elapsed if elapsed > 0 and grown >= 0 else None
+
+
 def _loop_state(states: list[LoopState], reasons: list[str | None]) -> str:
     if any((r or "").startswith(_LOST) for r in reasons):
         return "lost"
@@ -195,50 +218,76 @@ def _nodes(replicas: list[LoopStatus]) -> dict[str, NodeFigures]:
 
 
 class ConsoleHistory:
-    """The last ``seconds`` of iterations/s per loop and depth per queue (thread-safe), and the
-    queues' rates from the last few samples."""
+    """The last ``seconds`` of iterations/s per loop and depth per queue (thread-safe).
 
-    def __init__(self, seconds: float, every: float) -> None:
+    Each sample keeps every loop's iterations (its replicas' sum; None while one of them is
+    pending, whose 0 is a placeholder) and every queue's depth and counts. A loop's rate at a
+    sample is its iterations since the sample about ``span`` seconds before, over that time (None
+    when either is not known or the count went down: a restarted process loop counts from zero);
+    the queues' rates are found the same way when asked.
+    """
+
+    def __init__(self, seconds: float, every: float, span: float = RATE_SPAN_SECONDS) -> None:
         self.every = every
+        self.span = span
         self._lock = threading.Lock()
-        #: (wall time, {loop: iterations/s}, {queue: (depth, enqueued, delivered)})
-        self._samples: collections.deque[
-            tuple[float, dict[str, float | None], dict[str, tuple[int, int, int]]]
-        ] = collections.deque(maxlen=max(2, int(seconds / every)))
+        self._samples: collections.deque[_Sample] = collections.deque(
+            maxlen=max(2, int(seconds / every))
+        )
 
     def sample(self, status: WorkflowStatus, now: float | None = None) -> None:
-        rates: dict[str, float | None] = {}
+        now = time.time() if now is None else now
+        totals: dict[str, int | None] = {}
         for lp in status.loops:
-            rate = lp.iterations_per_second
-            known = rates.get(lp.name, 0.0)
-            rates[lp.name] = None if rate is None or known is None else known + rate
+            known = totals.get(lp.name, 0)
+            pending = lp.state is LoopState.PENDING
+            totals[lp.name] = None if known is None or pending else known + lp.iterations
         queues = {q.name: (q.depth, q.enqueued, q.delivered) for q in status.queues}
         with self._lock:
-            self._samples.append((time.time() if now is None else now, rates, queues))
+            before = self._before(now)
+            rates = {
+                name: _rate(before.at(name) if before else None, (now, total))
+                for name, total in totals.items()
+            }
+            self._samples.append(_Sample(now, totals, rates, queues))
+
+    def _before(self, now: float) -> _Sample | None:
+        """The oldest sample at most ``span`` seconds before ``now`` (else the latest)."""
+        earlier = [s for s in self._samples if s.time < now]
+        return next((s for s in earlier if s.time >= now - self.span), None) or (
+            earlier[-1] if earlier else None
+        )
 
     def history(self) -> History:
         with self._lock:
             samples = list(self._samples)
-        loops = {name for _, r, _ in samples for name in r}
-        queues = {name for _, _, q in samples for name in q}
+        loops = sorted({name for s in samples for name in s.rates})
+        queues = sorted({name for s in samples for name in s.queues})
         return History(
-            times=[round(t, 3) for t, _, _ in samples],
-            loops={n: [r.get(n) for _, r, _ in samples] for n in sorted(loops)},
-            queues={n: [q.get(n, (0, 0, 0))[0] for _, _, q in samples] for n in sorted(queues)},
+            times=[round(s.time, 3) for s in samples],
+            loops={n: [s.rates.get(n) for s in samples] for n in loops},
+            queues={n: [s.queues.get(n, (0, 0, 0))[0] for s in samples] for n in queues},
         )
 
-    def queue_rates(self, queue: str, span: float = 5.0) -> tuple[float | None, float | None]:
+    def loop_rate(self, loop: str) -> float | None:
+        """The loop's iterations per second at the last sample."""
+        with self._lock:
+            return self._samples[-1].rates.get(loop) if self._samples else None
+
+    def queue_rates(self, queue: str) -> tuple[float | None, float | None]:
         """(enqueued/s, delivered/s) over about the last ``span`` seconds of samples."""
         with self._lock:
-            samples = [(t, q[queue]) for t, _, q in self._samples if queue in q]
-        if len(samples) < 2:
+            if not self._samples or queue not in self._samples[-1].queues:
+                return None, None
+            last = self._samples[-1]
+            before = self._before(last.time)
+        if before is None or queue not in before.queues:
             return None, None
-        last_t, last = samples[-1]
-        first_t, first = next(((t, s) for t, s in samples if t >= last_t - span), samples[-2])
-        if last_t - first_t <= 0 or last[1] < first[1] or last[2] < first[2]:
-            return None, None
-        dt = last_t - first_t
-        return (last[1] - first[1]) / dt, (last[2] - first[2]) / dt
+        (_, enq0, del0), (_, enq1, del1) = before.queues[queue], last.queues[queue]
+        return (
+            _rate((before.time, enq0), (last.time, enq1)),
+            _rate((before.time, del0), (last.time, del1)),
+        )
 
 
 class Console:
@@ -298,7 +347,6 @@ class Console:
         replicas = [lp for lp in status.loops if lp.name == name]
         states = [lp.state for lp in replicas]
         reasons = [lp.reason for lp in replicas]
-        rates = [lp.iterations_per_second for lp in replicas]
         nodes = _nodes(replicas)
         producer = nodes.get(self._producers[name])
         breaker = None
@@ -314,7 +362,7 @@ class Console:
             replica_states=[lp.state.value for lp in replicas],
             iterations=sum(lp.iterations for lp in replicas),
             failed_iterations=sum(lp.failed_iterations for lp in replicas),
-            iterations_per_second=None if not rates or None in rates else sum(filter(None, rates)),
+            iterations_per_second=self.history.loop_rate(name),
             missed_ticks=sum(n.missed_ticks for n in nodes.values()),
             late_ticks=producer.late_ticks if producer else 0,
             mean_lateness_seconds=producer.mean_lateness_seconds if producer else None,

@@ -264,9 +264,10 @@ class ObservabilityServer:
     def _sample(self) -> None:
         while True:
             try:
-                self.rates.sample(self.source.status())
+                status = self.source.status()
+                self.rates.sample(status)
                 if self.console is not None:
-                    self.console.history.sample(self.status())
+                    self.console.history.sample(status)
             except Exception:  # a status read racing a stop must not end the sampler
                 log.debug("rate sample failed", exc_info=True)
             if self._closed.wait(self.rates.sample_every):
