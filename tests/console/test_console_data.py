@@ -32,6 +32,7 @@ from ostinato._observe._console import (
 from ostinato._observe._http import HttpSettings, ObservabilityServer
 from tests.observability.conftest import get
 
+from .conftest import ostinato
 from .workflow import document, names
 
 TOKEN = "console-test-token-0123456789abcdef"
@@ -248,3 +249,21 @@ def test_on_kubernetes_the_graph_says_how_to_patch_instead_of_controls(
     assert data.graph.patch.startswith("kubectl patch owf console-demo --type json")
     assert '"/spec/state"' in data.graph.patch
     assert '"/spec/loops/2/state"' in (data.graph.loops[2].patch or "")
+
+
+def test_ostinato_run_ui_prints_the_consoles_url_on_loopback(tmp_path: Path) -> None:
+    path = tmp_path / "console-demo.json"
+    path.write_text(json.dumps(document(tmp_path / "tripwire")))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    args = ("run", str(path), "--ui", "--status-every", "0", "--live", "never")
+    with ostinato(*args, "--control-token-file", str(token_file)) as (url, output):
+        assert url.startswith("http://127.0.0.1:"), url
+        base = url.removesuffix("/console/")
+        home = get(base + "/")  # redirected to the page
+        assert (home.code, home.content_type) == (200, ASSETS["index.html"])
+        data = ConsoleData.model_validate_json(get(base + "/console/data").body)
+        assert data.graph.workflow == "console-demo"
+        assert not data.managed_by_operator
+    assert TOKEN not in "".join(output)  # the start-up line names the file, never the token
