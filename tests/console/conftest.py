@@ -129,6 +129,7 @@ def _chromium() -> Any:
         "--window-size=1280,720",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's errors
     try:
         return webdriver.Chrome(options=options, service=webdriver.ChromeService(driver))
     except WebDriverException as exc:

@@ -55,6 +55,9 @@ def test_the_graph_has_every_loop_node_and_queue(browser: Any, run: Run, artifac
     wait(browser, lambda d: "it/s" in text(d, "#loop-source [data-role=rate]"), "a rate")
     wait(browser, lambda d: all_of(d, "#loop-source .chart polyline"), "a chart of iterations/s")
     browser.save_screenshot(str(artifacts / "console-running.png"))
+    # No script error and no request the page's own policy (Content-Security-Policy) refused.
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors
 
 
 def test_read_only_until_the_token_then_pause_shows_in_the_page_and_in_status(

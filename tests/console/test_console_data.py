@@ -5,6 +5,7 @@ page and its assets served from the package without a token in them."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,6 +225,10 @@ def test_page_and_assets_are_served_without_any_token(
         assert (reply.code, reply.content_type) == (200, media), path
         assert TOKEN not in reply.body
     assert "/console/console.js" in get(server.url + "/console/").body
+    with urllib.request.urlopen(server.url + "/console/", timeout=10) as page:
+        policy = page.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
     assert TOKEN not in get(server.url + "/console/data").body
 
 
@@ -267,3 +272,13 @@ def test_ostinato_run_ui_prints_the_consoles_url_on_loopback(tmp_path: Path) -> 
         assert data.graph.workflow == "console-demo"
         assert not data.managed_by_operator
     assert TOKEN not in "".join(output)  # the start-up line names the file, never the token
+
+
+def test_a_replica_the_hub_lost_makes_its_loop_lost(doc: dict[str, object]) -> None:
+    source = FakeSource()
+    lost = "lost: no heartbeat for 6.0s"  # what RemoteLoops says of a silent replica
+    source.value.loops[3] = _replica("workers", 1, state=LoopState.ERROR, reason=lost)
+    data = Console(load_workflow(doc)).data(source.status())
+    workers = next(f for f in data.loops if f.name == "workers")
+    assert (workers.state, workers.reason) == ("lost", lost)
+    assert workers.replica_states == ["running", "error"]

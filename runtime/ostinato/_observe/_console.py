@@ -49,6 +49,7 @@ ASSETS: dict[str, str] = {
     "console.js": "text/javascript; charset=utf-8",
     "graph.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
+    "icon.svg": "image/svg+xml",
 }
 #: The counters an IntervalProducer keeps of the ticks it produced after they were due.
 LATE_TICKS = "lateTicks"
@@ -56,6 +57,13 @@ LATE_MICROSECONDS = "lateMicroseconds"
 #: The console's rates (iterations, messages in and out per second) span about this, seconds:
 #: short, so a pause shows as 0 within a few seconds.
 RATE_SPAN_SECONDS = 3.0
+#: The page runs only its own files, and no other site may frame it (and so trick a user who gave
+#: it the token into pressing Stop).
+_PAGE_HEADERS = (
+    ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+)
 #: The reason a loop's circuit breaker gives when it opens (the engine's words).
 _BREAKER_OPEN = "circuit open"
 #: The reason a hub gives a replica it has not heard from (RemoteLoops).
@@ -311,7 +319,7 @@ class Console:
 
         def asset(name: str) -> Callable[[Request], Reply]:
             body, media = self._assets[name], ASSETS[name]
-            return lambda _request: Reply(HTTPStatus.OK, media, body)
+            return lambda _request: Reply(HTTPStatus.OK, media, body, _PAGE_HEADERS)
 
         def data(_request: Request) -> Reply:
             body = self.data(status()).model_dump_json(by_alias=True)
