@@ -251,9 +251,14 @@ def test_on_kubernetes_the_graph_says_how_to_patch_instead_of_controls(
     data = console.data(FakeSource().status())
     assert data.managed_by_operator
     assert data.graph.patch is not None
-    assert data.graph.patch.startswith("kubectl patch owf console-demo --type json")
-    assert '"/spec/state"' in data.graph.patch
-    assert '"/spec/loops/2/state"' in (data.graph.loops[2].patch or "")
+    # As docs/kubernetes.md writes them.
+    assert data.graph.patch == (
+        """kubectl patch owf console-demo --type=merge -p '{"spec":{"state":"STATE"}}'"""
+    )
+    assert data.graph.loops[2].patch == (
+        "kubectl patch owf console-demo --type=json -p "
+        """'[{"op":"replace","path":"/spec/loops/2/state","value":"STATE"}]'"""
+    )
 
 
 def test_ostinato_run_ui_prints_the_consoles_url_on_loopback(tmp_path: Path) -> None:

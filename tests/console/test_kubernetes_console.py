@@ -50,12 +50,12 @@ def test_the_operators_hub_shows_the_spec_and_kubectl_patch_instead_of_controls(
     open_url(browser, hub_console)
     wait(browser, lambda d: css(d, "#kubernetes").is_displayed(), "the Kubernetes section")
     patch = text(browser, "#workflow-patch")
-    assert patch.startswith("kubectl patch owf console-demo --type json"), patch
-    assert '"path": "/spec/state"' in patch
+    assert patch.startswith("kubectl patch owf console-demo --type=merge"), patch
+    assert '{"spec":{"state":"STATE"}}' in patch
     assert not css(browser, "#access").is_displayed()  # no token field
     assert not css(browser, "#workflow-controls").is_displayed()
     assert all_of(browser, ".loop button") == []  # no loop has controls
-    assert '"/spec/loops/1/state"' in text(browser, "#loop-watcher .patch")
+    assert '"path":"/spec/loops/1/state"' in text(browser, "#loop-watcher .patch")
     # No loop reports to this hub: each shows it is pending, and what its spec asks.
     wait(
         browser,

@@ -70,10 +70,14 @@ class WorkflowGraph(Camel):
     patch: str | None = None
 
 
-def _patch(name: str, namespace: str | None, path: str) -> str:
+def _patch(name: str, namespace: str | None, loop: int | None) -> str:
+    """The ``kubectl patch`` of a loop's state (``loop``: its index), or of the workflow's, as
+    docs/kubernetes.md writes them; STATE is running, paused or stopped."""
     ns = f" -n {namespace}" if namespace else ""
-    body = f'[{{"op": "replace", "path": "{path}", "value": "STATE"}}]'
-    return f"kubectl patch owf {name}{ns} --type json -p '{body}'"
+    if loop is None:
+        return f"""kubectl patch owf {name}{ns} --type=merge -p '{{"spec":{{"state":"STATE"}}}}'"""
+    body = f'[{{"op":"replace","path":"/spec/loops/{loop}/state","value":"STATE"}}]'
+    return f"kubectl patch owf {name}{ns} --type=json -p '{body}'"
 
 
 def workflow_graph(plan: WorkflowPlan, managed_by_operator: bool = False) -> WorkflowGraph:
@@ -107,9 +111,7 @@ def workflow_graph(plan: WorkflowPlan, managed_by_operator: bool = False) -> Wor
                 nodes=nodes[1:],
                 circuit_breaker=lp.spec.circuit_breaker is not None,
                 spec_state=spec_state.value,
-                patch=_patch(meta.name, meta.namespace, f"/spec/loops/{index}/state")
-                if managed_by_operator
-                else None,
+                patch=_patch(meta.name, meta.namespace, index) if managed_by_operator else None,
             )
         )
     queues = [
@@ -124,5 +126,5 @@ def workflow_graph(plan: WorkflowPlan, managed_by_operator: bool = False) -> Wor
         )
         for q in plan.queues.values()
     ]
-    patch = _patch(meta.name, meta.namespace, "/spec/state") if managed_by_operator else None
+    patch = _patch(meta.name, meta.namespace, None) if managed_by_operator else None
     return WorkflowGraph(workflow=plan.name, loops=loops, queues=queues, patch=patch)
