@@ -21,7 +21,7 @@ from ostinato import (
     WorkflowStatus,
     load_workflow,
 )
-from ostinato._model._status import DurationHistogram
+from ostinato._model._status import DurationHistogram, breaker_open_reason, lost_reason
 from ostinato._observe._console import (
     ASSETS,
     Console,
@@ -87,7 +87,7 @@ class FakeSource:
                     "workers",
                     1,
                     state=LoopState.PAUSED,
-                    reason="circuit open after 50 failed iterations; retry in 5s",
+                    reason=breaker_open_reason(50, 5.0),
                     iterations=5,
                     nodes=[
                         NodeStatus(
@@ -281,7 +281,7 @@ def test_ostinato_run_ui_prints_the_consoles_url_on_loopback(tmp_path: Path) -> 
 
 def test_a_replica_the_hub_lost_makes_its_loop_lost(doc: dict[str, object]) -> None:
     source = FakeSource()
-    lost = "lost: no heartbeat for 6.0s"  # what RemoteLoops says of a silent replica
+    lost = lost_reason(6.0)  # what RemoteLoops says of a silent replica
     source.value.loops[3] = _replica("workers", 1, state=LoopState.ERROR, reason=lost)
     data = Console(load_workflow(doc)).data(source.status())
     workers = next(f for f in data.loops if f.name == "workers")

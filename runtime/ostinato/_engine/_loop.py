@@ -15,7 +15,14 @@ from typing import Any
 from .._model._nodes import NodeContext, NodeData, ProducerExhausted, new_trace_id
 from .._model._plan import LoopPlan, NodePlan
 from .._model._spec import DesiredState, ErrorPolicy, Pool
-from .._model._status import Durations, LoopState, LoopStatus, NodeHealth, truncate
+from .._model._status import (
+    Durations,
+    LoopState,
+    LoopStatus,
+    NodeHealth,
+    breaker_open_reason,
+    truncate,
+)
 from .._observe._logs import LOG_CONTEXT
 from ._effects import SideEffects, resolve
 from ._eventloop import precise_timers_enabled
@@ -520,7 +527,7 @@ class LoopManager(SideEffects, Sampling):
 
     def _open_breaker(self, failures: int, cooldown: float) -> None:
         self._consecutive_failures = 0
-        reason = f"circuit open after {failures} failed iterations; retry in {cooldown:g}s"
+        reason = breaker_open_reason(failures, cooldown)
         self.log.warning("%s", reason)
         token = self._request(DesiredState.PAUSED, reason)
         assert self._loop is not None

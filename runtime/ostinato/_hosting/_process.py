@@ -16,7 +16,7 @@ from .._messaging._hub import Hub
 from .._messaging._wire import Kind
 from .._model._plan import LoopPlan
 from .._model._spec import DesiredState
-from .._model._status import LoopState, LoopStatus
+from .._model._status import LoopState, LoopStatus, lost_reason
 from .._observe._logs import relay_child_logs
 from ._handles import LoopHandle
 from ._replica import replica_identity
@@ -118,7 +118,7 @@ class ProcessLoop(LoopHandle):
             silent = time.monotonic() - last
             if silent > self._lost_after:
                 update["state"] = LoopState.ERROR
-                update["reason"] = f"lost: no heartbeat for {silent:.1f}s"
+                update["reason"] = lost_reason(silent)
         return status.model_copy(update=update)
 
     @property

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .._messaging._wire import Kind
 from .._model._spec import DesiredState
-from .._model._status import LoopState, LoopStatus, WorkflowStatus
+from .._model._status import LoopState, LoopStatus, WorkflowStatus, lost_reason
 
 if TYPE_CHECKING:
     from .._messaging._hub import Hub
@@ -176,7 +176,7 @@ class RemoteLoops:
                 silent = now - known.heard
                 if not known.final and silent > self.lost_after:
                     update["state"] = LoopState.ERROR
-                    update["reason"] = f"lost: no heartbeat for {silent:.1f}s"
+                    update["reason"] = lost_reason(silent)
                 loops.append(known.status.model_copy(update=update))
         return WorkflowStatus(
             workflow=self.plan.name, loops=loops, queues=self.hub.queue_statuses()

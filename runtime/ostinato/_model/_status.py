@@ -21,6 +21,10 @@ __all__ = [
     "NodeStatus",
     "QueueStatus",
     "WorkflowStatus",
+    "breaker_open_reason",
+    "is_breaker_open",
+    "is_lost",
+    "lost_reason",
     "replica_key",
     "truncate",
 ]
@@ -31,6 +35,30 @@ MAX_ERROR_CHARS = 500
 
 def truncate(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# A loop's reason is text for people, but two of them are also read by programs (the console
+# tells a lost loop and an open breaker by them): those are written and read only here.
+_LOST = "lost: "
+_BREAKER_OPEN = "circuit open "
+
+
+def lost_reason(silent_seconds: float) -> str:
+    """The reason of a loop whose replica stopped sending heartbeats."""
+    return f"{_LOST}no heartbeat for {silent_seconds:.1f}s"
+
+
+def breaker_open_reason(failures: int, cooldown_seconds: float) -> str:
+    """The reason of a loop its circuit breaker paused."""
+    return f"{_BREAKER_OPEN}after {failures} failed iterations; retry in {cooldown_seconds:g}s"
+
+
+def is_lost(reason: str | None) -> bool:
+    return reason is not None and reason.startswith(_LOST)
+
+
+def is_breaker_open(reason: str | None) -> bool:
+    return reason is not None and reason.startswith(_BREAKER_OPEN)
 
 
 #: Upper bounds of the duration histograms' buckets, seconds (Prometheus ``le``; +Inf follows).

@@ -28,6 +28,8 @@ from .._model._status import (
     LoopStatus,
     NodeHealth,
     WorkflowStatus,
+    is_breaker_open,
+    is_lost,
 )
 from ._console_graph import Camel, WorkflowGraph, workflow_graph
 from ._metrics import LOOP_STATE_SEVERITY, MISSED_TICKS
@@ -64,10 +66,6 @@ _PAGE_HEADERS = (
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
 )
-#: The reason a loop's circuit breaker gives when it opens (the engine's words).
-_BREAKER_OPEN = "circuit open"
-#: The reason a hub gives a replica it has not heard from (RemoteLoops).
-_LOST = "lost:"
 
 
 class ConsoleSettings(BaseModel):
@@ -189,7 +187,7 @@ def _rate(then: tuple[float, int | None] | None, now: tuple[float, int | None]) 
 
 
 def _loop_state(states: list[LoopState], reasons: list[str | None]) -> str:
-    if any((r or "").startswith(_LOST) for r in reasons):
+    if any(is_lost(r) for r in reasons):
         return "lost"
     return next((s.value for s in LOOP_STATE_SEVERITY if s in states), LoopState.PENDING.value)
 
@@ -359,7 +357,7 @@ class Console:
         producer = nodes.get(self._producers[name])
         breaker = None
         if name in self._breakers:
-            opened = any((r or "").startswith(_BREAKER_OPEN) for r in reasons)
+            opened = any(is_breaker_open(r) for r in reasons)
             breaker = "open" if opened else "closed"
         desired = {lp.desired_state for lp in replicas if lp.desired_state is not None}
         return LoopFigures(
