@@ -51,7 +51,7 @@ def _unimportable(err: FieldError) -> bool:
 def loop_pod_count(workflow: Workflow) -> dict[str, int]:
     """Loop name -> the pods the operator makes for it: its replicas, none when stopped."""
     return {
-        loop.name: loop.replicas
+        loop.name: loop.max_replicas
         for loop in workflow.spec.loops
         if DesiredState.combine(workflow.spec.state, loop.state) is not DesiredState.STOPPED
     }

@@ -390,13 +390,13 @@ def loop_pod(
     annotations = _scrape_annotations()
     # Everything the pod is made of and everything its process reads of the workflow file: its
     # loop and the queues that loop uses. Not spec.state: a pause or resume replaces nothing;
-    # not replicas: scaling adds or removes pods and leaves the others alone.
+    # not replicas nor autoscale: scaling adds or removes pods and leaves the others alone.
     refs = [n.queue for n in (loop.producer, *loop.nodes) if n is not None and n.queue]
     used = {name for ref in refs if ref is not None for name in (ref.read, ref.write) if name}
     view = {
         "labels": pod_labels,
         "spec": spec,
-        "loop": loop.model_dump(mode="json", exclude={"state", "replicas"}),
+        "loop": loop.model_dump(mode="json", exclude={"state", "replicas", "autoscale"}),
         "queues": [q.model_dump(mode="json") for q in workflow.spec.queues if q.name in used],
     }
     annotations[HASH_ANNOTATION] = _hash(view)
@@ -435,7 +435,7 @@ def loop_pods(
     for loop in workflow.spec.loops:
         if effective_state(workflow, loop) is DesiredState.STOPPED:
             continue
-        for replica in range(loop.replicas):
+        for replica in range(loop.max_replicas):
             pod = loop_pod(owner, workflow, loop, replica, settings)
             pods[pod["metadata"]["name"]] = pod
     return pods

@@ -152,10 +152,10 @@ def _loop_summary(
     hub's (the previous status's time): kept, marked so, while the hub does not answer."""
     spec = workflow.spec.loops[index]
     desired = effective_state(workflow, spec)
-    expected = 0 if desired is DesiredState.STOPPED else spec.replicas
+    expected = 0 if desired is DesiredState.STOPPED else spec.max_replicas
     replicas = [lp for lp in (obs.hub.loops if obs.hub else []) if lp.name == spec.name]
-    replicas = [lp for lp in replicas if lp.replica < spec.replicas]
-    finished = {r for r in obs.finished_replicas(spec.name) if r < spec.replicas}
+    replicas = [lp for lp in replicas if lp.replica < spec.max_replicas]
+    finished = {r for r in obs.finished_replicas(spec.name) if r < spec.max_replicas}
     if finished and desired is not DesiredState.STOPPED:
         replicas = _with_finished(spec.name, spec.pool.value, replicas, finished)
     state: ReportedState

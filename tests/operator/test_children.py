@@ -148,7 +148,7 @@ def test_every_child_of_every_example(path: Any) -> None:
         assert state == {"name": "state", "emptyDir": {}}
 
     pods = loop_pods(owner, wf, SETTINGS)
-    expected = {f"{name}-{lp.name}-{r}" for lp in wf.spec.loops for r in range(lp.replicas)}
+    expected = {f"{name}-{lp.name}-{r}" for lp in wf.spec.loops for r in range(lp.max_replicas)}
     assert set(pods) == expected
     for pod_name, pod in pods.items():
         _common(pod, owner, "loop")

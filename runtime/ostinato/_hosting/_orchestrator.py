@@ -98,7 +98,7 @@ class WorkflowOrchestrator:
     def _add(self, plan: LoopPlan, *, paused: bool) -> list[LoopHandle]:
         """Build (not start) every replica of a loop; paused ones wait at their first boundary."""
         handles = []
-        for replica in range(plan.spec.replicas):
+        for replica in range(plan.spec.initial_replicas):
             handle = self._handle(plan, replica, self._document)
             if paused:
                 handle.pause()
@@ -274,7 +274,7 @@ class WorkflowOrchestrator:
                 reason="not started: its desired state is stopped",
             )
             for plan in self._held.values()
-            for replica in range(plan.spec.replicas)
+            for replica in range(plan.spec.initial_replicas)
         ]
         # What was asked of each loop beside what its replicas do, as ``ostinato hub`` reports.
         desired = dict(self._desired)

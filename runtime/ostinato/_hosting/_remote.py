@@ -54,7 +54,7 @@ class RemoteLoops:
             lp.name: DesiredState.combine(plan.workflow.spec.state, lp.spec.state)
             for lp in plan.loops
         }
-        self._counts = {lp.name: lp.spec.replicas for lp in plan.loops}
+        self._counts = {lp.name: lp.spec.initial_replicas for lp in plan.loops}
         self._pools = {lp.name: lp.spec.pool.value for lp in plan.loops}
         self._warned: set[tuple[str, int]] = set()
         hub.fallback = self.receive

@@ -15,7 +15,7 @@ from ._document import DocumentError, check_bounds, read_document
 from ._errors import FieldError, WorkflowError, errors_from_pydantic
 from ._nodes import BaseNode, NodeConfig, NodeKind
 from ._queue_nodes import QueueConfig, QueueNode
-from ._spec import LoopSpec, NodeSpec, QueueSpec, Workflow
+from ._spec import LoopSpec, NodeSpec, QueueMode, QueueSpec, Workflow
 from ._status import replica_key
 
 __all__ = [
@@ -194,6 +194,40 @@ def _plan_node(
     return NodePlan(spec.name, kind, cls, config, spec, path)
 
 
+def _autoscale_errors(
+    loop: LoopSpec, base: str, queues: Mapping[str, QueueSpec]
+) -> list[FieldError]:
+    """An autoscaled loop reads a work queue with its producer, and names no fixed replicas."""
+    scale = loop.autoscale
+    if scale is None:
+        return []
+    errors = []
+    if loop.replicas is not None:
+        errors.append(FieldError(f"{base}.replicas", "set either replicas or autoscale, not both"))
+    if scale.min_replicas > scale.max_replicas:
+        errors.append(
+            FieldError(
+                f"{base}.autoscale.minReplicas",
+                f"must be <= maxReplicas ({scale.max_replicas})",
+            )
+        )
+    ref = loop.producer.queue if loop.producer is not None else None
+    queue = queues.get(ref.read) if ref is not None and ref.read is not None else None
+    if queue is None or queue.mode is not QueueMode.WORK:
+        what = (
+            f"its producer reads queue {queue.name!r}, a {queue.mode.value} queue"
+            if queue is not None
+            else "its producer reads no queue"
+        )
+        errors.append(
+            FieldError(
+                f"{base}.autoscale",
+                f"only a loop whose producer reads a work queue autoscales; {what}",
+            )
+        )
+    return errors
+
+
 def _duplicates(names: Iterable[str]) -> list[tuple[int, str]]:
     seen: set[str] = set()
     dups = []
@@ -220,7 +254,7 @@ def build_plan(
         errors.append(FieldError(f"spec.loops[{i}].name", f"duplicate loop name {name!r}"))
     loop_names = {lp.name for lp in spec.loops}
     for i, lp in enumerate(spec.loops):
-        for r in range(1, lp.replicas):
+        for r in range(1, lp.max_replicas):
             if replica_key(lp.name, r) in loop_names:
                 errors.append(
                     FieldError(
@@ -239,6 +273,7 @@ def build_plan(
                     f"{base}.eventLoop", "only loops in the asyncio pool share an event loop"
                 )
             )
+        errors.extend(_autoscale_errors(loop, base, queues))
         names = ([loop.producer.name] if loop.producer else []) + [n.name for n in loop.nodes]
         offset = 1 if loop.producer else 0
         for i, name in _duplicates(names):

@@ -21,6 +21,7 @@ __all__ = [
     "API_VERSION",
     "NAME_PATTERN",
     "WORKFLOW_NAME_PATTERN",
+    "AutoscaleSpec",
     "CircuitBreakerSpec",
     "DesiredState",
     "ErrorPolicy",
@@ -274,6 +275,47 @@ class RestartSpec(_Model):
     )
 
 
+class AutoscaleSpec(_Model):
+    """Replicas of a work-queue reader that follow the hub's backlog of its queue."""
+
+    min_replicas: Int = Field(
+        1,
+        ge=0,
+        le=1000,
+        description="The fewest replicas; 0 lets an idle loop scale to none (the first "
+        "message starts one).",
+    )
+    max_replicas: Int = Field(ge=1, le=1000, description="The most replicas.")
+    target_backlog_per_replica: Int = Field(
+        100,
+        ge=1,
+        le=INT64_MAX,
+        description="Messages of the loop's queue (waiting in the hub or delivered and not "
+        "yet acknowledged) per replica: the backlog divided by this is the replicas wanted.",
+    )
+    scale_up_cooldown_seconds: Float = Field(
+        5.0,
+        ge=0,
+        le=3600,
+        description="After a scale-up, how long before the next one, seconds (a scale-up "
+        "from zero replicas never waits).",
+    )
+    scale_down_delay_seconds: Float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="How long the backlog must want fewer replicas before they go, seconds; "
+        "the most wanted over that time is kept.",
+    )
+    interval_seconds: Float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often the backlog is sampled, seconds (on Kubernetes: at most as "
+        "often as the operator's statusIntervalSeconds).",
+    )
+
+
 class LoopSpec(_Model):
     """One loop: a producer, an ordered chain of nodes, the pool it runs in, its settings."""
 
@@ -283,12 +325,19 @@ class LoopSpec(_Model):
     nodes: list[NodeSpec] = Field(
         default_factory=list, description="Blocking and non-blocking nodes, in chain order."
     )
-    replicas: Int = Field(
-        1,
-        ge=1,
-        le=1000,
-        description="Copies of the loop that run at once; a work queue spreads its messages "
-        "over them, a broadcast queue gives each message to one of them.",
+    # The bounds inside the Optional, as for maxIterations below, so the CRD has them.
+    replicas: Annotated[int, Field(ge=1, le=1000), Strict(), BeforeValidator(_whole)] | None = (
+        Field(
+            None,
+            description="Copies of the loop that run at once; a work queue spreads its "
+            "messages over them, a broadcast queue gives each message to one of them. Unset: "
+            "1, or as many as autoscale decides (the two are exclusive).",
+        )
+    )
+    autoscale: AutoscaleSpec | None = Field(
+        None,
+        description="Replicas that follow the backlog of the work queue the producer reads, "
+        "between minReplicas and maxReplicas; exclusive with replicas.",
     )
     # The bounds on the int itself, inside the Optional and before Int's conversion: pydantic
     # would not otherwise write them into the JSON schema (and the CRD) as minimum and maximum.
@@ -328,6 +377,20 @@ class LoopSpec(_Model):
     resources: ResourcesSpec | None = Field(
         None, description="Kubernetes only: requests and limits of this loop's pods."
     )
+
+    @property
+    def max_replicas(self) -> int:
+        """The most replicas this loop runs: autoscale's maxReplicas, else replicas (1 unset)."""
+        if self.autoscale is not None:
+            return self.autoscale.max_replicas
+        return 1 if self.replicas is None else self.replicas
+
+    @property
+    def initial_replicas(self) -> int:
+        """The replicas started with the loop: autoscale's minReplicas, else replicas."""
+        if self.autoscale is not None:
+            return self.autoscale.min_replicas
+        return self.max_replicas
 
 
 class QueueSpec(_Model):
