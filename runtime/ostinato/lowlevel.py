@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from ._engine._loop import LoopManager
 from ._face import adopt, lazy_getattr
 from ._messaging._token import CONTROL_TOKEN_ENV, generate_control_token
+from ._model._autoscale import BacklogSample, ScaleDecision, ScaleState, decide, sample_of
 from ._model._errors import errors_from_pydantic
 from ._model._plan import LoopPlan, WorkflowPlan
-from ._model._spec import LoopSpec, QueueSpec, ResourcesSpec, WorkflowSpec
+from ._model._spec import AutoscaleSpec, LoopSpec, QueueSpec, ResourcesSpec, WorkflowSpec
 from ._model._status import MAX_ERROR_CHARS, replica_key, truncate
 from ._observe._client import ServerError, request_json
 from ._observe._http import ControlReply, ControlRequest
@@ -28,6 +29,8 @@ __all__ = [
     "CONTROL_TOKEN_ENV",
     "CURVE_ENV_VARS",
     "MAX_ERROR_CHARS",
+    "AutoscaleSpec",
+    "BacklogSample",
     "ControlReply",
     "ControlRequest",
     "CurveKeys",
@@ -37,14 +40,18 @@ __all__ = [
     "LoopSpec",
     "QueueSpec",
     "ResourcesSpec",
+    "ScaleDecision",
+    "ScaleState",
     "ServerError",
     "WorkflowPlan",
     "WorkflowSpec",
+    "decide",
     "errors_from_pydantic",
     "generate_control_token",
     "generate_keys",
     "replica_key",
     "request_json",
+    "sample_of",
     "truncate",
 ]
 

@@ -31,6 +31,8 @@ TOOLS = {
     # control and status plumbing the operator shares with the hub
     "ControlRequest", "ControlReply", "errors_from_pydantic", "MAX_ERROR_CHARS", "replica_key",
     "truncate",
+    # the autoscaling decision both hosts make (the orchestrator and the operator)
+    "AutoscaleSpec", "BacklogSample", "ScaleDecision", "ScaleState", "decide", "sample_of",
     # the HTTP client of /status and /control, which the operator uses to reach a hub
     "request_json", "ServerError",
 }  # fmt: skip

@@ -192,8 +192,12 @@ class Hub:
         return {name: {"depth": q.depth, **vars_of(q.counters)} for name, q in self.queues.items()}
 
     def queue_statuses(self) -> list[QueueStatus]:
-        """The same as :meth:`queue_status`, as the status models a WorkflowStatus holds."""
-        return [QueueStatus(name=n, **counters) for n, counters in self.queue_status().items()]
+        """The same as :meth:`queue_status`, with each consumer's messages in flight, as the
+        status models a WorkflowStatus holds."""
+        return [
+            QueueStatus(name=n, in_flight=self.queues[n].in_flight(), **counters)
+            for n, counters in self.queue_status().items()
+        ]
 
     # -- the hub thread ------------------------------------------------------------------------
 

@@ -133,6 +133,13 @@ class QueueState:
         waiting = max((len(g.buffer) for g in self.groups.values()), default=0)
         return waiting + len(self.parked)
 
+    def in_flight(self) -> list[int]:
+        """Messages delivered and not yet acknowledged, per consumer (any thread: a copy of
+        the consumers is taken first, so the hub's thread may change them meanwhile)."""
+        return [
+            len(c.inflight) for g in list(self.groups.values()) for c in list(g.consumers.values())
+        ]
+
     # -- writers -------------------------------------------------------------------------------
 
     def put(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:

@@ -225,6 +225,11 @@ class QueueStatus(_Model):
     dropped: int = 0
     redelivered: int = 0
     refused: int = Field(0, description="Messages refused (larger than maxMessageBytes).")
+    in_flight: list[int] = Field(
+        default_factory=list,
+        description="Messages delivered and not yet acknowledged, per consumer (one number for "
+        "each reader replica connected).",
+    )
 
 
 class WorkflowStatus(_Model):
