@@ -15,6 +15,7 @@ from .._model._classes import importable_folder
 from .._model._plan import LoopPlan, WorkflowPlan, dump_document, load_workflow
 from .._model._spec import DesiredState, Pool
 from .._model._status import LoopState, LoopStatus, WorkflowStatus, replica_key
+from ._autoscaler import Autoscaler
 from ._handles import EventLoopThread, InProcessLoop, LoopHandle
 from ._process import ProcessLoop
 from ._replica import replica_identity
@@ -54,7 +55,10 @@ class WorkflowOrchestrator:
             for lp in self.plan.loops
         }
         self._event_loops: dict[str, EventLoopThread] = {}
+        #: Every replica by key. Replaced, never changed in place (the autoscaler adds and
+        #: removes replicas while other threads read it).
         self.loops: dict[str, LoopHandle] = {}
+        self._autoscaler: Autoscaler | None = None
         #: Loops not started because their desired state (spec) is stopped, by name.
         self._held: dict[str, LoopPlan] = {}
         self._document = ""
@@ -94,6 +98,8 @@ class WorkflowOrchestrator:
         )
         for handle in started:
             handle.start()
+        self._autoscaler = Autoscaler(self.plan.loops, self.hub.queue_statuses, self)
+        self._autoscaler.start()
 
     def _add(self, plan: LoopPlan, *, paused: bool) -> list[LoopHandle]:
         """Build (not start) every replica of a loop; paused ones wait at their first boundary."""
@@ -102,9 +108,31 @@ class WorkflowOrchestrator:
             handle = self._handle(plan, replica, self._document)
             if paused:
                 handle.pause()
-            self.loops[handle.key] = handle
+            self.loops = {**self.loops, handle.key: handle}
             handles.append(handle)
         return handles
+
+    # -- what the autoscaler asks of the orchestrator (_autoscaler.ScaleHost) ----------------
+
+    def replicas_of(self, loop: str) -> list[LoopHandle]:
+        return [h for h in self.loops.values() if h.name == loop]
+
+    def desired_state(self, loop: str) -> DesiredState:
+        return self._desired[loop]
+
+    def add_replica(self, plan: LoopPlan, replica: int) -> LoopHandle:
+        handle = self._handle(plan, replica, self._document)
+        if self._desired[plan.name] is DesiredState.PAUSED:
+            handle.pause()
+        self.loops = {**self.loops, handle.key: handle}
+        handle.start()
+        return handle
+
+    def forget(self, handle: LoopHandle) -> None:
+        self.loops = {k: h for k, h in self.loops.items() if h is not handle}
+        event_loop = self._event_loops.pop(f"loop:{handle.name}:{handle.replica}", None)
+        if event_loop is not None:  # a retired asyncio replica's own event loop
+            event_loop.close()
 
     def _handle(self, plan: LoopPlan, replica: int, document: str) -> LoopHandle:
         assert self.hub is not None
@@ -148,9 +176,9 @@ class WorkflowOrchestrator:
             raise KeyError(f"workflow {self.name!r} has no loop {name!r}") from None
 
     def replicas(self, name: str) -> list[LoopHandle]:
-        """Every replica of loop ``name``."""
+        """Every replica of loop ``name`` (none for an autoscaled loop scaled to zero)."""
         found = [h for h in self.loops.values() if h.name == name]
-        if not found:
+        if not found and name not in self._desired:
             raise KeyError(f"workflow {self.name!r} has no loop {name!r}")
         return found
 
@@ -231,6 +259,8 @@ class WorkflowOrchestrator:
         if timeout is None:
             drains = [p.spec.drain_timeout_seconds for p in self.plan.loops]
             timeout = max(drains, default=0.0) + 30.0
+        if self._autoscaler is not None:  # no replica added or retired from here on
+            self._autoscaler.close()
         for handle in self.loops.values():
             self._desired[handle.name] = DesiredState.STOPPED
             handle.stop()
@@ -260,7 +290,16 @@ class WorkflowOrchestrator:
 
     @property
     def done(self) -> bool:
-        return all(h.done for h in self.loops.values())
+        """Every replica has ended by itself; an autoscaled loop never has, while it may
+        scale up again (it is not stopped and none of its replicas finished)."""
+        if not all(h.done for h in self.loops.values()):
+            return False
+        return not any(
+            lp.spec.autoscale is not None
+            and self._desired[lp.name] is not DesiredState.STOPPED
+            and not any(h.state is LoopState.FINISHED for h in self.replicas_of(lp.name))
+            for lp in self.plan.loops
+        )
 
     def status(self) -> WorkflowStatus:
         queues = self.hub.queue_statuses() if self.hub is not None else []
@@ -282,7 +321,10 @@ class WorkflowOrchestrator:
             h.status().model_copy(update={"desired_state": desired[h.name]})
             for h in self.loops.values()
         ]
-        return WorkflowStatus(workflow=self.name, loops=loops + held, queues=queues)
+        scaled = self._autoscaler.status() if self._autoscaler is not None else []
+        return WorkflowStatus(
+            workflow=self.name, loops=loops + held, queues=queues, autoscale=scaled
+        )
 
     def states(self) -> dict[str, LoopState]:
         return {name: h.state for name, h in self.loops.items()}

@@ -13,6 +13,7 @@ from ._spec import DesiredState
 __all__ = [
     "DURATION_BUCKETS_SECONDS",
     "MAX_ERROR_CHARS",
+    "AutoscaleStatus",
     "DurationHistogram",
     "Durations",
     "LoopState",
@@ -232,10 +233,25 @@ class QueueStatus(_Model):
     )
 
 
+class AutoscaleStatus(_Model):
+    """An autoscaled loop's replicas: what the last decision wants and what runs."""
+
+    loop: str
+    desired_replicas: int = Field(description="What the last decision asks for.")
+    current_replicas: int = Field(
+        description="Replicas running or starting (those being scaled away not counted)."
+    )
+    backlog: int = Field(0, description="The queue's messages waiting or in flight.")
+    reason: str | None = Field(None, description="The numbers behind the last decision.")
+
+
 class WorkflowStatus(_Model):
     workflow: str
     loops: list[LoopStatus]
     queues: list[QueueStatus] = Field(default_factory=list)
+    autoscale: list[AutoscaleStatus] = Field(
+        default_factory=list, description="Autoscaled loops (spec.loops[].autoscale) only."
+    )
 
     def loop(self, name: str) -> LoopStatus:
         for loop in self.loops:

@@ -196,6 +196,16 @@ def _empty_families() -> dict[str, _Family]:
             labels=_NODE,
         ),
         GaugeMetricFamily(
+            "ostinato_loop_desired_replicas",
+            "Autoscaled loops: the replicas the last decision asks for.",
+            labels=_LOOP,
+        ),
+        GaugeMetricFamily(
+            "ostinato_loop_current_replicas",
+            "Autoscaled loops: the replicas running or starting.",
+            labels=_LOOP,
+        ),
+        GaugeMetricFamily(
             "ostinato_queue_depth",
             "Messages waiting in the queue's fullest consumer group.",
             labels=_QUEUE,
@@ -264,6 +274,9 @@ def families(status: WorkflowStatus, version: str) -> list[Metric]:
                 # Every producer gets the series (0 when it has no schedule), so that it
                 # exists before the first missed tick.
                 add("ostinato_missed_ticks_total", nb, n.missed_ticks)
+    for scale in status.autoscale:
+        add("ostinato_loop_desired_replicas", [wf, scale.loop], scale.desired_replicas)
+        add("ostinato_loop_current_replicas", [wf, scale.loop], scale.current_replicas)
     for q in status.queues:
         qb = [wf, q.name]
         add("ostinato_queue_depth", qb, q.depth)

@@ -75,6 +75,13 @@ def format_table(
                 )
             )
         text += "\n" + _columns(qrows)
+    if status.autoscale:
+        arows = [("AUTOSCALED LOOP", "DESIRED", "CURRENT", "BACKLOG", "")]
+        for a in status.autoscale:
+            arows.append(
+                (a.loop, str(a.desired_replicas), str(a.current_replicas), str(a.backlog), "")
+            )
+        text += "\n" + _columns(arows)
     return text
 
 
