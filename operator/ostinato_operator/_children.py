@@ -14,6 +14,7 @@ import yaml
 from ostinato import DesiredState, Workflow
 from ostinato.lowlevel import LoopSpec
 
+from ._autoscaling import replica_count
 from ._crd import GROUP, KIND, VERSION
 from ._keys import HUB_ENV_VARS, LOOP_ENV_VARS
 from ._settings import OperatorSettings
@@ -428,14 +429,18 @@ def pod_finished(pod: Mapping[str, Any]) -> bool:
 
 
 def loop_pods(
-    owner: Owner, workflow: Workflow, settings: OperatorSettings
+    owner: Owner,
+    workflow: Workflow,
+    settings: OperatorSettings,
+    scaled: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Pod name -> manifest for every replica of every loop that is not stopped."""
+    """Pod name -> manifest for every replica of every loop that is not stopped; an autoscaled
+    loop has as many as ``scaled`` says (the last decision), its minReplicas without one."""
     pods: dict[str, dict[str, Any]] = {}
     for loop in workflow.spec.loops:
         if effective_state(workflow, loop) is DesiredState.STOPPED:
             continue
-        for replica in range(loop.max_replicas):
+        for replica in range(replica_count(loop, scaled or {})):
             pod = loop_pod(owner, workflow, loop, replica, settings)
             pods[pod["metadata"]["name"]] = pod
     return pods

@@ -168,7 +168,7 @@ def workflow_changed(body: kopf.Body, reason: str, memo: kopf.Memo, **_: Any) ->
     previous = previous_status(body)
     with _metrics.timed(str(reason)):
         try:
-            outcome = reconcile(kube, config, body)
+            outcome = reconcile(kube, config, body, monitor.scaled(body))
         except InvalidSpecError as exc:
             kube.event(body, "InvalidSpec", str(exc), warning=True)
             status = invalid_status(meta.get("generation"), str(exc), previous, now_rfc3339())
@@ -219,5 +219,5 @@ def loop_pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: 
     except InvalidSpecError:
         return
     with _metrics.timed("pod"):
-        outcome = ensure_pods(kube, memo.config, Owner.of(wf), workflow)
+        outcome = ensure_pods(kube, memo.config, Owner.of(wf), workflow, scaled=monitor.scaled(wf))
     _report(kube, wf, outcome, first=False)

@@ -8,7 +8,15 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["REGISTRY", "managed_workflows", "reconciles", "serve", "timed"]
+__all__ = [
+    "REGISTRY",
+    "loop_current_replicas",
+    "loop_desired_replicas",
+    "managed_workflows",
+    "reconciles",
+    "serve",
+    "timed",
+]
 
 #: Its own registry: the runtime's metrics (imported with ostinato) are not the operator's.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -41,6 +49,19 @@ status_rounds = Counter(
 managed_workflows = Gauge(
     "ostinato_operator_managed_workflows",
     "Workflows this operator currently manages.",
+    registry=REGISTRY,
+)
+
+loop_desired_replicas = Gauge(
+    "ostinato_operator_loop_desired_replicas",
+    "Autoscaled loops: the replicas (pods) the last decision asks for.",
+    ["namespace", "workflow", "loop"],
+    registry=REGISTRY,
+)
+loop_current_replicas = Gauge(
+    "ostinato_operator_loop_current_replicas",
+    "Autoscaled loops: the loop's pods that exist and are not being deleted.",
+    ["namespace", "workflow", "loop"],
     registry=REGISTRY,
 )
 

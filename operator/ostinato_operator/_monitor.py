@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ostinato import DesiredState, LoopState, Workflow, WorkflowStatus
+from ostinato.lowlevel import ScaleDecision
 
 from . import _metrics
+from ._autoscaling import Scaling, replica_count
 from ._children import Owner, effective_state, loop_pods, needs_state_volume
 from ._hub_client import HubError, get_status, post_control
 from ._keys import CONTROL_TOKEN_ENV, secret_name
@@ -61,6 +63,8 @@ class Tracked:
     written_at: float = 0.0
     #: The last read of the hub, for the next round's rates.
     sample: HubSample | None = None
+    #: Autoscaled loops: decisions and desired counts.
+    scaling: Scaling = field(default_factory=Scaling)
     #: metadata.generation whose children the reconcile handler finished (observedGeneration).
     reconciled: int | None = None
     #: Held while parsing the body and posting desired states: the status round (a worker
@@ -174,15 +178,29 @@ class Monitor:
         taken = time.monotonic()
         pods = self.kube.workflow_pods(meta["namespace"], meta["name"])
         owner = Owner.of(body)
-        if self._pods_missing(owner, workflow, pods):
-            outcome = ensure_pods(self.kube, self.settings, owner, workflow)
-            if outcome.pods_created:
+        scaled = entry.scaling.counts(body.get("status"))
+        changed = []
+        if hub is not None:
+            changed = self._autoscale(entry, workflow, hub, taken, pods)
+            scaled = entry.scaling.counts(None)
+        if changed or self._pods_missing(owner, workflow, pods, scaled):
+            outcome = ensure_pods(self.kube, self.settings, owner, workflow, scaled=scaled)
+            scaled_pods = {p for _, _, names in changed for p in names}
+            created = [p for p in outcome.pods_created if p not in scaled_pods]
+            if created:
+                self.kube.event(
+                    body, "LoopPodCreated", f"created missing pods {', '.join(created)}"
+                )
+            for loop, decision, _ in changed:
+                up = decision.desired > decision.previous
                 self.kube.event(
                     body,
-                    "LoopPodCreated",
-                    f"created missing pods {', '.join(outcome.pods_created)}",
+                    "ScaledUp" if up else "ScaledDown",
+                    f"loop {loop}: {decision.previous} -> {decision.desired} replicas: "
+                    f"{decision.reason}",
                 )
             pods = self.kube.workflow_pods(meta["namespace"], meta["name"])
+        self._replica_metrics(meta, workflow, scaled, pods)
         rates: Mapping[tuple[str, int], float] = {}
         if hub is not None:
             sample = hub_sample(hub, pods, taken)
@@ -191,7 +209,9 @@ class Monitor:
             self._push_states(entry, url, hub)
         else:
             entry.sample = None
-        obs = Observation(hub, rates, hub_error, pods, volume=self._volume(owner, workflow, pods))
+        obs = Observation(
+            hub, rates, hub_error, pods, volume=self._volume(owner, workflow, pods), scaled=scaled
+        )
         status = compute_status(workflow, generation, obs, previous, now, url)
         self._events(entry, previous, status, hub_error)
         self._write(entry, status)
@@ -231,14 +251,77 @@ class Monitor:
                 warning=True,
             )
 
-    def _pods_missing(self, owner: Owner, workflow: Workflow, pods: list[dict[str, Any]]) -> bool:
+    def _autoscale(
+        self,
+        entry: Tracked,
+        workflow: Workflow,
+        hub: WorkflowStatus,
+        taken: float,
+        pods: list[dict[str, Any]],
+    ) -> list[tuple[str, ScaleDecision, list[str]]]:
+        """One decision per autoscaled loop; (loop, decision, pod names it adds) of those that
+        change its count."""
+        running = {lp.name: len(_loop_pods(pods, lp.name)) for lp in workflow.spec.loops}
+        stopped = [
+            lp.name
+            for lp in workflow.spec.loops
+            if effective_state(workflow, lp) is DesiredState.STOPPED
+        ]
+        owner = Owner.of(entry.body)
+        out = []
+        for loop, decision in entry.scaling.round(workflow, hub, taken, running, stopped):
+            log.info(
+                "%s/%s loop %s: %d -> %d replicas: %s",
+                owner.namespace,
+                owner.name,
+                loop,
+                decision.previous,
+                decision.desired,
+                decision.reason,
+            )
+            added = [f"{owner.name}-{loop}-{r}" for r in range(decision.previous, decision.desired)]
+            out.append((loop, decision, added))
+        return out
+
+    def _replica_metrics(
+        self,
+        meta: Mapping[str, Any],
+        workflow: Workflow,
+        scaled: Mapping[str, int],
+        pods: list[dict[str, Any]],
+    ) -> None:
+        for loop in workflow.spec.loops:
+            if loop.autoscale is None:
+                continue
+            labels = (meta["namespace"], meta["name"], loop.name)
+            stopped = effective_state(workflow, loop) is DesiredState.STOPPED
+            desired = 0 if stopped else replica_count(loop, scaled)
+            _metrics.loop_desired_replicas.labels(*labels).set(desired)
+            _metrics.loop_current_replicas.labels(*labels).set(len(_loop_pods(pods, loop.name)))
+
+    def _pods_missing(
+        self,
+        owner: Owner,
+        workflow: Workflow,
+        pods: list[dict[str, Any]],
+        scaled: Mapping[str, int],
+    ) -> bool:
         pods = [
             p
             for p in pods
             if (p["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "loop"
         ]
         names = {p["metadata"]["name"] for p in pods}
-        return any(name not in names for name in loop_pods(owner, workflow, self.settings))
+        return any(name not in names for name in loop_pods(owner, workflow, self.settings, scaled))
+
+    def scaled(self, body: Mapping[str, Any]) -> dict[str, int]:
+        """Autoscaled loops' desired replicas as last decided (from the status after a restart),
+        for a reconcile that must not undo them."""
+        meta = body["metadata"]
+        entry = self.get(meta["namespace"], meta["name"])
+        if entry is None:
+            return Scaling().counts(body.get("status"))
+        return entry.scaling.counts(body.get("status"))
 
     def post_changed_states(self, body: Mapping[str, Any]) -> None:
         """A Workflow changed: post each loop's desired state that differs from the one last
@@ -377,3 +460,13 @@ class Monitor:
             raise
         entry.written = doc
         entry.written_at = time.monotonic()
+
+
+def _loop_pods(pods: list[dict[str, Any]], loop: str) -> list[dict[str, Any]]:
+    """A loop's pods that exist and are not being deleted."""
+    return [
+        p
+        for p in pods
+        if (p["metadata"].get("labels") or {}).get("ostinato.dev/loop") == loop
+        and not p["metadata"].get("deletionTimestamp")
+    ]

@@ -63,8 +63,14 @@ def parse(body: Mapping[str, Any], settings: OperatorSettings) -> tuple[Workflow
     return verdict.workflow, verdict.warnings
 
 
-def reconcile(kube: Kube, settings: OperatorSettings, body: Mapping[str, Any]) -> Outcome:
-    """Every child of the Workflow as its spec says; safe to repeat and to interrupt anywhere."""
+def reconcile(
+    kube: Kube,
+    settings: OperatorSettings,
+    body: Mapping[str, Any],
+    scaled: Mapping[str, int] | None = None,
+) -> Outcome:
+    """Every child of the Workflow as its spec says (autoscaled loops: as ``scaled`` says);
+    safe to repeat and to interrupt anywhere."""
     workflow, _ = parse(body, settings)
     owner = Owner.of(body)
     outcome = Outcome()
@@ -84,7 +90,7 @@ def reconcile(kube: Kube, settings: OperatorSettings, body: Mapping[str, Any]) -
         outcome.created.append(f"PersistentVolumeClaim {pvc['metadata']['name']}")
     kube.apply(hub_deployment(owner, workflow, settings))
     kube.apply(hub_service(owner))
-    ensure_pods(kube, settings, owner, workflow, outcome)
+    ensure_pods(kube, settings, owner, workflow, outcome, scaled)
     return outcome
 
 
@@ -128,6 +134,7 @@ def ensure_pods(
     owner: Owner,
     workflow: Workflow,
     outcome: Outcome | None = None,
+    scaled: Mapping[str, int] | None = None,
 ) -> Outcome:
     """One pod per replica of every loop that is not stopped, each matching its spec hash.
 
@@ -138,7 +145,7 @@ def ensure_pods(
     terminating is left alone: its deletion event brings us back here to create the new one.
     """
     outcome = outcome or Outcome()
-    desired = loop_pods(owner, workflow, settings)
+    desired = loop_pods(owner, workflow, settings, scaled)
     existing = {p["metadata"]["name"]: p for p in kube.loop_pods(owner.namespace, owner.name)}
     gone: set[str] = set()
     for name, pod in existing.items():

@@ -9,6 +9,7 @@ from typing import Any
 from ostinato import DesiredState, LoopState, LoopStatus, NodeHealth, Workflow, WorkflowStatus
 from ostinato.lowlevel import truncate
 
+from ._autoscaling import replica_count
 from ._children import effective_state, pod_finished
 from ._problems import CAUSES, Problem, cut, pod_problems, queue_problems, summary
 from ._status_models import (
@@ -59,6 +60,7 @@ class Observation:
         hub_error: str | None,
         pods: Sequence[Mapping[str, Any]],
         volume: Mapping[str, Any] | None = None,
+        scaled: Mapping[str, int] | None = None,
     ) -> None:
         self.hub = hub
         self.rates = rates
@@ -67,6 +69,8 @@ class Observation:
         self.pods = pods
         #: The hub's PersistentVolumeClaim, read when it may explain an unschedulable hub.
         self.volume = volume
+        #: Autoscaled loops: the replicas last decided, by loop.
+        self.scaled = scaled or {}
 
     def pods_of(self, loop: str) -> int:
         return sum(
@@ -152,10 +156,11 @@ def _loop_summary(
     hub's (the previous status's time): kept, marked so, while the hub does not answer."""
     spec = workflow.spec.loops[index]
     desired = effective_state(workflow, spec)
-    expected = 0 if desired is DesiredState.STOPPED else spec.max_replicas
+    count = replica_count(spec, obs.scaled)
+    expected = 0 if desired is DesiredState.STOPPED else count
     replicas = [lp for lp in (obs.hub.loops if obs.hub else []) if lp.name == spec.name]
-    replicas = [lp for lp in replicas if lp.replica < spec.max_replicas]
-    finished = {r for r in obs.finished_replicas(spec.name) if r < spec.max_replicas}
+    replicas = [lp for lp in replicas if lp.replica < count]
+    finished = {r for r in obs.finished_replicas(spec.name) if r < count}
     if finished and desired is not DesiredState.STOPPED:
         replicas = _with_finished(spec.name, spec.pool.value, replicas, finished)
     state: ReportedState

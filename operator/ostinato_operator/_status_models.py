@@ -92,7 +92,10 @@ class LoopSummary(_Model):
         description="When the reported state last changed (RFC 3339): when a pause, "
         "resume or stop took effect.",
     )
-    replicas: int = Field(description="Replicas the spec asks for (0 when stopped).")
+    replicas: int = Field(
+        description="Replicas the spec asks for (0 when stopped); for an autoscaled loop, what "
+        "the last decision asks for (the desired count, kept across operator restarts)."
+    )
     replicas_ready: int = Field(0, description="Replicas the hub hears from in running or paused.")
     pods: int = Field(0, description="Pod objects that exist for this loop.")
     iterations: int = 0
