@@ -37,6 +37,7 @@ class GraphNode(Camel):
 class GraphLoop(Camel):
     name: str
     pool: str
+    #: The spec's replicas; an autoscaled loop's maxReplicas.
     replicas: int
     producer: GraphNode
     nodes: list[GraphNode]
@@ -106,7 +107,7 @@ def workflow_graph(plan: WorkflowPlan, managed_by_operator: bool = False) -> Wor
             GraphLoop(
                 name=lp.name,
                 pool=lp.spec.pool.value,
-                replicas=lp.spec.replicas,
+                replicas=lp.spec.max_replicas,
                 producer=nodes[0],
                 nodes=nodes[1:],
                 circuit_breaker=lp.spec.circuit_breaker is not None,
