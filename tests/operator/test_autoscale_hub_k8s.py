@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from hack.k8s._util import free_port, start_process, stop_pids, wait_until
 from ostinato_operator import _metrics
@@ -115,6 +117,18 @@ def _events(op: Operator, ns: str, reason: str) -> list[str]:
     return [e["message"] for e in items if e["reason"] == reason]
 
 
+def _hub_series(port: int) -> dict[str, float]:
+    """The hub's /metrics samples of the reader loop, by name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("loop") == "reader"
+    }
+
+
 def _metric(name: str, ns: str) -> float | None:
     labels = {"namespace": ns, "workflow": "scaled", "loop": "reader"}
     return _metrics.REGISTRY.get_sample_value(name, labels)
@@ -166,6 +180,13 @@ def test_backlog_scales_pods_up_and_back_to_zero(
         # A reader on loopback (the pods do not run here) drains the queue: back to zero pods.
         reader = _loop_process(path, "reader", zmq_port, tmp_path / "reader.log")
         try:
+            # the hub's /metrics counts the replicas connected to it (the operator decides)
+            wait_until(
+                lambda: _hub_series(http_port).get("ostinato_loop_current_replicas") == 1 or None,
+                timeout=60,
+                what="the hub to count the reader connected",
+            )
+            assert "ostinato_loop_desired_replicas" not in _hub_series(http_port)
             wait_until(
                 lambda: not _reader_pods(op, ns) or None,
                 timeout=90,

@@ -22,7 +22,14 @@ from pydantic import ValidationError
 
 from .._messaging._wire import Kind
 from .._model._spec import DesiredState
-from .._model._status import LoopState, LoopStatus, WorkflowStatus, lost_reason
+from .._model._status import (
+    AutoscaleStatus,
+    LoopState,
+    LoopStatus,
+    QueueStatus,
+    WorkflowStatus,
+    lost_reason,
+)
 
 if TYPE_CHECKING:
     from .._messaging._hub import Hub
@@ -178,9 +185,41 @@ class RemoteLoops:
                     update["state"] = LoopState.ERROR
                     update["reason"] = lost_reason(silent)
                 loops.append(known.status.model_copy(update=update))
+        queues = self.hub.queue_statuses()
         return WorkflowStatus(
-            workflow=self.plan.name, loops=loops, queues=self.hub.queue_statuses()
+            workflow=self.plan.name,
+            loops=loops,
+            queues=queues,
+            autoscale=self._autoscaled(loops, queues),
         )
+
+    def _autoscaled(
+        self, loops: list[LoopStatus], queues: list[QueueStatus]
+    ) -> list[AutoscaleStatus]:
+        """Autoscaled loops as a hub sees them: the replicas connected and not ended (who
+        decides how many there should be, the operator, reports that itself)."""
+        backlog = {q.name: q.depth + sum(q.in_flight) for q in queues}
+        out = []
+        for plan in self.plan.loops:
+            producer = plan.spec.producer
+            ref = producer.queue if producer is not None else None
+            if plan.spec.autoscale is None or ref is None or ref.read is None:
+                continue
+            live = [
+                lp
+                for lp in loops
+                if lp.name == plan.name
+                and lp.state in (LoopState.RUNNING, LoopState.PAUSED, LoopState.STOPPING)
+            ]
+            out.append(
+                AutoscaleStatus(
+                    loop=plan.name,
+                    desired_replicas=None,
+                    current_replicas=len(live),
+                    backlog=backlog.get(ref.read, 0),
+                )
+            )
+        return out
 
     def not_ready(self) -> str | None:
         """A hub is ready when it serves; its loops' readiness is theirs to report."""

@@ -237,7 +237,10 @@ class AutoscaleStatus(_Model):
     """An autoscaled loop's replicas: what the last decision wants and what runs."""
 
     loop: str
-    desired_replicas: int = Field(description="What the last decision asks for.")
+    desired_replicas: int | None = Field(
+        description="What the last decision asks for; None where this process does not decide "
+        "(a hub run by the operator: the operator's status and /metrics have it)."
+    )
     current_replicas: int = Field(
         description="Replicas running or starting (those being scaled away not counted)."
     )

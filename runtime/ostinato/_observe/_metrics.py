@@ -275,7 +275,8 @@ def families(status: WorkflowStatus, version: str) -> list[Metric]:
                 # exists before the first missed tick.
                 add("ostinato_missed_ticks_total", nb, n.missed_ticks)
     for scale in status.autoscale:
-        add("ostinato_loop_desired_replicas", [wf, scale.loop], scale.desired_replicas)
+        if scale.desired_replicas is not None:
+            add("ostinato_loop_desired_replicas", [wf, scale.loop], scale.desired_replicas)
         add("ostinato_loop_current_replicas", [wf, scale.loop], scale.current_replicas)
     for q in status.queues:
         qb = [wf, q.name]

@@ -79,7 +79,13 @@ def format_table(
         arows = [("AUTOSCALED LOOP", "DESIRED", "CURRENT", "BACKLOG", "")]
         for a in status.autoscale:
             arows.append(
-                (a.loop, str(a.desired_replicas), str(a.current_replicas), str(a.backlog), "")
+                (
+                    a.loop,
+                    "-" if a.desired_replicas is None else str(a.desired_replicas),
+                    str(a.current_replicas),
+                    str(a.backlog),
+                    "",
+                )
             )
         text += "\n" + _columns(arows)
     return text
