@@ -206,3 +206,27 @@ def test_backlog_scales_pods_up_and_back_to_zero(
         # scaling one loop touched only that loop's pods
         after = _json(op, "get", "pod", "scaled-writer-0", "-n", ns)
         assert after["metadata"]["uid"] == writer_uid
+
+
+def test_kubectl_explain_documents_autoscale(installed: Installed) -> None:
+    def explain(path: str) -> str | None:
+        """The API server publishes a new CRD's schema to OpenAPI a moment after it is made."""
+        done = installed.plane.kubectl("explain", path, check=False)
+        return done.stdout if done.returncode == 0 else None
+
+    out = wait_until(
+        lambda: explain("workflow.spec.loops.autoscale"), timeout=60, what="kubectl explain"
+    )
+    assert "exclusive with replicas" in out
+    for field in (
+        "minReplicas",
+        "maxReplicas",
+        "targetBacklogPerReplica",
+        "scaleUpCooldownSeconds",
+        "scaleDownDelaySeconds",
+        "intervalSeconds",
+    ):
+        assert field in out, out
+    detail = explain("workflow.spec.loops.autoscale.minReplicas")
+    assert detail is not None
+    assert "scale to none" in detail, detail
