@@ -173,3 +173,12 @@ def test_a_trickle_keeps_one_replica() -> None:
     d = decide(settings, BacklogSample(0.0, 0, 0, 0), 1, None)
     d = decide(settings, BacklogSample(1.0, 0, 3, 3), 1, d.state)
     assert d.desired == 1  # nothing waits, but messages keep coming
+
+
+def test_bounds_changed_in_the_spec_apply_at_once() -> None:
+    d = decide(spec(maxReplicas=4), BacklogSample(0.0, 1_000, 1_000, 0), 1, None)
+    assert d.desired == 4
+    lowered = decide(spec(maxReplicas=2), BacklogSample(1.0, 1_000, 1_000, 0), 4, d.state)
+    assert (lowered.previous, lowered.desired, lowered.changed) == (4, 2, True)
+    raised = decide(spec(minReplicas=3), BacklogSample(2.0, 0, 1_000, 1_000), 2, lowered.state)
+    assert raised.desired == 3

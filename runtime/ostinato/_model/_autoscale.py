@@ -118,9 +118,10 @@ def decide(
     delay = spec.scale_down_delay_seconds
     started_at = state.started_at if state.started_at is not None else now
     recent = (*((at, n) for at, n in state.recent if at >= now - delay), (now, wanted))
-    desired, scaled_up_at = before, state.scaled_up_at
-    why = "holds"
-    if wanted > before:
+    # a spec changed since (maxReplicas lowered, minReplicas raised) applies at once
+    desired, scaled_up_at = _clamp(before, spec), state.scaled_up_at
+    why = "holds" if desired == before else "follows the spec's bounds"
+    if wanted > desired:
         cooling = (
             before > 0
             and scaled_up_at is not None
@@ -130,12 +131,12 @@ def decide(
             why = f"holds (scale-up cooldown of {spec.scale_up_cooldown_seconds:g}s)"
         else:
             desired, scaled_up_at, why = wanted, now, "scales up"
-    elif wanted < before:
+    elif wanted < desired:
         # the most wanted over the delay: a backlog that comes back within it keeps its replicas
         stable = max(n for _, n in recent)
         if stalled:
             why = "holds (messages in flight, none acknowledged: a consumer stalls)"
-        elif now - started_at < delay or stable >= before:
+        elif now - started_at < delay or stable >= desired:
             why = f"holds (scale-down delay of {delay:g}s)"
         else:
             desired, why = stable, "scales down"
