@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ostinato import BlockingNode, NodeConfig, NodeData
+import time
+from typing import IO
+
+from ostinato import BlockingNode, NodeConfig, NodeData, NonBlockingNode
 
 
 class ShiftConfig(NodeConfig):
@@ -14,3 +17,23 @@ class Shift(BlockingNode[ShiftConfig]):
 
     def process(self, data: NodeData) -> NodeData:
         return data.with_payload(data.payload + self.config.by)
+
+
+class LateJournalConfig(NodeConfig):
+    journal: str
+    seconds: float = 0.05
+
+
+class LateJournal(NonBlockingNode[LateJournalConfig]):
+    """A side effect that takes ``seconds`` and then appends the payload to ``journal``: what a
+    retiring replica must drain before it stops, or the line is missing."""
+
+    def setup(self) -> None:
+        self.f: IO[str] = open(self.config.journal, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    def process(self, data: NodeData) -> None:
+        time.sleep(self.config.seconds)
+        self.f.write(f"{data.payload}\n")
+
+    def teardown(self) -> None:
+        self.f.close()

@@ -14,6 +14,7 @@ import pytest
 
 from ostinato import DesiredState, LoopState, WorkflowOrchestrator
 from tests.hub.conftest import loop, node, queue, reader, records, until, workflow, writer
+from tests.hub.nodes import read
 
 BURST = 400
 
@@ -30,7 +31,7 @@ def scaled(orch: WorkflowOrchestrator) -> tuple[int, int]:
 def test_burst_scales_up_drains_returns_to_zero_and_back(
     tmp_path: Path, pool: str, run: Callable[..., WorkflowOrchestrator]
 ) -> None:
-    journal = tmp_path / "got.log"
+    journal, effects = tmp_path / "got.log", tmp_path / "effects.log"
     go, late = tmp_path / "go", tmp_path / "late"
     doc = workflow(
         loop(
@@ -52,6 +53,13 @@ def test_burst_scales_up_drains_returns_to_zero_and_back(
             reader("take", "jobs", prefetch=4),
             node("slow", "Slow", "blocking", seconds=0.01, first=10**9),
             node("record", "Record", "blocking", journal=str(journal)),
+            node(
+                "effect",
+                "tests.autoscale.nodes:LateJournal",
+                "nonBlocking",
+                journal=str(effects),
+                seconds=0.05,
+            ),
             autoscale={
                 "minReplicas": 0,
                 "maxReplicas": 3,
@@ -85,6 +93,9 @@ def test_burst_scales_up_drains_returns_to_zero_and_back(
     assert set(seen) == set(range(BURST)), "a message of the burst was not processed"
     duplicates = sum(c - 1 for c in seen.values())
     assert duplicates == 0, f"{duplicates} duplicate(s) in a clean scale-down"
+    # each retired replica drained its side effects before it stopped
+    drained_effects = Counter(int(line) for line in read(effects))
+    assert drained_effects == Counter(range(BURST)), "a side effect was lost at a scale-down"
 
     started = time.monotonic()
     late.touch()  # one message into a loop at zero replicas starts one
