@@ -8,6 +8,7 @@ import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,12 @@ from ostinato import (
     WorkflowStatus,
     load_workflow,
 )
-from ostinato._model._status import DurationHistogram, breaker_open_reason, lost_reason
+from ostinato._model._status import (
+    AutoscaleStatus,
+    DurationHistogram,
+    breaker_open_reason,
+    lost_reason,
+)
 from ostinato._observe._console import (
     ASSETS,
     Console,
@@ -287,3 +293,34 @@ def test_a_replica_the_hub_lost_makes_its_loop_lost(doc: dict[str, object]) -> N
     workers = next(f for f in data.loops if f.name == "workers")
     assert (workers.state, workers.reason) == ("lost", lost)
     assert workers.replica_states == ["running", "error"]
+
+
+def test_an_autoscaled_loop_shows_its_bounds_and_idles_at_zero(doc: dict[str, Any]) -> None:
+    workers = doc["spec"]["loops"][2]
+    del workers["replicas"]
+    workers["autoscale"] = {"minReplicas": 0, "maxReplicas": 4}
+    source = FakeSource()
+    source.value.loops = [lp for lp in source.value.loops if lp.name != "workers"]
+    source.value.autoscale = [
+        AutoscaleStatus(loop="workers", desired_replicas=0, current_replicas=0, backlog=0)
+    ]
+    data = Console(load_workflow(doc)).data(source.status())
+    graph = next(g for g in data.graph.loops if g.name == "workers")
+    assert (graph.min_replicas, graph.replicas) == (0, 4)
+    figures = next(f for f in data.loops if f.name == "workers")
+    assert (figures.state, figures.current_replicas, figures.desired_replicas) == ("idle", 0, 0)
+    assert figures.replica_states == []
+    # A loop that is not autoscaled has no replica counts of its own.
+    fixed = next(f for f in data.loops if f.name == "source")
+    assert (fixed.state, fixed.current_replicas) == ("running", None)
+    source.value.autoscale = [
+        AutoscaleStatus(loop="workers", desired_replicas=2, current_replicas=2, backlog=90)
+    ]
+    source.value.loops.append(_replica("workers", 0, state=LoopState.PENDING))
+    data = Console(load_workflow(doc)).data(source.status())
+    figures = next(f for f in data.loops if f.name == "workers")
+    assert (figures.state, figures.current_replicas, figures.desired_replicas) == (
+        "pending",
+        2,
+        2,
+    )

@@ -119,7 +119,9 @@ class LoopFigures(Camel):
     """One loop, its replicas taken together: the worst state, summed counts and rates."""
 
     name: str
-    state: str  # a LoopState, or "lost" when the hub has not heard from a replica
+    #: A LoopState; "lost" when the hub has not heard from a replica; "idle" when autoscaling
+    #: has no replica running (scaled to minReplicas 0).
+    state: str
     desired_state: str | None
     reason: str | None
     replica_states: list[str]
@@ -130,6 +132,10 @@ class LoopFigures(Camel):
     late_ticks: int
     mean_lateness_seconds: float | None
     breaker: str | None  # closed or open; None without a circuit breaker
+    #: Autoscaled loops: what the last decision wants and what runs (None: not autoscaled, or
+    #: the decision is made elsewhere, as by the operator on Kubernetes).
+    desired_replicas: int | None = None
+    current_replicas: int | None = None
     nodes: list[NodeFigures]
 
 
@@ -360,9 +366,11 @@ class Console:
             opened = any(is_breaker_open(r) for r in reasons)
             breaker = "open" if opened else "closed"
         desired = {lp.desired_state for lp in replicas if lp.desired_state is not None}
+        scaled = next((a for a in status.autoscale if a.loop == name), None)
+        idle = not replicas and scaled is not None and scaled.current_replicas == 0
         return LoopFigures(
             name=name,
-            state=_loop_state(states, reasons),
+            state="idle" if idle else _loop_state(states, reasons),
             desired_state=next(iter(desired)).value if len(desired) == 1 else None,
             reason=next((r for r in reasons if r), None),
             replica_states=[lp.state.value for lp in replicas],
@@ -373,6 +381,8 @@ class Console:
             late_ticks=producer.late_ticks if producer else 0,
             mean_lateness_seconds=producer.mean_lateness_seconds if producer else None,
             breaker=breaker,
+            desired_replicas=scaled.desired_replicas if scaled else None,
+            current_replicas=scaled.current_replicas if scaled else None,
             nodes=list(nodes.values()),
         )
 

@@ -39,6 +39,8 @@ class GraphLoop(Camel):
     pool: str
     #: The spec's replicas; an autoscaled loop's maxReplicas.
     replicas: int
+    #: An autoscaled loop's minReplicas (None: not autoscaled; then replicas is fixed).
+    min_replicas: int | None = None
     producer: GraphNode
     nodes: list[GraphNode]
     circuit_breaker: bool
@@ -108,6 +110,7 @@ def workflow_graph(plan: WorkflowPlan, managed_by_operator: bool = False) -> Wor
                 name=lp.name,
                 pool=lp.spec.pool.value,
                 replicas=lp.spec.max_replicas,
+                min_replicas=lp.spec.autoscale.min_replicas if lp.spec.autoscale else None,
                 producer=nodes[0],
                 nodes=nodes[1:],
                 circuit_breaker=lp.spec.circuit_breaker is not None,

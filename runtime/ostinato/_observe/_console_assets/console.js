@@ -45,7 +45,7 @@ function showLoop(figures, history) {
   if (!box) return;
   box.dataset.state = figures.state;
   const state = $("[data-role=state]", box);
-  state.textContent = figures.state;
+  state.textContent = figures.state === "idle" ? "idle (0 replicas)" : figures.state;
   state.className = `state ${figures.state}`;
   $("[data-role=rate]", box).textContent = `${rate(figures.iterationsPerSecond)} it/s`;
   $("[data-role=iterations]", box).textContent =
@@ -55,6 +55,10 @@ function showLoop(figures, history) {
   $("[data-role=ticks]", box).textContent =
     [figures.missedTicks ? `${figures.missedTicks} missed ticks` : "", late]
       .filter(Boolean).join(", ");
+  if (figures.currentReplicas != null) {
+    const wanted = figures.desiredReplicas == null ? "" : `, ${figures.desiredReplicas} wanted`;
+    $("[data-role=pool]", box).title = `${figures.currentReplicas} running${wanted}`;
+  }
   $("[data-role=breaker]", box).textContent = figures.breaker ? `breaker ${figures.breaker}` : "";
   $("[data-role=desired]", box).textContent = figures.desiredState
     ? `${managed ? "spec" : "desired"}: ${figures.desiredState}` : "";

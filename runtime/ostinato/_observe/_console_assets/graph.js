@@ -71,7 +71,9 @@ function loopBox(loop, managedByOperator) {
     { class: "loop", id: `loop-${loop.name}`, "data-loop": loop.name, "aria-label": `loop ${loop.name}` },
     el("div", { class: "loop-head" },
       el("span", { class: "loop-name" }, loop.name),
-      el("span", { class: "pool" }, `${loop.pool} ×${loop.replicas}`),
+      el("span", { class: "pool", "data-role": "pool" }, loop.minReplicas == null
+        ? `${loop.pool} ×${loop.replicas}`
+        : `${loop.pool} ×${loop.minReplicas}..${loop.replicas} (autoscaled)`),
       el("span", { class: "state pending", "data-role": "state" }, "pending")),
     el("div", { class: "replicas", "aria-label": `replicas of ${loop.name}` }),
     el("div", { class: "figures" },
