@@ -165,6 +165,13 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
+    sub.add_parser(
+        "k8s",
+        help="the kubectl plugin's verbs on Workflow resources (kubectl ostinato; needs the "
+        "'operator' extra)",
+        add_help=False,
+    )
+
     status = sub.add_parser(
         "status", help="print the status table of a workflow running elsewhere (its /status)"
     )
@@ -468,10 +475,36 @@ def cmd_operator(argv: list[str]) -> int:
     os.execv(program, [program, *argv])
 
 
+#: The console script the operator package installs for ``kubectl ostinato``.
+PLUGIN_SCRIPT = "kubectl-ostinato"
+
+
+def cmd_k8s(argv: list[str]) -> int:
+    """``ostinato k8s ARGS``: the kubectl plugin's ``main``, found by its entry point when
+    called (the runtime imports nothing of the operator, and works without it)."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="console_scripts", name=PLUGIN_SCRIPT)
+    try:
+        plugin = next(iter(found)).load()
+    except (StopIteration, ImportError) as exc:
+        why = f" ({exc})" if isinstance(exc, ImportError) else ""
+        print(
+            f"ostinato k8s: the kubectl plugin is not installed{why}: "
+            "pip install 'ostinato[operator]'",
+            file=sys.stderr,
+        )
+        return 1
+    code: int = plugin(argv, prog="ostinato k8s")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["operator"]:
         return cmd_operator(argv[1:])
+    if argv[:1] == ["k8s"]:
+        return cmd_k8s(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args.files)
