@@ -152,8 +152,23 @@ def _schema_of(model: type[Any]) -> dict[str, Any]:
     return structural(raw)
 
 
+#: spec lists whose items are told apart by name: server-side apply and `kubectl apply` merge
+#: them by name (not by position), and the API server refuses two items of one name.
+KEYED_BY_NAME = ("loops", "queues")
+
+
+def _keyed_by_name(spec: dict[str, Any]) -> None:
+    for field in KEYED_BY_NAME:
+        schema = spec["properties"][field]
+        if "name" not in schema["items"].get("required", []):
+            raise ValueError(f"spec.{field}: a list keyed by name needs name to be required")
+        schema["x-kubernetes-list-type"] = "map"
+        schema["x-kubernetes-list-map-keys"] = ["name"]
+
+
 def build_crd() -> dict[str, Any]:
     spec = _schema_of(WorkflowSpec)
+    _keyed_by_name(spec)
     spec["description"] = (
         "The workflow: its loops, the queues between them, the desired state and the image."
     )

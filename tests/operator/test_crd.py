@@ -208,3 +208,14 @@ def test_the_operator_uses_only_the_runtimes_public_names() -> None:
             words = line.split()
             if words[:1] in (["from"], ["import"]) and len(words) > 1:
                 assert not words[1].startswith("ostinato._"), f"{source.name}:{number}: {line}"
+
+
+def test_loops_and_queues_are_lists_keyed_by_name() -> None:
+    """So server-side apply merges them by name and the API server refuses two of one name;
+    a list-map key must be required (or defaulted) in every item, and name is."""
+    spec = _schema()["properties"]["spec"]["properties"]
+    for field in ("loops", "queues"):
+        assert spec[field]["x-kubernetes-list-type"] == "map", field
+        assert spec[field]["x-kubernetes-list-map-keys"] == ["name"], field
+        assert "name" in spec[field]["items"]["required"], field
+        assert spec[field]["items"]["properties"]["name"]["type"] == "string", field
