@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from hack.k8s.controlplane import ControlPlane
 from ostinato_operator import GROUP, PLURAL, VERSION
 from ostinato_operator._plugin import _control, main
 
-from .conftest import Installed
+from .conftest import Installed, run_operator
 from .support import example
 
 pytestmark = [pytest.mark.k8s, pytest.mark.timeout(120)]
@@ -366,3 +368,115 @@ def test_namespaces_and_contexts_as_kubectl_has_them(
         )
     finally:
         core.delete_namespace(other)
+
+
+def _write(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_validate_checks_the_file_then_dry_runs_it_on_the_cluster(
+    installed: Installed, namespace: str, plugin: Plugin, tmp_path: Path
+) -> None:
+    doc = example("k8s-counter.yaml")
+    code, out, err = plugin("validate", str(_write(tmp_path / "good.yaml", doc)))
+    assert code == 0, err
+    assert "ok: workflow 'counter', 2 loop(s)" in out  # ostinato validate's own line
+    assert out.endswith(
+        f"ok: the cluster accepts workflow 'counter' in namespace '{namespace}' (dry run)\n"
+    )
+    assert (
+        _custom(installed.plane).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
+            "items"
+        ]
+        == []
+    ), "a dry run stored the Workflow"
+
+    typo = copy.deepcopy(doc)
+    typo["spec"]["loops"][0]["max_iterations"] = 3
+    code, out, err = plugin("validate", str(_write(tmp_path / "typo.yaml", typo)))
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "max_iterations" in err
+
+    elsewhere = copy.deepcopy(doc)
+    elsewhere["metadata"]["namespace"] = f"{namespace}-absent"
+    code, _, err = plugin("validate", str(_write(tmp_path / "elsewhere.yaml", elsewhere)))
+    assert code == 1
+    assert err.endswith(f'the cluster refuses it: namespaces "{namespace}-absent" not found\n')
+
+    plain = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind")}
+    code, _, err = plugin("validate", str(_write(tmp_path / "plain.yaml", plain)))
+    assert code == 1
+    assert "apiVersion: required field is missing" in err
+
+
+def test_logs_and_console_say_what_is_missing(
+    installed: Installed, namespace: str, plugin: Plugin
+) -> None:
+    _create(installed.plane, namespace)
+    code, _, err = plugin("logs", "counter")
+    assert (code, err) == (
+        1,
+        f"kubectl ostinato: workflow 'counter' has no loop pods in namespace '{namespace}'\n",
+    )
+    code, _, err = plugin("logs", "counter", "raeder")
+    assert code == 1
+    assert "has no loop 'raeder' (its loops: writer, reader)" in err
+    code, _, err = plugin("logs", "counter", "--since", "5d")
+    assert (code, err.count("\n")) == (1, 1)
+    code, _, err = plugin("console", "counter")
+    assert err == (
+        "kubectl ostinato: workflow 'counter' has no hub Service counter-hub yet "
+        "(is the operator running?)\n"
+    )
+    assert code == 1
+
+
+def command(plugin: Plugin, *args: str) -> tuple[int, str, str]:
+    """The installed `kubectl-ostinato` console script, in a process of its own."""
+    script = Path(sys.executable).with_name("kubectl-ostinato")
+    argv = [str(script), "--kubeconfig", str(plugin.kubeconfig), *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.timeout(240)
+def test_with_the_operator_the_webhook_refuses_in_the_dry_run_and_pods_are_found(
+    installed: Installed, namespace: str, plugin: Plugin, tmp_path: Path
+) -> None:
+    """The dry run reaches the admission webhook (the pod budget is the operator's, not the
+    runtime's); and the operator's pods are those `logs` reads (not running here: no kubelet)."""
+    doc = example("k8s-counter.yaml")
+    # A command apart: kopf's test runner holds this process's stdout and stderr meanwhile.
+    with run_operator(installed, OSTINATO_MAX_PODS_PER_WORKFLOW="3"):
+        over = copy.deepcopy(doc)
+        over["spec"]["loops"][1]["replicas"] = 4
+        code, out, err = command(plugin, "validate", str(_write(tmp_path / "over.yaml", over)))
+        assert code == 1, err
+        assert "ok: workflow 'counter'" in out, err  # the runtime has no budget
+        assert "exceed maxPodsPerWorkflow" in err
+        assert err.count("\n") == 1
+
+        _create(installed.plane, namespace)
+        pods = wait_until(
+            lambda: _pod_names(installed.plane, namespace) or None,
+            timeout=60,
+            what="the loop pods",
+        )
+        assert sorted(pods) == ["counter-reader-0", "counter-writer-0"]
+        code, out, err = command(plugin, "logs", "counter", "reader")
+        assert (code, err) == (0, "")  # a pod not started yet has no log: nothing to show
+        code, _, err = command(plugin, "console", "counter")
+        assert code == 1
+        assert err.startswith("kubectl ostinato: port-forward to svc/counter-hub: ")
+        assert err.count("\n") == 1
+
+
+def _pod_names(plane: ControlPlane, namespace: str) -> list[str]:
+    from kubernetes.client import CoreV1Api
+
+    found = CoreV1Api(plane.api_client()).list_namespaced_pod(
+        namespace, label_selector="app.kubernetes.io/component=loop"
+    )
+    return [pod.metadata.name for pod in found.items]

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import urllib3
 import yaml
@@ -73,6 +74,22 @@ def build_parser(prog: str = "kubectl ostinato") -> argparse.ArgumentParser:
     scale.add_argument("loop")
     scale.add_argument("--replicas", type=int, required=True, help="how many pods (0 or more)")
     _wait_flags(scale)
+
+    logs = verb("logs", "every replica's log of a Workflow's loops, interleaved by time")
+    logs.add_argument("workflow")
+    logs.add_argument("loop", nargs="?", help="only this loop's replicas")
+    logs.add_argument("--node", help="only the records of this node")
+    logs.add_argument("-f", "--follow", action="store_true", help="go on printing new lines")
+    logs.add_argument("--since", metavar="DURATION", help="only lines newer than 30s, 5m, 1h")
+
+    validate = verb(
+        "validate", "ostinato validate's checks, then a server-side dry run on the cluster"
+    )
+    validate.add_argument("file", type=Path)
+
+    console = verb("console", "port-forward to the Workflow's hub and print the URL to open")
+    console.add_argument("workflow")
+    console.add_argument("--port", type=int, default=0, help="local port (default: a free one)")
     return parser
 
 
@@ -127,12 +144,36 @@ def _scale(target: Target, args: argparse.Namespace) -> int:
     return 0
 
 
+def _logs(target: Target, args: argparse.Namespace) -> int:
+    from ._logs import show_logs
+
+    return show_logs(target, args.workflow, args.loop, args.node, args.since, args.follow)
+
+
+def _validate(target: Target, args: argparse.Namespace) -> int:
+    from ._validate import validate_file
+
+    print(validate_file(target, args.file))
+    return 0
+
+
+def _console(target: Target, args: argparse.Namespace) -> int:
+    from ._console import console
+
+    if not 0 <= args.port <= 65535:
+        raise PluginError(f"--port must be a TCP port (0: a free one), got {args.port}")
+    return console(target, args.workflow, args.port, args.kubeconfig, args.context)
+
+
 _VERBS: dict[str, Callable[[Target, argparse.Namespace], int]] = {
     "get": _print_workflows,
     "pause": _set_state,
     "resume": _set_state,
     "stop": _set_state,
     "scale": _scale,
+    "logs": _logs,
+    "validate": _validate,
+    "console": _console,
 }
 
 

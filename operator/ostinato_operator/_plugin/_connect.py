@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.config.config_exception import ConfigException
 
 from ._errors import PluginError
@@ -54,6 +55,10 @@ def connect(
     except (ConfigException, OSError) as exc:
         where = path or "~/.kube/config"
         raise PluginError(f"kubeconfig {where}: {_one_line(exc)}") from None
+    if not config.verify_ssl:
+        # The kubeconfig says insecure-skip-tls-verify: kubectl takes it without a word, and
+        # urllib3 would warn at every request.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     default = ((chosen or {}).get("context") or {}).get("namespace") or "default"
     name = (chosen or {}).get("name")
     return Target(kubernetes.client.ApiClient(config), namespace or default, name)
