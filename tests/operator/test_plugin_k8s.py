@@ -163,7 +163,11 @@ def test_get_shows_the_tree_and_scripts_get_json_and_yaml(
     assert "loop reader: running (desired paused)" in out
     assert "last error: ValueError: bad number" in out
     assert "node store: retrying, 10 calls, 2 errors, last error: sqlite3.OperationalError" in out
-    assert "queue numbers: depth 17/200, enqueued 1217, delivered 1200" in out  # capacity: spec
+    # capacity: the spec's; the pace: its writers' and readers' iterations per second
+    assert (
+        "queue numbers: depth 17/200, enqueued 1217, delivered 1200, acknowledged 0; "
+        "writers 50.0/s (writer), readers 50.0/s (reader)"
+    ) in out
     assert "Ready=True AllLoopsReady: every loop is running" in out
 
     code, out, _ = plugin("get", "counter", "-o", "json")

@@ -59,7 +59,36 @@ def _node_line(node: Mapping[str, Any]) -> str:
     return line
 
 
-def _queue_line(queue: Mapping[str, Any], capacity: Any) -> str:
+def _queue_users(spec: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """queue -> {"write": loops, "read": loops}, from the nodes' and producers' `queue` refs."""
+    users: dict[str, dict[str, list[str]]] = {}
+    for loop in spec.get("loops") or []:
+        parts = [loop.get("producer") or {}, *(loop.get("nodes") or [])]
+        for part in parts:
+            ref = part.get("queue") or {}
+            for way in ("write", "read"):
+                if ref.get(way):
+                    found = users.setdefault(ref[way], {"write": [], "read": []})[way]
+                    if loop.get("name") not in found:
+                        found.append(loop.get("name"))
+    return users
+
+
+def _flow(loops: Sequence[str], reported: Mapping[str, Mapping[str, Any]]) -> str:
+    """The loops' iterations per second, summed: a queue's pace (one message per iteration,
+    unless a node batches or splits)."""
+    rates = [reported.get(name, {}).get("iterationsPerSecond") for name in loops]
+    known = [r for r in rates if r is not None]
+    total = _rate(sum(known)) if known else "-"
+    return f"{total} ({', '.join(loops)})" if loops else "- (no loop)"
+
+
+def _queue_line(
+    queue: Mapping[str, Any],
+    capacity: Any,
+    users: Mapping[str, list[str]],
+    reported: Mapping[str, Mapping[str, Any]],
+) -> str:
     line = (
         f"queue {queue['name']}: depth {queue.get('depth', 0)}/{capacity}, "
         f"enqueued {queue.get('enqueued', 0)}, delivered {queue.get('delivered', 0)}, "
@@ -68,11 +97,10 @@ def _queue_line(queue: Mapping[str, Any], capacity: Any) -> str:
     for key in ("dropped", "redelivered", "refused"):
         if queue.get(key):
             line += f", {key} {queue[key]}"
-    if "enqueuedPerSecond" in queue or "deliveredPerSecond" in queue:
-        line += (
-            f", in {_rate(queue.get('enqueuedPerSecond'))}, "
-            f"out {_rate(queue.get('deliveredPerSecond'))}"
-        )
+    line += (
+        f"; writers {_flow(users.get('write', []), reported)}, "
+        f"readers {_flow(users.get('read', []), reported)}"
+    )
     return line
 
 
@@ -102,8 +130,10 @@ def render_tree(workflow: Mapping[str, Any]) -> str:
     capacities = {
         q.get("name"): q.get("capacity", _DEFAULT_CAPACITY) for q in spec.get("queues") or []
     }
+    users = _queue_users(spec)
     for queue in status.get("queues") or []:
-        items.append((_queue_line(queue, capacities.get(queue["name"], "?")), []))
+        capacity = capacities.get(queue["name"], "?")
+        items.append((_queue_line(queue, capacity, users.get(queue["name"], {}), reported), []))
     conditions = [
         f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {_cut(c.get('message'), 300)}"
         for c in status.get("conditions") or []
