@@ -135,7 +135,8 @@ def render_tree(workflow: Mapping[str, Any]) -> str:
         capacity = capacities.get(queue["name"], "?")
         items.append((_queue_line(queue, capacity, users.get(queue["name"], {}), reported), []))
     conditions = [
-        f"{c.get('type')}={c.get('status')} {c.get('reason', '')}: {_cut(c.get('message'), 300)}"
+        f"{c.get('type')}={c.get('status')} {c.get('reason', '')}"
+        + (f": {_cut(c['message'], 300)}" if c.get("message") else "")
         for c in status.get("conditions") or []
     ]
     if conditions:
