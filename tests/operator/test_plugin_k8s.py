@@ -86,14 +86,16 @@ def _read(plane: ControlPlane, namespace: str, name: str = "counter") -> dict[st
     return got
 
 
-def _loop_status(name: str, desired: str, state: str) -> dict[str, Any]:
+def _loop_status(
+    name: str, desired: str, state: str, ready: tuple[int, int] = (1, 1)
+) -> dict[str, Any]:
     return {
         "name": name,
         "desiredState": desired,
         "state": state,
-        "replicas": 1,
-        "replicasReady": 1,
-        "pods": 1,
+        "replicasReady": ready[0],
+        "replicas": ready[1],
+        "pods": ready[1],
         "iterations": 1200,
         "iterationsPerSecond": 50.0,
         "errors": 2,
@@ -107,9 +109,10 @@ def _write_status(
     generation: int,
     reader: tuple[str, str],
     writer: tuple[str, str] = ("running", "running"),
+    reader_ready: tuple[int, int] = (1, 1),
 ) -> None:
-    """The status the operator would write: each loop's (desired, reported) state."""
-    states = {"writer": writer, "reader": reader}
+    """The status the operator would write: each loop's (desired, reported) state, and the
+    reader's replicas ready/desired."""
     status = {
         "observedGeneration": generation,
         "phase": "Running",
@@ -124,7 +127,7 @@ def _write_status(
                 "lastTransitionTime": "2026-01-01T00:00:00Z",
             }
         ],
-        "loops": [_loop_status(n, d, s) for n, (d, s) in states.items()],
+        "loops": [_loop_status("writer", *writer), _loop_status("reader", *reader, reader_ready)],
         "nodes": [
             {
                 "loop": "reader",
@@ -330,6 +333,29 @@ def test_wait_returns_once_the_status_shows_the_new_state(
     assert waiting.get("code") == 0
 
 
+def test_scale_wait_returns_once_every_replica_is_ready(
+    installed: Installed, namespace: str, kubeconfig: Path, run_in_thread: Any
+) -> None:
+    plane = installed.plane
+    generation = _create(plane, namespace)["metadata"]["generation"]
+    _write_status(plane, namespace, generation, reader=("running", "running"))
+    argv = ["--kubeconfig", str(kubeconfig), "scale", "counter", "reader", "--replicas", "2"]
+    waiting = run_in_thread(main, [*argv, "--wait", "--timeout", "60"])
+
+    def scaled_in_spec() -> int | None:
+        found = _read(plane, namespace)
+        scaled = found["spec"]["loops"][1].get("replicas") == 2
+        return int(found["metadata"]["generation"]) if scaled else None
+
+    new = wait_until(scaled_in_spec, timeout=30, what="two replicas in the spec")
+    _write_status(plane, namespace, new, reader=("running", "running"), reader_ready=(1, 2))
+    waiting["thread"].join(timeout=1.5)
+    assert waiting["thread"].is_alive(), "--wait returned with one replica of two ready"
+    _write_status(plane, namespace, new, reader=("running", "running"), reader_ready=(2, 2))
+    waiting["thread"].join(timeout=30)
+    assert waiting.get("code") == 0
+
+
 def test_wait_times_out_naming_what_is_missing(
     installed: Installed, namespace: str, plugin: Plugin
 ) -> None:
@@ -360,6 +386,12 @@ def test_namespaces_and_contexts_as_kubectl_has_them(
         code, out, err = plugin("-n", other, "get", "elsewhere-wf")
         assert code == 0, err
         assert f"elsewhere-wf ({other})" in out
+        code, out, err = plugin("get", "-A", "-o", "json")
+        assert code == 0, err
+        listed = {
+            (wf["metadata"]["namespace"], wf["metadata"]["name"]) for wf in json.loads(out)["items"]
+        }
+        assert (other, "elsewhere-wf") in listed
         assert plugin("pause", "elsewhere-wf", "reader", "--namespace", other)[0] == 0
         assert _states(_read(plane, other, "elsewhere-wf"))["reader"] == "paused"
         code, _, err = plugin("--context", "elsewhere", "get", "elsewhere-wf")

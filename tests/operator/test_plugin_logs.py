@@ -3,10 +3,14 @@ text records, and anything else), ordered by time across pods, and rendered with
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from ostinato_operator._plugin import _logs
 from ostinato_operator._plugin._errors import PluginError
 from ostinato_operator._plugin._logs import parse_line, parse_since, render, sort_key
 
@@ -53,3 +57,64 @@ def test_since_is_kubectls_duration() -> None:
     for bad in ("5", "5d", "m5", "-1s", ""):
         with pytest.raises(PluginError, match=f"--since {bad}: not a duration"):
             parse_since(bad)
+
+
+#: The pods' reads are replaced: no cluster is asked.
+NO_TARGET: Any = None
+LOGS = {
+    "counter-writer-0": [
+        "2026-12-06T19:00:00.1Z 2026-12-06 19:00:00,100 INFO    ostinato.node.writer.sent: sent 1",
+        "2026-12-06T19:00:00.3Z 2026-12-06 19:00:00,300 INFO    ostinato.node.writer.sent: sent 2",
+    ],
+    "counter-reader-0": [
+        "2026-12-06T19:00:00.2Z 2026-12-06 19:00:00,200 INFO    ostinato.node.reader.got: got 1",
+        "2026-12-06T19:00:00.25Z 2026-12-06 19:00:00,250 INFO    ostinato.loop.reader: a loop line",
+    ],
+}
+
+
+@pytest.fixture
+def two_pods(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int | None, bool]]:
+    """Two loop pods whose logs are LOGS; the reads made, as (pod, since, follow)."""
+    reads: list[tuple[str, int | None, bool]] = []
+
+    def read(target: Any, pod: Any, since: int | None, follow: bool) -> Iterator[str]:
+        reads.append((pod.name, since, follow))
+        yield from LOGS[pod.name]
+
+    pods = [
+        _logs._Pod("counter-reader-0", "reader", "0"),
+        _logs._Pod("counter-writer-0", "writer", "0"),
+    ]
+    workflow = {
+        "metadata": {"name": "counter"},
+        "spec": {"loops": [{"name": "writer"}, {"name": "reader"}]},
+    }
+    monkeypatch.setattr(_logs, "get_workflow", lambda target, name: workflow)
+    monkeypatch.setattr(_logs, "_pods", lambda target, name, loop: pods)
+    monkeypatch.setattr(_logs, "_read", read)
+    return reads
+
+
+def test_every_pod_interleaved_by_time_and_one_node_kept(two_pods: list[Any]) -> None:
+    out = io.StringIO()
+    assert _logs.show_logs(NO_TARGET, "counter", None, None, "2m", False, out) == 0
+    assert [line.split("] ")[0] + "]" for line in out.getvalue().splitlines()] == [
+        "[writer/0 sent]", "[reader/0 got]", "[reader/0]", "[writer/0 sent]",
+    ]  # fmt: skip
+    assert sorted(two_pods) == [("counter-reader-0", 120, False), ("counter-writer-0", 120, False)]
+    out = io.StringIO()
+    assert _logs.show_logs(NO_TARGET, "counter", None, "got", None, False, out) == 0
+    assert out.getvalue() == "[reader/0 got] 2026-12-06T19:00:00.2Z INFO got 1\n"
+
+
+def test_follow_reads_every_pod_until_all_streams_end(two_pods: list[Any]) -> None:
+    out = io.StringIO()
+    assert _logs.show_logs(NO_TARGET, "counter", None, None, None, True, out) == 0
+    lines = out.getvalue().splitlines()
+    assert sorted(lines) == sorted(
+        _logs.render(_logs.parse_line(raw, pod.split("-")[1], "0"))
+        for pod, raws in LOGS.items()
+        for raw in raws
+    )
+    assert all(follow for _, _, follow in two_pods)

@@ -62,6 +62,9 @@ def build_parser(prog: str = "kubectl ostinato") -> argparse.ArgumentParser:
     get = verb("get", "a tree of each Workflow: loops, nodes, queues and conditions")
     get.add_argument("workflow", nargs="?", help="one Workflow (default: every one)")
     get.add_argument("-o", "--output", choices=["tree", "json", "yaml"], default="tree")
+    get.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace's Workflows"
+    )
 
     for name, state in _STATES.items():
         p = verb(name, f"set loops' desired state to {state.value} (every loop if none is named)")
@@ -106,7 +109,12 @@ def _print_workflows(target: Target, args: argparse.Namespace) -> int:
     from ._tree import render_trees
     from ._workflows import get_workflow, list_workflows
 
-    found = [get_workflow(target, args.workflow)] if args.workflow else list_workflows(target)
+    if args.workflow and args.all_namespaces:
+        raise PluginError("get: a Workflow's name and --all-namespaces do not go together")
+    if args.workflow:
+        found = [get_workflow(target, args.workflow)]
+    else:
+        found = list_workflows(target, args.all_namespaces)
     if args.output == "json":
         doc = found[0] if args.workflow else {"items": found}
         print(json.dumps(doc, indent=2, sort_keys=False))
@@ -114,7 +122,8 @@ def _print_workflows(target: Target, args: argparse.Namespace) -> int:
         doc = found[0] if args.workflow else {"items": found}
         print(yaml.safe_dump(doc, sort_keys=False), end="")
     elif not found:
-        print(f"no workflows in namespace {target.namespace}")
+        where = "any namespace" if args.all_namespaces else f"namespace {target.namespace}"
+        print(f"no workflows in {where}")
     else:
         print(render_trees(found))
     return 0

@@ -28,11 +28,19 @@ Ops = Callable[[dict[str, Any]], list[dict[str, Any]]]
 class Outcome:
     """What a patch left: the Workflow's new generation and the loops it was about."""
 
-    def __init__(self, workflow: dict[str, Any], loops: Sequence[str], attempts: int) -> None:
+    def __init__(
+        self,
+        workflow: dict[str, Any],
+        loops: Sequence[str],
+        attempts: int,
+        replicas: int | None = None,
+    ) -> None:
         self.workflow = workflow
         self.generation = int(workflow["metadata"].get("generation") or 0)
         self.loops = list(loops)
         self.attempts = attempts
+        #: For a scale: the replicas each loop must have ready before a wait ends.
+        self.replicas = replicas
 
 
 def patch_workflow(target: Target, name: str, ops: Ops) -> tuple[dict[str, Any], int]:
@@ -112,7 +120,7 @@ def scale(target: Target, name: str, loop: str, replicas: int) -> Outcome:
     if replicas < 0:
         raise PluginError(f"--replicas must be >= 0, got {replicas}")
     workflow, attempts = patch_workflow(target, name, _loop_ops([loop], "replicas", replicas))
-    return Outcome(workflow, [loop], attempts)
+    return Outcome(workflow, [loop], attempts, replicas=replicas)
 
 
 def _pending(workflow: dict[str, Any], outcome: Outcome) -> str | None:
@@ -128,6 +136,10 @@ def _pending(workflow: dict[str, Any], outcome: Outcome) -> str | None:
             return f"loop {loop} is not in the status yet"
         if got.get("state") != got.get("desiredState"):
             return f"loop {loop} is {got.get('state')}, desired {got.get('desiredState')}"
+        ready, wanted = got.get("replicasReady", 0), got.get("replicas")
+        scaled = outcome.replicas is None or got.get("desiredState") == "stopped"
+        if not scaled and (wanted, ready) != (outcome.replicas, outcome.replicas):
+            return f"loop {loop} has {ready}/{wanted} replicas ready"
     return None
 
 
@@ -138,8 +150,9 @@ def wait_for_states(
     timeout_seconds: float,
     poll_seconds: float = 0.5,
 ) -> None:
-    """Until the status shows every loop of ``outcome`` in its desired state, for the patched
-    generation; a PluginError saying what is still missing after ``timeout_seconds``."""
+    """Until the status shows every loop of ``outcome`` in its desired state (and, for a scale,
+    with all its replicas ready), for the patched generation; a PluginError saying what is still
+    missing after ``timeout_seconds``."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         pending = _pending(get_workflow(target, name), outcome)

@@ -44,15 +44,19 @@ def get_workflow(target: Target, name: str) -> dict[str, Any]:
     return obj
 
 
-def list_workflows(target: Target) -> list[dict[str, Any]]:
+def list_workflows(target: Target, all_namespaces: bool = False) -> list[dict[str, Any]]:
+    """The namespace's Workflows (or every namespace's), by namespace and name."""
+    api = custom_api(target)
     try:
-        found = custom_api(target).list_namespaced_custom_object(
-            GROUP, VERSION, target.namespace, PLURAL
-        )
+        if all_namespaces:
+            found = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        else:
+            found = api.list_namespaced_custom_object(GROUP, VERSION, target.namespace, PLURAL)
     except ApiException as exc:
-        raise PluginError(f"workflows in {target.namespace!r}: {api_message(exc)}") from None
+        where = "every namespace" if all_namespaces else repr(target.namespace)
+        raise PluginError(f"workflows in {where}: {api_message(exc)}") from None
     items: list[dict[str, Any]] = found.get("items") or []
-    return sorted(items, key=lambda wf: wf["metadata"]["name"])
+    return sorted(items, key=lambda wf: (wf["metadata"]["namespace"], wf["metadata"]["name"]))
 
 
 def loop_index(workflow: dict[str, Any], loop: str) -> int:
