@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import urllib3
 import yaml
@@ -23,6 +24,14 @@ _STATES = {
     "resume": DesiredState.RUNNING,
     "stop": DesiredState.STOPPED,
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags or arguments: one line (and exit 1) like every other error of the plugin,
+    not argparse's usage block and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"{self.prog}: {message} (--help for usage)\n")
 
 
 def _seconds(text: str) -> float:
@@ -46,7 +55,7 @@ def _kube_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def build_parser(prog: str = "kubectl ostinato") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description="The daily verbs on ostinato Workflows, by loop name: get, pause, resume, "
         "stop, scale, logs, validate, console.",
@@ -69,7 +78,7 @@ def build_parser(prog: str = "kubectl ostinato") -> argparse.ArgumentParser:
     for name, state in _STATES.items():
         p = verb(name, f"set loops' desired state to {state.value} (every loop if none is named)")
         p.add_argument("workflow")
-        p.add_argument("loops", nargs="*", metavar="LOOP")
+        p.add_argument("loops", nargs="*", metavar="LOOP", default=[])
         _wait_flags(p)
 
     scale = verb("scale", "set a loop's replicas")
