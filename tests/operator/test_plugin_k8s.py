@@ -324,7 +324,12 @@ def test_wait_returns_once_the_status_shows_the_new_state(
 
     patched = wait_until(paused_in_spec, timeout=30, what="the pause in the spec")
     new = patched["metadata"]["generation"]
-    # The operator saw the new generation, but the replica still runs: --wait goes on waiting.
+    # The operator took the new generation in, but its status round has not reported the new
+    # desired state yet (as seen on a cluster): --wait goes on waiting.
+    _write_status(plane, namespace, new, reader=("running", "running"))
+    waiting["thread"].join(timeout=1.5)
+    assert waiting["thread"].is_alive(), "--wait returned on a status from before the pause"
+    # The pause is asked, but the replica still runs: --wait goes on waiting.
     _write_status(plane, namespace, new, reader=("paused", "running"))
     waiting["thread"].join(timeout=1.5)
     assert waiting["thread"].is_alive(), "--wait returned before the status showed the pause"

@@ -123,6 +123,16 @@ def scale(target: Target, name: str, loop: str, replicas: int) -> Outcome:
     return Outcome(workflow, [loop], attempts, replicas=replicas)
 
 
+def _desired(workflow: dict[str, Any], loop: str) -> DesiredState:
+    """A loop's desired state by the spec: the stricter of spec.state and its own state."""
+    spec = workflow.get("spec") or {}
+    own: dict[str, Any] = next((lp for lp in spec.get("loops") or [] if lp.get("name") == loop), {})
+    return DesiredState.combine(
+        DesiredState(spec.get("state") or DesiredState.RUNNING),
+        DesiredState(own.get("state") or DesiredState.RUNNING),
+    )
+
+
 def _pending(workflow: dict[str, Any], outcome: Outcome) -> str | None:
     """What the status does not show yet, or None when every loop is in its desired state."""
     status = workflow.get("status") or {}
@@ -134,10 +144,13 @@ def _pending(workflow: dict[str, Any], outcome: Outcome) -> str | None:
         got = reported.get(loop)
         if got is None:
             return f"loop {loop} is not in the status yet"
-        if got.get("state") != got.get("desiredState"):
-            return f"loop {loop} is {got.get('state')}, desired {got.get('desiredState')}"
+        # What the patched spec asks, not what the status says is asked: the generation may be
+        # taken in (observedGeneration) before the status round that reports the new desire.
+        desired = _desired(outcome.workflow, loop)
+        if (got.get("desiredState"), got.get("state")) != (desired, desired):
+            return f"loop {loop} is {got.get('state')}, desired {desired}"
         ready, wanted = got.get("replicasReady", 0), got.get("replicas")
-        scaled = outcome.replicas is None or got.get("desiredState") == "stopped"
+        scaled = outcome.replicas is None or desired == DesiredState.STOPPED
         if not scaled and (wanted, ready) != (outcome.replicas, outcome.replicas):
             return f"loop {loop} has {ready}/{wanted} replicas ready"
     return None
