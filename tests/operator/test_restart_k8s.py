@@ -135,7 +135,8 @@ def test_without_the_webhook_an_invalid_spec_fails_in_status(
     """With the webhook off the API server stores what its schema allows; the operator then
     reports the runtime's field-named errors in status and an event, and makes no child."""
     doc = example("k8s-counter.yaml")
-    doc["spec"]["loops"][1]["name"] = "writer"
+    # Within the CRD's schema (a duplicate loop name no longer is: loops are keyed by name).
+    doc["spec"]["loops"][1]["producer"]["queue"]["read"] = "nope"
     with _operator(installed, tmp_path / "operator.log"):
         installed.plane.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
 
@@ -149,12 +150,15 @@ def test_without_the_webhook_an_invalid_spec_fails_in_status(
         status = wait_until(failed, timeout=60, what="phase Failed")
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidSpec"
-    assert "spec.loops[1].name: duplicate loop name 'writer'" in ready["message"]
+    assert (
+        "spec.loops[1].producer.queue.read: queue 'nope' is not declared in spec.queues"
+        in ready["message"]
+    ), ready["message"]
     events = json.loads(
         installed.plane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout
     )["items"]
     assert any(
-        e["reason"] == "InvalidSpec" and "spec.loops[1].name" in e["message"] for e in events
+        e["reason"] == "InvalidSpec" and "spec.loops[1].producer" in e["message"] for e in events
     )
     children = installed.plane.kubectl(
         "get",

@@ -202,7 +202,8 @@ def _names(stderr: str, field: str) -> bool:
     """The message names the field: as ostinato does (`spec.loops[0].replicas: ...`), as the
     API server does (`spec.loops.replicas: Invalid value ...`), or as kubectl's client-side
     check does (`ValidationError(Workflow.spec.loops[0].replicas): invalid type ...`, or for
-    an unknown one `ValidationError(Workflow.spec.loops[0]): unknown field "maxIteration"`)."""
+    an unknown one `ValidationError(Workflow.spec.loops[0]): unknown field "maxIteration"`), or
+    for a list keyed by name, the item whose name is taken (`spec.loops[1]: Duplicate value`)."""
     unindexed = re.sub(r"\[\d+\]", "", field)
     parent, _, leaf = f"Workflow.{field}".rpartition(".")
     return (
@@ -210,6 +211,7 @@ def _names(stderr: str, field: str) -> bool:
         or f"{unindexed}:" in stderr
         or f"(Workflow.{field})" in stderr
         or f'({parent}): unknown field "{leaf}"' in stderr
+        or (leaf == "name" and f"{parent.removeprefix('Workflow.')}: Duplicate value" in stderr)
     )
 
 
