@@ -500,12 +500,12 @@ def test_with_the_operator_the_webhook_refuses_in_the_dry_run_and_pods_are_found
         assert err.count("\n") == 1
 
         _create(installed.plane, namespace)
-        pods = wait_until(
-            lambda: _pod_names(installed.plane, namespace) or None,
+        both = ["counter-reader-0", "counter-writer-0"]
+        wait_until(
+            lambda: sorted(_pod_names(installed.plane, namespace)) == both or None,
             timeout=60,
-            what="the loop pods",
+            what="both loop pods",
         )
-        assert sorted(pods) == ["counter-reader-0", "counter-writer-0"]
         code, out, err = command(plugin, "logs", "counter", "reader")
         assert (code, err) == (0, "")  # a pod not started yet has no log: nothing to show
         code, _, err = command(plugin, "console", "counter")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -25,22 +26,19 @@ ATTEMPTS = 5
 Ops = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
+@dataclass(frozen=True)
 class Outcome:
-    """What a patch left: the Workflow's new generation and the loops it was about."""
+    """What a patch left: the Workflow as patched, the loops it was about, how many attempts
+    it took, and for a scale the replicas each of those loops must have ready."""
 
-    def __init__(
-        self,
-        workflow: dict[str, Any],
-        loops: Sequence[str],
-        attempts: int,
-        replicas: int | None = None,
-    ) -> None:
-        self.workflow = workflow
-        self.generation = int(workflow["metadata"].get("generation") or 0)
-        self.loops = list(loops)
-        self.attempts = attempts
-        #: For a scale: the replicas each loop must have ready before a wait ends.
-        self.replicas = replicas
+    workflow: dict[str, Any]
+    loops: list[str]
+    attempts: int
+    replicas: int | None = None
+
+    @property
+    def generation(self) -> int:
+        return int(self.workflow["metadata"].get("generation") or 0)
 
 
 def patch_workflow(target: Target, name: str, ops: Ops) -> tuple[dict[str, Any], int]:
@@ -113,7 +111,7 @@ def set_state(target: Target, name: str, loops: Sequence[str], state: DesiredSta
 
     workflow, attempts = patch_workflow(target, name, ops)
     every = [lp["name"] for lp in workflow["spec"].get("loops") or []]
-    return Outcome(workflow, loops or every, attempts)
+    return Outcome(workflow, list(loops) or every, attempts)
 
 
 def scale(target: Target, name: str, loop: str, replicas: int) -> Outcome:
