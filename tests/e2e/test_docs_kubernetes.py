@@ -1,6 +1,7 @@
-"""docs/kubernetes.md as a user follows it: its install, apply, wait, get, patch, delete and
-uninstall commands, read from the page itself and run as written (the release `ostinato` in
-`ostinato-system` included), so the page and what works cannot drift apart.
+"""docs/kubernetes.md as a user follows it: its install, apply, wait, get, plugin
+(`kubectl ostinato`), patch, delete and uninstall commands, read from the page itself and run as
+written (the release `ostinato` in `ostinato-system` included), so the page and what works
+cannot drift apart.
 
 The one addition is the image: the page installs the published image, the test the one built
 from this checkout (`--set image.repository=... --set image.tag=...`, appended to the install).
@@ -13,15 +14,20 @@ from __future__ import annotations
 import base64
 import json
 import os
+import queue
 import re
 import shlex
 import subprocess
+import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ._kube import Kube, poll
 from .conftest import IMAGE_REPOSITORY, IMAGE_TAG, WEBHOOK_CONFIG
@@ -33,6 +39,7 @@ RELEASE, NAMESPACE = "ostinato", "ostinato-system"
 WALK = [
     ("Install the operator", 0),
     ("Apply a Workflow and wait for it", 0),
+    ("The daily verbs: `kubectl ostinato`", 0),
     ("Read the status", 0),
     ("Pause, resume, stop", 0),
     ("Pause, resume, stop", 1),
@@ -91,21 +98,54 @@ class User:
             first = self._run(shlex.join(words[:cut]), check)
             decoded = base64.b64decode(first.stdout).decode() if first.returncode == 0 else ""
             return subprocess.CompletedProcess(words, first.returncode, decoded, first.stderr)
-        binary = {"kubectl": self.kube.kubectl_bin, "helm": self.kube.helm_bin}[words[0]]
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kube.kubeconfig),
-            "HELM_CACHE_HOME": str(self.kube.helm_home / "cache"),
-            "HELM_CONFIG_HOME": str(self.kube.helm_home / "config"),
-            "HELM_DATA_HOME": str(self.kube.helm_home / "data"),
-        }
         result = subprocess.run(
-            [str(binary), *words[1:]], cwd=ROOT, env=env, capture_output=True, text=True,
+            self._argv(words), cwd=ROOT, env=self._env(), capture_output=True, text=True,
             timeout=300, check=False,
         )  # fmt: skip
         if check:
             assert result.returncode == 0, f"`{line}` exited {result.returncode}: {result.stderr}"
         return result
+
+    def _argv(self, words: list[str]) -> list[str]:
+        binary = {"kubectl": self.kube.kubectl_bin, "helm": self.kube.helm_bin}[words[0]]
+        return [str(binary), *words[1:]]
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "HELM_CACHE_HOME": str(self.kube.helm_home / "cache"),
+            "HELM_CONFIG_HOME": str(self.kube.helm_home / "config"),
+            "HELM_DATA_HOME": str(self.kube.helm_home / "data"),
+            # kubectl finds its plugins on the PATH: `kubectl-ostinato` is in this interpreter's
+            # bin directory, where `pip install 'ostinato[operator]'` put it.
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        }
+
+    def first_line(self, line: str, then: Callable[[str], object] | None = None) -> str:
+        """A command that runs until stopped (`logs -f`, `console`): its first line of output
+        (read aside, so a silent command fails the test rather than hangs it), given to `then`
+        while the command still runs; then it is stopped."""
+        started = time.monotonic()
+        process = subprocess.Popen(
+            self._argv(shlex.split(line)), cwd=ROOT, env=self._env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        lines: queue.Queue[str] = queue.Queue()
+        assert process.stdout is not None
+        stdout = process.stdout
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            first = lines.get(timeout=120)
+            if then is not None:
+                then(first)
+            return first
+        except queue.Empty:
+            raise AssertionError(f"`{line}` said nothing within 120 s") from None
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            self.took.append((line, time.monotonic() - started))
 
     def until(self, line: str, ok: Callable[[str], bool], what: str) -> str:
         """Run `line` until its output satisfies `ok` (the page says what to expect)."""
@@ -146,6 +186,20 @@ TOKEN = _norm(
     "kubectl get secret counter-curve -o jsonpath='{.data.OSTINATO_CONTROL_TOKEN}' | base64 -d"
 )
 CONTROL = "kubectl exec deploy/counter-hub -- ostinato control --url http://127.0.0.1:8080 running"
+# The plugin's block, run as written (after the apply: the counter is Ready).
+P_GET = "kubectl ostinato get counter"
+P_LIST = "kubectl ostinato get -o yaml"
+P_PAUSE = "kubectl ostinato pause counter reader --wait"
+P_RESUME = "kubectl ostinato resume counter reader --wait --timeout 60"
+P_STOP = "kubectl ostinato stop counter"
+P_RUN = "kubectl ostinato resume counter"
+P_SCALE = "kubectl ostinato scale counter reader --replicas 2"
+P_LOGS = "kubectl ostinato logs counter reader --since 5m"
+P_FOLLOW = "kubectl ostinato logs counter -f --node got"
+P_VALIDATE = "kubectl ostinato validate examples/k8s-counter.yaml"
+P_CONSOLE = "kubectl ostinato console counter"
+PLUGIN = (P_GET, P_LIST, P_PAUSE, P_RESUME, P_STOP, P_RUN, P_SCALE, P_LOGS, P_FOLLOW)
+PLUGIN += (P_VALIDATE, P_CONSOLE)
 # Every command of the walk; one the page gains or changes fails the test until it is added.
 KNOWN = {
     _norm(line)
@@ -172,6 +226,7 @@ KNOWN = {
         SCALE,
         TOKEN,
         CONTROL,
+        *PLUGIN,
         "kubectl delete owf counter",
         NOTHING_LEFT,
         UNINSTALL,
@@ -228,6 +283,77 @@ def _left_behind(kube: Kube) -> list[str]:
     return left
 
 
+def _fetch(url: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body: bytes = resp.read()
+            return body
+    except OSError:
+        return None
+
+
+def _reader_state(user: User) -> str:
+    got = user.run("kubectl get owf counter -o jsonpath='{.status.loops[1].state}'")
+    return got.stdout.strip()
+
+
+def _plugin_line(user: User, line: str) -> None:
+    """One line of the plugin's block, and what the page says of it."""
+    kube = user.kube
+    if line == P_GET:  # "a tree: loops, their nodes, queues, conditions"
+        tree = user.until(line, lambda out: "loop reader: running" in out, "the reader running")
+        assert "node got: " in tree, tree
+        assert "queue numbers: depth " in tree, tree
+        assert "Ready=True" in tree, tree
+    elif line == P_LIST:  # "every Workflow of the namespace"
+        items = yaml.safe_load(user.run(line).stdout)["items"]
+        assert [wf["metadata"]["name"] for wf in items] == ["counter"]
+    elif line == P_PAUSE:  # "returns once the status shows reader paused"
+        user.run(line)
+        assert _reader_state(user) == "paused"
+    elif line == P_RESUME:
+        user.run(line)
+        assert _reader_state(user) == "running"
+    elif line == P_STOP:  # "the whole workflow"
+        user.run(line)
+        poll(
+            lambda: True if _phase(kube) == "Stopped" and not _pods(kube, LOOPS) else None,
+            timeout=240, what="phase Stopped and no loop pods", every=1.0,
+        )  # fmt: skip
+    elif line == P_RUN:
+        user.run(line)
+        user.until(
+            "kubectl get owf counter -o jsonpath='{.status.phase}'",
+            lambda out: out.strip() == "Running",
+            "phase Running again",
+        )
+    elif line == P_SCALE:
+        user.run(line)
+        poll(
+            lambda: True if len(_pods(kube, "ostinato.dev/loop=reader")) == 2 else None,
+            timeout=240, what="two reader pods", every=1.0,
+        )  # fmt: skip
+    elif line == P_LOGS:  # "every reader pod, interleaved by time"
+        user.until(line, lambda out: "[reader/0 got] " in out, "the reader's logged numbers")
+    elif line == P_FOLLOW:  # "the records of node got"
+        first = user.first_line(line)
+        assert re.match(r"\[reader/\d got\] ", first), first
+    elif line == P_VALIDATE:  # "ostinato validate, then a dry run on the cluster"
+        out = user.run(line).stdout
+        assert "the cluster accepts workflow 'counter' in namespace 'default'" in out, out
+    elif line == P_CONSOLE:  # "port-forward to the hub; prints the URL"
+
+        def hub_status(first: str) -> None:
+            url = first.split()[0]
+            assert url.startswith("http://127.0.0.1:"), first
+            status = poll(lambda: _fetch(f"{url}status"), timeout=60, what="the hub's /status")
+            assert json.loads(status)["workflow"] == "counter"
+
+        user.first_line(line, then=hub_status)
+    else:
+        raise AssertionError(f"no check for {line}")
+
+
 def test_the_kubernetes_page_works_as_written(user: User) -> None:
     kube = user.kube
     hub: list[str] = []
@@ -253,6 +379,8 @@ def test_the_kubernetes_page_works_as_written(user: User) -> None:
             elif line == CONTROL:  # "every loop's desired state, set to what the spec says"
                 table = user.run(line).stdout.split()
                 assert table == ["LOOP", "DESIRED", "writer", "running", "reader", "running"]
+            elif line in PLUGIN:
+                _plugin_line(user, line)
             else:
                 if line == SCALE:
                     hub[:] = _hub_uids(kube)
