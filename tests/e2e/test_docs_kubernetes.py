@@ -341,12 +341,15 @@ def _plugin_line(user: User, line: str) -> None:
     elif line == P_VALIDATE:  # "ostinato validate, then a dry run on the cluster"
         out = user.run(line).stdout
         assert "the cluster accepts workflow 'counter' in namespace 'default'" in out, out
-    elif line == P_CONSOLE:  # "port-forward to the hub; prints the URL"
+    elif line == P_CONSOLE:  # "port-forward to the hub; prints the console's URL"
 
         def hub_status(first: str) -> None:
             url = first.split()[0]
-            assert url.startswith("http://127.0.0.1:"), first
-            status = poll(lambda: _fetch(f"{url}status"), timeout=60, what="the hub's /status")
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/", url), first
+            page = poll(lambda: _fetch(url), timeout=60, what="the hub's console page")
+            assert b"<title>ostinato console</title>" in page
+            status = _fetch(url.replace("/console/", "/status"))
+            assert status is not None
             assert json.loads(status)["workflow"] == "counter"
 
         user.first_line(line, then=hub_status)

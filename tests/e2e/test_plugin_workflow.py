@@ -1,12 +1,13 @@
 """`kubectl ostinato` on running pods: the tree of a running Workflow, every replica's log with
 its origin (and following it), pause and resume with --wait seen through to the replicas, and
-the console's port-forward reaching the hub."""
+the console's port-forward reaching the hub's console page."""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -133,9 +134,12 @@ def test_the_plugin_on_a_running_workflow(kube: Kube, install: Install) -> None:
         )  # fmt: skip
         try:
             line = _first_line(console, timeout=60)
-            assert line.startswith("http://127.0.0.1:"), line
+            assert re.match(r"http://127\.0\.0\.1:\d+/console/ ", line), line
             url = line.split()[0]
-            status = poll(lambda: _get(f"{url}status"), timeout=60, what="the hub's /status")
+            page = poll(lambda: _get(url), timeout=60, what="the hub's console page")
+            assert b"<title>ostinato console</title>" in page
+            status = _get(url.replace("/console/", "/status"))
+            assert status is not None
             assert json.loads(status)["workflow"] == WF
         finally:
             console.terminate()

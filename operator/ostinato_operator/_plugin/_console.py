@@ -1,4 +1,4 @@
-"""`console WORKFLOW`: a port-forward to the hub's HTTP port, and the URL to open."""
+"""`console WORKFLOW`: a port-forward to the hub's HTTP port, and the console's URL to open."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from ._connect import Target
 from ._errors import PluginError
 from ._workflows import api_message, get_workflow
 
-__all__ = ["HUB_HTTP_PORT", "console"]
+__all__ = ["CONSOLE_PATH", "HUB_HTTP_PORT", "console"]
 
 #: The hub Service's `http` port (/status, /metrics, the console).
 HUB_HTTP_PORT = 8080
+#: Where the hub serves its web console (docs/console.md).
+CONSOLE_PATH = "/console/"
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> ")
 
 
@@ -65,7 +67,8 @@ def console(
         for line in forward.stdout:
             match = _FORWARDING.search(line)
             if match is not None and not shown:
-                print(f"http://127.0.0.1:{match.group(1)}/  (Ctrl-C to stop)", flush=True)
+                url = f"http://127.0.0.1:{match.group(1)}{CONSOLE_PATH}"
+                print(f"{url}  (Ctrl-C to stop)", flush=True)
                 shown = True
         code = forward.wait()
     except KeyboardInterrupt:
