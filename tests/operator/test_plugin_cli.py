@@ -15,7 +15,7 @@ from ostinato_operator._plugin import main
         (["frob"], "argument VERB: invalid choice: 'frob'"),
         (["pause"], "the following arguments are required: workflow (--help for usage)"),
         (["scale", "wf", "loop", "--replicas", "x"], "--replicas: invalid int value: 'x'"),
-        (["scale", "wf", "loop"], "the following arguments are required: --replicas"),
+        (["scale", "wf", "loop", "--max-replicas", "4.5"], "--max-replicas: invalid int value"),
         (["pause", "wf", "--wait", "--timeout", "0"], "--timeout: must be > 0 seconds, got 0"),
         (["get", "-o", "xml"], "argument -o/--output: invalid choice: 'xml'"),
     ],

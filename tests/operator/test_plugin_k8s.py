@@ -521,3 +521,36 @@ def _pod_names(plane: ControlPlane, namespace: str) -> list[str]:
         namespace, label_selector="app.kubernetes.io/component=loop"
     )
     return [pod.metadata.name for pod in found.items]
+
+
+def test_scale_sets_an_autoscaled_loops_bounds_and_refuses_what_does_not_fit(
+    installed: Installed, namespace: str, plugin: Plugin
+) -> None:
+    plane = installed.plane
+    doc = example("k8s-counter.yaml")
+    doc["metadata"] = {"name": "counter", "namespace": namespace}
+    doc["spec"]["loops"][1]["autoscale"] = {"minReplicas": 0, "maxReplicas": 4}
+    _custom(plane).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
+
+    code, out, err = plugin("scale", "counter", "reader", "--max-replicas", "6")
+    assert code == 0, err
+    assert out == "workflow counter: loop reader autoscales between 0 and 6 replicas\n"
+    assert _read(plane, namespace)["spec"]["loops"][1]["autoscale"] == {
+        "minReplicas": 0,
+        "maxReplicas": 6,
+    }
+    version = _read(plane, namespace)["metadata"]["resourceVersion"]
+    refusals = {
+        ("reader", "--min-replicas", "7"): "loop 'reader': minReplicas 7 and maxReplicas 6 need "
+        "0 <= minReplicas <= maxReplicas and maxReplicas >= 1",
+        ("reader", "--replicas", "2"): "loop 'reader' is autoscaled: give --min-replicas and/or "
+        "--max-replicas",
+        ("writer", "--max-replicas", "3"): "loop 'writer' is not autoscaled: give --replicas",
+        ("reader",): "give --replicas, or --min-replicas and/or --max-replicas",
+        ("reader", "--replicas", "2", "--max-replicas", "3"): "scale: --replicas, or "
+        "--min-replicas/--max-replicas, not both",
+    }
+    for args, said in refusals.items():
+        code, _, err = plugin("scale", "counter", *args)
+        assert (code, err) == (1, f"kubectl ostinato: {said}\n"), args
+    assert _read(plane, namespace)["metadata"]["resourceVersion"] == version

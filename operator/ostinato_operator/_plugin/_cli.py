@@ -81,10 +81,12 @@ def build_parser(prog: str = "kubectl ostinato") -> argparse.ArgumentParser:
         p.add_argument("loops", nargs="*", metavar="LOOP", default=[])
         _wait_flags(p)
 
-    scale = verb("scale", "set a loop's replicas")
+    scale = verb("scale", "set a loop's replicas, or an autoscaled loop's bounds")
     scale.add_argument("workflow")
     scale.add_argument("loop")
-    scale.add_argument("--replicas", type=int, required=True, help="how many pods (0 or more)")
+    scale.add_argument("--replicas", type=int, help="how many pods (0 or more)")
+    scale.add_argument("--min-replicas", type=int, help="an autoscaled loop's fewest pods")
+    scale.add_argument("--max-replicas", type=int, help="an autoscaled loop's most pods")
     _wait_flags(scale)
 
     logs = verb("logs", "every replica's log of a Workflow's loops, interleaved by time")
@@ -152,10 +154,23 @@ def _set_state(target: Target, args: argparse.Namespace) -> int:
 
 
 def _scale(target: Target, args: argparse.Namespace) -> int:
-    from ._control import scale, wait_for_states
+    from ._control import scale, scale_bounds, wait_for_states
+    from ._workflows import loop_index
 
-    outcome = scale(target, args.workflow, args.loop, args.replicas)
-    print(f"workflow {args.workflow}: loop {args.loop} scaled to {args.replicas} replica(s)")
+    bounds = (args.min_replicas, args.max_replicas)
+    if args.replicas is not None and bounds != (None, None):
+        raise PluginError("scale: --replicas, or --min-replicas/--max-replicas, not both")
+    if args.replicas is not None:
+        outcome = scale(target, args.workflow, args.loop, args.replicas)
+        print(f"workflow {args.workflow}: loop {args.loop} scaled to {args.replicas} replica(s)")
+    else:
+        outcome = scale_bounds(target, args.workflow, args.loop, *bounds)
+        index = loop_index(outcome.workflow, args.loop)
+        autoscale = outcome.workflow["spec"]["loops"][index]["autoscale"]
+        print(
+            f"workflow {args.workflow}: loop {args.loop} autoscales between "
+            f"{autoscale.get('minReplicas', 1)} and {autoscale['maxReplicas']} replicas"
+        )
     if args.wait:
         wait_for_states(target, args.workflow, outcome, args.timeout)
         print(f"workflow {args.workflow}: the status shows it")

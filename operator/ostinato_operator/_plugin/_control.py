@@ -17,7 +17,7 @@ from ._connect import Target
 from ._errors import PluginError
 from ._workflows import api_message, custom_api, get_workflow, loop_index
 
-__all__ = ["Outcome", "patch_workflow", "scale", "set_state", "wait_for_states"]
+__all__ = ["Outcome", "patch_workflow", "scale", "scale_bounds", "set_state", "wait_for_states"]
 
 _JSON_PATCH = "application/json-patch+json"
 #: How many times a patch is computed again after a concurrent change of the Workflow.
@@ -115,10 +115,60 @@ def set_state(target: Target, name: str, loops: Sequence[str], state: DesiredSta
 
 
 def scale(target: Target, name: str, loop: str, replicas: int) -> Outcome:
+    """A fixed number of replicas; an autoscaled loop is refused, naming its bounds' flags."""
     if replicas < 0:
         raise PluginError(f"--replicas must be >= 0, got {replicas}")
-    workflow, attempts = patch_workflow(target, name, _loop_ops([loop], "replicas", replicas))
+    fixed = _loop_ops([loop], "replicas", replicas)
+
+    def ops(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+        changes = fixed(workflow)  # names a missing loop first
+        if _autoscale(workflow, loop) is not None:
+            raise PluginError(
+                f"loop {loop!r} is autoscaled: give --min-replicas and/or --max-replicas"
+            )
+        return changes
+
+    workflow, attempts = patch_workflow(target, name, ops)
     return Outcome(workflow, [loop], attempts, replicas=replicas)
+
+
+def _autoscale(workflow: dict[str, Any], loop: str) -> dict[str, Any] | None:
+    spec = (workflow["spec"].get("loops") or [])[loop_index(workflow, loop)]
+    found: dict[str, Any] | None = spec.get("autoscale")
+    return found
+
+
+def scale_bounds(
+    target: Target, name: str, loop: str, low: int | None, high: int | None
+) -> Outcome:
+    """An autoscaled loop's minReplicas and/or maxReplicas; both are checked together, as the
+    runtime will (0 <= min <= max, max >= 1), before anything is written."""
+    if low is None and high is None:
+        raise PluginError("give --replicas, or --min-replicas and/or --max-replicas")
+
+    def ops(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+        index = loop_index(workflow, loop)
+        bounds = _autoscale(workflow, loop)
+        if bounds is None:
+            raise PluginError(f"loop {loop!r} is not autoscaled: give --replicas")
+        new_low = bounds.get("minReplicas", 1) if low is None else low
+        new_high = bounds.get("maxReplicas") if high is None else high
+        if new_low < 0 or new_high is None or new_high < max(1, new_low):
+            raise PluginError(
+                f"loop {loop!r}: minReplicas {new_low} and maxReplicas {new_high} need "
+                "0 <= minReplicas <= maxReplicas and maxReplicas >= 1"
+            )
+        out: list[dict[str, Any]] = [
+            {"op": "test", "path": f"/spec/loops/{index}/name", "value": loop}
+        ]
+        for field, value in (("minReplicas", low), ("maxReplicas", high)):
+            if value is not None:
+                path = f"/spec/loops/{index}/autoscale/{field}"
+                out.append({"op": "add", "path": path, "value": value})
+        return out
+
+    workflow, attempts = patch_workflow(target, name, ops)
+    return Outcome(workflow, [loop], attempts)
 
 
 def _desired(workflow: dict[str, Any], loop: str) -> DesiredState:
