@@ -539,6 +539,8 @@ def test_scale_sets_an_autoscaled_loops_bounds_and_refuses_what_does_not_fit(
         "minReplicas": 0,
         "maxReplicas": 6,
     }
+    code, out, _ = plugin("get", "counter")
+    assert "loop reader: unknown, replicas 0/0 ready (autoscale 0..6)" in out, out
     version = _read(plane, namespace)["metadata"]["resourceVersion"]
     refusals = {
         ("reader", "--min-replicas", "7"): "loop 'reader': minReplicas 7 and maxReplicas 6 need "

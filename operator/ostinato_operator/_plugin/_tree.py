@@ -32,13 +32,13 @@ def _branch(lines: list[str], items: Sequence[tuple[str, list[str]]], indent: st
             lines.append(f"{child_indent}{'└─' if j == len(children) - 1 else '├─'} {child}")
 
 
-def _loop_line(loop: Mapping[str, Any]) -> str:
+def _loop_line(loop: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
     state = loop.get("state", "unknown")
     desired = loop.get("desiredState")
     wanted = f" (desired {desired})" if desired and desired != state else ""
     line = (
         f"loop {loop['name']}: {state}{wanted}, replicas "
-        f"{loop.get('replicasReady', 0)}/{loop.get('replicas', 0)} ready, "
+        f"{loop.get('replicasReady', 0)}/{loop.get('replicas', 0)} ready{_bounds(spec)}, "
         f"{_rate(loop.get('iterationsPerSecond'))}, {loop.get('iterations', 0)} iterations, "
         f"{loop.get('errors', 0)} errors"
     )
@@ -47,6 +47,14 @@ def _loop_line(loop: Mapping[str, Any]) -> str:
     if loop.get("message"):
         line += f" [{_cut(loop['message'])}]"
     return line
+
+
+def _bounds(spec: Mapping[str, Any]) -> str:
+    """An autoscaled loop's bounds, after its replicas (the desired count of the moment)."""
+    autoscale = spec.get("autoscale")
+    if not autoscale:
+        return ""
+    return f" (autoscale {autoscale.get('minReplicas', 1)}..{autoscale.get('maxReplicas')})"
 
 
 def _node_line(node: Mapping[str, Any]) -> str:
@@ -126,7 +134,8 @@ def render_tree(workflow: Mapping[str, Any]) -> str:
     for loop_spec in spec.get("loops") or []:
         name = loop_spec.get("name")
         loop = reported.get(name) or {"name": name, "state": "unknown"}
-        items.append((_loop_line(loop), [_node_line(n) for n in nodes.get(name, [])]))
+        line = _loop_line(loop, loop_spec)
+        items.append((line, [_node_line(n) for n in nodes.get(name, [])]))
     capacities = {
         q.get("name"): q.get("capacity", _DEFAULT_CAPACITY) for q in spec.get("queues") or []
     }
