@@ -259,9 +259,12 @@ def test_on_kubernetes_the_graph_says_how_to_patch_instead_of_controls(
     assert data.graph.patch is not None
     # As docs/kubernetes.md writes them.
     assert data.graph.patch == (
+        "kubectl ostinato pause|resume|stop console-demo\n# or, without the plugin:\n"
         """kubectl patch owf console-demo --type=merge -p '{"spec":{"state":"STATE"}}'"""
     )
     assert data.graph.loops[2].patch == (
+        "kubectl ostinato pause|resume|stop console-demo workers\n"
+        "# or, without the plugin:\n"
         "kubectl patch owf console-demo --type=json -p "
         """'[{"op":"replace","path":"/spec/loops/2/state","value":"STATE"}]'"""
     )

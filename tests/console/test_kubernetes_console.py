@@ -50,7 +50,8 @@ def test_the_operators_hub_shows_the_spec_and_kubectl_patch_instead_of_controls(
     open_url(browser, hub_console)
     wait(browser, lambda d: css(d, "#kubernetes").is_displayed(), "the Kubernetes section")
     patch = text(browser, "#workflow-patch")
-    assert patch.startswith("kubectl patch owf console-demo --type=merge"), patch
+    assert patch.startswith("kubectl ostinato pause|resume|stop console-demo\n"), patch
+    assert "kubectl patch owf console-demo --type=merge" in patch, patch
     assert '{"spec":{"state":"STATE"}}' in patch
     assert not css(browser, "#access").is_displayed()  # no token field
     assert not css(browser, "#workflow-controls").is_displayed()

@@ -73,14 +73,18 @@ class WorkflowGraph(Camel):
     patch: str | None = None
 
 
-def _patch(name: str, namespace: str | None, loop: int | None) -> str:
-    """The ``kubectl patch`` of a loop's state (``loop``: its index), or of the workflow's, as
-    docs/kubernetes.md writes them; STATE is running, paused or stopped."""
+def _patch(name: str, namespace: str | None, loop: str | None, index: int | None) -> str:
+    """How to change a loop's state (``loop``: its name, ``index``: its place in spec.loops), or
+    the workflow's, as docs/kubernetes.md writes it: the plugin's verb first, then the raw
+    ``kubectl patch`` with STATE (running, paused or stopped) to replace."""
     ns = f" -n {namespace}" if namespace else ""
-    if loop is None:
-        return f"""kubectl patch owf {name}{ns} --type=merge -p '{{"spec":{{"state":"STATE"}}}}'"""
-    body = f'[{{"op":"replace","path":"/spec/loops/{loop}/state","value":"STATE"}}]'
-    return f"kubectl patch owf {name}{ns} --type=json -p '{body}'"
+    verb = f"kubectl ostinato pause|resume|stop {name}{f' {loop}' if loop else ''}{ns}"
+    if index is None:
+        raw = f"""kubectl patch owf {name}{ns} --type=merge -p '{{"spec":{{"state":"STATE"}}}}'"""
+    else:
+        body = f'[{{"op":"replace","path":"/spec/loops/{index}/state","value":"STATE"}}]'
+        raw = f"kubectl patch owf {name}{ns} --type=json -p '{body}'"
+    return f"{verb}\n# or, without the plugin:\n{raw}"
 
 
 def workflow_graph(plan: WorkflowPlan, managed_by_operator: bool = False) -> WorkflowGraph:
@@ -115,7 +119,9 @@ def workflow_graph(plan: WorkflowPlan, managed_by_operator: bool = False) -> Wor
                 nodes=nodes[1:],
                 circuit_breaker=lp.spec.circuit_breaker is not None,
                 spec_state=spec_state.value,
-                patch=_patch(meta.name, meta.namespace, index) if managed_by_operator else None,
+                patch=_patch(meta.name, meta.namespace, lp.name, index)
+                if managed_by_operator
+                else None,
             )
         )
     queues = [
@@ -130,5 +136,5 @@ def workflow_graph(plan: WorkflowPlan, managed_by_operator: bool = False) -> Wor
         )
         for q in plan.queues.values()
     ]
-    patch = _patch(meta.name, meta.namespace, None) if managed_by_operator else None
+    patch = _patch(meta.name, meta.namespace, None, None) if managed_by_operator else None
     return WorkflowGraph(workflow=plan.name, loops=loops, queues=queues, patch=patch)
