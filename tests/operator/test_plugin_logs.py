@@ -118,3 +118,40 @@ def test_follow_reads_every_pod_until_all_streams_end(two_pods: list[Any]) -> No
         for raw in raws
     )
     assert all(follow for _, _, follow in two_pods)
+
+
+def test_follow_picks_up_pods_that_appear_and_reads_them_from_their_start(
+    two_pods: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An autoscaled loop's new replica (and a pod replaced under the same name) is followed
+    too; the follow ends once every stream ended and no new pod is found."""
+    reader = _logs._Pod("counter-reader-0", "reader", "0", uid="a")
+    replaced = _logs._Pod("counter-reader-0", "reader", "0", uid="b")
+    added = _logs._Pod("counter-reader-1", "reader", "1", uid="c")
+    later = {
+        "counter-reader-1": [
+            "2026-12-06T19:00:01Z 2026-12-06 19:00:01,000 INFO    ostinato.node.reader.got: got 9"
+        ]
+    }
+    listings = iter([[reader], [reader, added], [replaced, added]])
+    last: list[list[Any]] = [[reader]]
+
+    def pods(target: Any, name: str, loop: str | None) -> list[Any]:
+        last[0] = next(listings, last[0])
+        return last[0]
+
+    def read(target: Any, pod: Any, since: int | None, follow: bool) -> Iterator[str]:
+        two_pods.append((f"{pod.name}/{pod.uid}", since, follow))
+        yield from {**LOGS, **later}[pod.name]
+
+    monkeypatch.setattr(_logs, "_pods", pods)
+    monkeypatch.setattr(_logs, "_read", read)
+    out = io.StringIO()
+    assert _logs.show_logs(NO_TARGET, "counter", "reader", None, "1m", True, out) == 0
+    assert sorted(two_pods) == [
+        ("counter-reader-0/a", 60, True),  # there at the start: from --since
+        ("counter-reader-0/b", None, True),  # replaced: its whole log is new
+        ("counter-reader-1/c", None, True),  # added: the same
+    ]
+    assert "[reader/1 got]" in out.getvalue()
+    assert out.getvalue().count("[reader/0 got]") == 2  # once per incarnation of the pod

@@ -8,7 +8,8 @@ import queue
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -25,6 +26,8 @@ __all__ = ["LogLine", "parse_line", "parse_since", "render", "show_logs", "sort_
 _TEXT = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) (\w+)\s+(\S+): (.*)$", re.S)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
 _UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+#: -f looks for new loop pods (a scale-up, a replaced pod) this often, seconds.
+FOLLOW_DISCOVERY_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class _Pod:
     name: str
     loop: str
     replica: str
+    #: Tells a replaced pod from the one of the same name before it.
+    uid: str = ""
 
 
 def _pods(target: Target, workflow: str, loop: str | None) -> list[_Pod]:
@@ -117,6 +122,7 @@ def _pods(target: Target, workflow: str, loop: str | None) -> list[_Pod]:
                 pod.metadata.name,
                 labels.get("ostinato.dev/loop", "?"),
                 labels.get("ostinato.dev/replica", "?"),
+                pod.metadata.uid or "",
             )
         )
     return sorted(pods, key=lambda p: (p.loop, p.replica))
@@ -179,33 +185,60 @@ def show_logs(
             if _wanted(line, node):
                 print(render(line), file=out)
         return 0
-    for line in _followed(target, pods, since_seconds):
+    for line in _followed(target, pods, lambda: _pods(target, workflow, loop), since_seconds):
         if _wanted(line, node):
             print(render(line), file=out, flush=True)
     return 0
 
 
-def _followed(target: Target, pods: Sequence[_Pod], since_seconds: int | None) -> Iterable[LogLine]:
-    """Every pod's log as it grows, in the order lines arrive, until every stream has ended."""
+def _followed(
+    target: Target,
+    pods: Sequence[_Pod],
+    discover: Callable[[], Sequence[_Pod]],
+    since_seconds: int | None,
+) -> Iterable[LogLine]:
+    """Every pod's log as it grows, in the order lines arrive. Pods that appear meanwhile (an
+    autoscaled loop's new replicas, a replaced pod) are followed from their first line. It ends
+    when every stream has ended and no new pod is found (workflow deleted, or scaled to zero)."""
     lines: queue.Queue[LogLine | BaseException | None] = queue.Queue()
+    followed: set[tuple[str, str]] = set()
+    open_streams = 0
 
-    def pump(pod: _Pod) -> None:
+    def pump(pod: _Pod, since: int | None) -> None:
         try:
-            for raw in _read(target, pod, since_seconds, True):
+            for raw in _read(target, pod, since, True):
                 lines.put(parse_line(raw, pod.loop, pod.replica))
         except BaseException as exc:  # handed to the reading thread, which raises it
             lines.put(exc)
         finally:
             lines.put(None)
 
-    for pod in pods:
-        threading.Thread(target=pump, args=(pod,), daemon=True, name=f"logs-{pod.name}").start()
-    open_streams = len(pods)
-    while open_streams:
-        got = lines.get()
-        if got is None:
-            open_streams -= 1
-        elif isinstance(got, BaseException):
-            raise got
+    def follow(found: Iterable[_Pod], since: int | None) -> None:
+        nonlocal open_streams
+        for pod in found:
+            if (pod.name, pod.uid) in followed:
+                continue
+            followed.add((pod.name, pod.uid))
+            open_streams += 1
+            name = f"logs-{pod.name}"
+            threading.Thread(target=pump, args=(pod, since), daemon=True, name=name).start()
+
+    follow(pods, since_seconds)
+    looked = time.monotonic()
+    while True:
+        try:
+            got = lines.get(timeout=FOLLOW_DISCOVERY_SECONDS)
+        except queue.Empty:
+            pass  # nothing arrived: a moment to look for new pods
         else:
-            yield got
+            if got is None:
+                open_streams -= 1
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                yield got
+        if open_streams == 0 or time.monotonic() - looked >= FOLLOW_DISCOVERY_SECONDS:
+            follow(discover(), None)  # a new pod's whole log is new
+            looked = time.monotonic()
+            if open_streams == 0:
+                return
