@@ -71,7 +71,7 @@ class HubClient:
             loop,
             trusted=endpoint.startswith("inproc://"),
         )
-        self.mailbox = Mailbox(self.ctx)
+        self.mailbox = Mailbox()
         #: Called on the I/O thread with the desired state of every control message.
         self.on_control: Callable[[DesiredState], None] | None = None
         self.status: Callable[[], dict[str, Any]] | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import select
 import shutil
 import tempfile
 import threading
@@ -38,6 +39,8 @@ ROUND_FRAMES = 2000
 # ZeroMQ constants as ints: pyzmq's flag enums cost a microsecond an operation.
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 _NOBLOCK, _MORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
+#: The longest the hub's thread sleeps between looks at the clock (lost peers), ms.
+POLL_MS = 200
 #: Heartbeat timeouts after which a silent peer is forgotten altogether.
 FORGET_LOST = 5
 
@@ -94,7 +97,7 @@ class Hub:
         self._writers: dict[bytes, dict[str, list[int]]] = {}
         self._lost: dict[bytes, float] = {}  # consumers declared lost, and when: told to
         # resubscribe if they come back, forgotten after FORGET_LOST heartbeat timeouts
-        self._mailbox = Mailbox(self.ctx)
+        self._mailbox = Mailbox()
         self._handlers: dict[bytes, Handler] = {}
         #: Gets control and state messages of peers without a handler of their own (loops
         #: that connect to a hub running alone), with the peer's identity; hub thread.
@@ -202,25 +205,40 @@ class Hub:
     # -- the hub thread ------------------------------------------------------------------------
 
     def _serve(self) -> None:
-        poller = zmq.Poller()
+        """Wait on the sockets' descriptors and the mailbox's pipe with one ``poll``, then
+        read the sockets that have input. Not ``zmq_poll``, which asks every socket for its
+        ``EVENTS`` before and after it waits (in libzmq each is a ``getpid`` and a ``poll``
+        system call): a wake-up here costs one ``poll``, the reads, one ``EVENTS`` to know
+        that a socket is empty, and one after sending (a send may take the edge of a
+        socket's descriptor)."""
         sockets = [self._local] + ([self._remote] if self._remote is not None else [])
+        waiter = select.poll()
+        by_fd: dict[int, zmq.Socket[Any]] = {}
         for sock in sockets:
-            poller.register(sock, zmq.POLLIN)
-        poller.register(self._mailbox.receiver, zmq.POLLIN)
+            by_fd[sock.FD] = sock
+            waiter.register(sock.FD, select.POLLIN)
+        mailbox = self._mailbox.receiver
+        waiter.register(mailbox, select.POLLIN)
         next_check = time.monotonic() + self._lost_after / 2
+        closing = self._closing.is_set
+        ready = list(sockets)  # the first round looks at every socket
         try:
-            while not self._closing.is_set():
-                events = dict(poller.poll(200))
-                for sock in sockets:
-                    if sock in events:
-                        self._receive(sock)
-                if self._mailbox.receiver in events:
-                    self._mailbox_round()
+            while not closing():
+                for sock in ready:
+                    self._receive(sock)
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + self._lost_after / 2
                     self._check_lost(now)
                 self._flush()
+                # Input that arrived while this round ran, or whose edge a send took, is read
+                # at once; the mailbox is looked at either way.
+                ready = [sock for sock in sockets if _has_input(sock)]
+                for fd, _ in waiter.poll(0 if ready else POLL_MS):
+                    if fd == mailbox:
+                        self._mailbox_round()
+                    elif by_fd[fd] not in ready:
+                        ready.append(by_fd[fd])
         except Exception:
             log.exception("hub thread failed")
             raise
@@ -247,14 +265,16 @@ class Hub:
             log.debug("message to %r not sent: %s", identity, exc)
 
     def _receive(self, sock: zmq.Socket[Any]) -> None:
-        """Handle what ``sock`` holds (the poller said it is readable): a frame's identity,
-        then its one body part. Not ``recv_multipart``, which asks the socket for RCVMORE after
-        each part (2.5 µs more a frame); the body's ``more`` flag says the same for free."""
+        """Handle what ``sock`` holds (its descriptor or ``EVENTS`` said it has input): a
+        frame's identity, then its one body part. Not ``recv_multipart``, which asks the
+        socket for RCVMORE after each part (2.5 µs more a frame); the body's ``more`` flag
+        says the same for free."""
         recv = sock.recv
         events: Callable[[int], int] = sock.getsockopt  # type: ignore[assignment]  # EVENTS: int
         for i in range(ROUND_FRAMES):
-            # The poller saw input, so the first read needs no asking; after that, EVENTS
-            # before each read: a recv that finds nothing raises zmq.Again, which costs more.
+            # The first read needs no asking (a read that finds the socket's pipe asleep
+            # wakes it, as EVENTS would); after that, EVENTS before each read: a recv that
+            # finds nothing raises zmq.Again, which costs more.
             if i and not events(_EVENTS) & _POLLIN:
                 return
             try:
@@ -460,6 +480,7 @@ class Hub:
 
     def close(self) -> None:
         self._closing.set()
+        self._mailbox.put("close")  # wakes the hub's thread now, not at its next timeout
         self._thread.join(timeout=5)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
         if self._own_store is not None:
@@ -511,6 +532,10 @@ def _acks(items: list[list[Any]]) -> Iterator[bytes]:
         if queue in refused:
             fields["refused"] = refused[queue]
         yield encode(Kind.ACKS, q=queue, runs=runs(accepted.get(queue, ())), **fields)
+
+
+def _has_input(sock: zmq.Socket[Any]) -> bool:
+    return bool(sock.getsockopt(_EVENTS) & _POLLIN)  # type: ignore[operator]
 
 
 def lost_after(heartbeats: Sequence[float]) -> float:
