@@ -501,17 +501,21 @@ class DataChannel:
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def receive(self, limit: int = READ_BURST) -> int:
-        """Handle what has arrived, at most ``limit`` messages; returns how many."""
+    def receive(self, limit: int = READ_BURST, *, signalled: bool = False) -> int:
+        """Handle what has arrived, at most ``limit`` messages; returns how many.
+        ``signalled``: the socket's descriptor has just fired, so the first read needs no
+        asking (a read that finds the socket's pipe asleep wakes it, as EVENTS would)."""
         sock = self.sock
         recv = sock.recv
         events: Callable[[int], int] = sock.getsockopt  # type: ignore[assignment]  # EVENTS: int
         self._unread = False
         self._io_ns = perf_counter_ns()
         n = 0
-        # EVENTS first: a recv that finds nothing raises zmq.Again, which costs 10x more.
+        # EVENTS first (each is a getpid and a poll system call in libzmq): a recv that
+        # finds nothing raises zmq.Again, which costs more.
         parse_ = self._parse
-        while n < limit and events(_EVENTS) & _POLLIN:
+        while n < limit and (signalled or events(_EVENTS) & _POLLIN):
+            signalled = False
             try:
                 frame = recv(_NOBLOCK)
             except zmq.Again:
@@ -597,7 +601,7 @@ class DataChannel:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """``loop`` owns the socket from now on (called on its thread)."""
         self.event_loop = loop
-        loop.add_reader(self.sock.FD, self._readable)
+        loop.add_reader(self.sock.FD, self._signalled)
         self._readable()
         if self._dirty:
             self._wake()
@@ -618,13 +622,17 @@ class DataChannel:
         if self._unread:
             self._readable()  # a send may have taken the socket's edge: look for input now
 
-    def _readable(self) -> None:
+    def _readable(self, signalled: bool = False) -> None:
         """The socket's FD is edge-triggered: read until ZeroMQ says nothing is left (EVENTS,
         which ``receive`` asks before each read, also re-arms the FD)."""
         if self.closed or self.event_loop is None:
             return
-        if self.receive() >= READ_BURST:  # let the loop breathe, then go on
+        if self.receive(signalled=signalled) >= READ_BURST:  # let the loop breathe, go on
             self.event_loop.call_soon(self._readable)
+
+    def _signalled(self) -> None:
+        """The socket's descriptor fired (the event loop's reader callback)."""
+        self._readable(True)
 
     def wait_released(self, queue: str, timeout: float) -> bool:
         """On the owner event loop's thread, inside a synchronous call (a pause hook): release
