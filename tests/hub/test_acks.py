@@ -82,6 +82,26 @@ def test_a_writer_s_puts_are_acknowledged_as_runs_around_the_refused(hub: Hub, d
     assert hub.queue_status()["w"]["refused"] == 2
 
 
+def test_a_refused_put_sent_again_is_refused_again_not_acknowledged(hub: Hub, dealer: Any) -> None:
+    writer = dealer(b"writer")
+    writer.send(puts("w", 1, [b"x" * 50, b"ok"], since=1))  # 1 too large
+    first = answer(writer, "acks")
+    assert first["runs"] == [[2, 2]]
+    assert [r[0] for r in first["refused"]] == [1]
+    # The writer had not heard (a reconnection, say) and sends both again: the hub has them,
+    # so it takes neither twice and answers as it did the first time.
+    writer.send(puts("w", 1, [b"x" * 50, b"ok"], since=1))
+    again = answer(writer, "acks")
+    assert again["runs"] == [[2, 2]]
+    assert again["refused"] == first["refused"]
+    assert hub.queue_status()["w"]["enqueued"] == 1
+    assert hub.queue_status()["w"]["refused"] == 1
+    # Once the writer's oldest unsettled put is past it, the hub forgets the refusal.
+    writer.send(puts("w", 3, [b"ok"], since=3))
+    assert answer(writer, "acks")["runs"] == [[3, 3]]
+    assert hub._writers[b"writer"]["w"].refused == {}
+
+
 def test_a_reader_acknowledges_runs_with_gaps_and_a_long_run_costs_what_it_names(
     hub: Hub, dealer: Any
 ) -> None:

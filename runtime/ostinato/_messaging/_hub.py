@@ -94,7 +94,7 @@ class Hub:
         self._consumers: dict[bytes, str] = {}  # identity -> loop, for peers that read queues
         #: Per writer and queue: its connection's epoch and the next sequence number this hub
         #: expects (see _in_order).
-        self._writers: dict[bytes, dict[str, list[int]]] = {}
+        self._writers: dict[bytes, dict[str, _Writer]] = {}
         self._lost: dict[bytes, float] = {}  # consumers declared lost, and when: told to
         # resubscribe if they come back, forgotten after FORGET_LOST heartbeat timeouts
         self._mailbox = Mailbox()
@@ -310,8 +310,10 @@ class Hub:
                 have = self._in_order(identity, name, first, len(payloads), msg)
                 if have is None:
                     return  # out of order: the writer sends them again, after the missing ones
-                for i in range(have):  # sent again, and here already: acknowledged again
-                    out.ack(identity, name, first + i)
+                if have:  # sent again, and here already: answered again, as the first time
+                    refused = self._writers[identity][name].refused
+                    for i in range(have):
+                        out.ack(identity, name, first + i, refused.get(first + i))
                 # The payloads stay the bytes they came as: the hub never looks inside them,
                 # and every message of the run keeps a reference to its run's one meta.
                 index = msg.get("meta")
@@ -398,17 +400,21 @@ class Hub:
         there has all of the writer's puts that matter."""
         states = self._writers.setdefault(identity, {})
         state = states.get(queue)
-        if state is None or state[0] != msg["epoch"]:  # a writer (or a connection) new here
+        if state is None or state.epoch != msg["epoch"]:  # a writer (or a connection) new here
             since = msg["since"]
             if first != since:
                 self._send(identity, encode(Kind.REWIND, q=queue, seq=since))
                 return None
-            state = states[queue] = [msg["epoch"], first]
-        expected = state[1]
+            state = states[queue] = _Writer(msg["epoch"], first)
+        expected = state.expected
         if first > expected:  # a gap: frames lost on the way (a reconnection)
             self._send(identity, encode(Kind.REWIND, q=queue, seq=expected))
             return None
-        state[1] = max(expected, first + n)
+        if state.refused:  # the writer has settled what is older than its oldest unsettled
+            since = msg["since"]
+            for seq in [s for s in state.refused if s < since]:
+                del state.refused[seq]
+        state.expected = max(expected, first + n)
         return min(expected - first, n)
 
     def _data_alive(self, identity: bytes) -> None:
@@ -460,10 +466,15 @@ class Hub:
             if out.store_failed is not None:  # the batch is gone: no durable put is stored
                 log.error("durable store failed, refusing this round's puts: %s", out.store_failed)
                 durable = {name for name, q in self.queues.items() if q.store is not None}
-                for items in out.acks.values():
+                for writer, items in out.acks.items():
                     for item in items:
                         if item[0] in durable and len(item) == 2:
                             item.append(out.store_failed)
+                            out.refusals.append((writer, item[0], item[1], out.store_failed))
+        for writer, queue, seq, error in out.refusals:  # refused again if sent again
+            state = self._writers.get(writer, {}).get(queue)
+            if state is not None:
+                state.refused[seq] = error
         # Deliveries before acknowledgements: the reader is the one a message's latency waits
         # for, and whoever is woken first runs first (the GIL, or a core on a busy machine).
         for (consumer, queue), items in out.messages.items():
@@ -486,6 +497,18 @@ class Hub:
         if self._own_store is not None:
             self._own_store.close()
             self._own_store = None
+
+
+class _Writer:
+    """What the hub knows of one writer's puts to one queue: its connection's epoch, the next
+    sequence number it expects, and the refusals the writer may not have heard yet."""
+
+    __slots__ = ("epoch", "expected", "refused")
+
+    def __init__(self, epoch: int, expected: int) -> None:
+        self.epoch = epoch
+        self.expected = expected
+        self.refused: dict[int, str] = {}
 
 
 def _msgs(queue: str, rows: list[list[Any]]) -> bytes:

@@ -72,9 +72,16 @@ class Outbox:
         #: A durable store failed this round: it rolled back the whole open batch, so no
         #: durable put of this round may be acknowledged as stored.
         self.store_failed: str | None = None
+        #: This round's refusals (writer, queue, seq, error): the hub remembers them, so that
+        #: a put sent again is refused again, not acknowledged as taken.
+        self.refusals: list[tuple[bytes, str, int, str]] = []
 
     def ack(self, writer: bytes, queue: str, seq: int, error: str | None = None) -> None:
-        self.acks[writer].append([queue, seq] if error is None else [queue, seq, error])
+        if error is None:
+            self.acks[writer].append([queue, seq])
+        else:
+            self.acks[writer].append([queue, seq, error])
+            self.refusals.append((writer, queue, seq, error))
 
     def deliver(self, consumer: bytes, queue: str, msg: Message) -> None:
         self.messages[(consumer, queue)].append([msg.id, msg.payload, msg.meta, msg.redelivered])
@@ -86,6 +93,7 @@ class Outbox:
         self.acks.clear()
         self.messages.clear()
         self.store_failed = None
+        self.refusals.clear()
 
 
 @dataclass(slots=True)
