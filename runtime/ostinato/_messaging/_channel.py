@@ -29,6 +29,7 @@ __all__ = [
     "Inbox",
     "Pending",
     "QueueError",
+    "Settled",
     "settle",
 ]
 
@@ -61,16 +62,22 @@ def _resolve(fut: asyncio.Future[Any]) -> None:
         fut.set_result(True)
 
 
-def _settle_one(done: Done, error: QueueError | None) -> None:
+def _settle_one(done: Done, error: QueueError | None, n: int = 1) -> None:
     try:
-        done(error)
+        if n == 1:
+            done(error)
+        elif isinstance(done, Countdown):
+            done.many(n, error)
+        else:
+            for _ in range(n):
+                done(error)
     except Exception:
         log.exception("a put's completion callback failed")
 
 
-def _settle_batch(batch: list[tuple[Done, QueueError | None]]) -> None:
-    for done, error in batch:
-        _settle_one(done, error)
+def _settle_batch(batch: list[tuple[Done, QueueError | None, int]]) -> None:
+    for done, error, n in batch:
+        _settle_one(done, error, n)
 
 
 class Countdown:
@@ -85,25 +92,33 @@ class Countdown:
         self.error: QueueError | None = None
 
     def __call__(self, error: QueueError | None) -> None:
+        self.many(1, error)
+
+    def many(self, n: int, error: QueueError | None) -> None:
+        """``n`` of the puts settled at once (a run the hub acknowledged)."""
         if error is not None and self.error is None:
             self.error = error
-        self.left -= 1
+        self.left -= n
         if self.left == 0:
             self.done(self.error)
 
 
-def settle(settled: list[tuple[Pending, QueueError | None]]) -> None:
+#: Puts settled: what each waits on, the outcome, and how many puts of a run share both.
+Settled = list[tuple[Pending, QueueError | None, int]]
+
+
+def settle(settled: Settled) -> None:
     """Tell puts their outcome: thread futures and the running event loop's callbacks (the
     data socket's owner's) at once, other loops' callbacks with one ``call_soon_threadsafe``
     per loop."""
     running = events._get_running_loop()
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Done, QueueError | None]]] = {}
-    for pending, error in settled:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Done, QueueError | None, int]]] = {}
+    for pending, error, n in settled:
         if isinstance(pending, tuple):
             if pending[0] is running:
-                _settle_one(pending[1], error)
+                _settle_one(pending[1], error, n)
             else:
-                by_loop.setdefault(pending[0], []).append((pending[1], error))
+                by_loop.setdefault(pending[0], []).append((pending[1], error, n))
         elif not pending.done():
             if error is None:
                 pending.set_result(None)
@@ -424,7 +439,7 @@ class DataChannel:
     def fail_all(self, error: QueueError) -> None:
         """The connection is closing: every put still waiting for the hub fails."""
         pending, self._futures = list(self._futures.values()), {}
-        settle([(p, error) for p in pending])
+        settle([(p, error, 1) for p in pending])
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -535,11 +550,12 @@ class DataChannel:
                 inbox._push(_deliveries(msg))
         elif kind == Kind.ACKS:
             queue = msg["q"]
-            settled: list[tuple[Pending, QueueError | None]] = []
+            settled: Settled = []
             futures = self._futures
             unacked = self._unacked.get(queue)
             if unacked is None:
                 unacked = {}
+            pop, take = unacked.pop, futures.pop
             for lo, hi in msg["runs"]:
                 # A run longer than what is in flight is walked through what is in flight.
                 seqs = (
@@ -547,16 +563,27 @@ class DataChannel:
                     if hi - lo < len(unacked)
                     else [s for s in list(unacked) if lo <= s <= hi]
                 )
+                # The puts of a split list share one pending: settled once per run of it.
+                last: Pending | None = None
+                n = 0
                 for seq in seqs:
-                    unacked.pop(seq, None)
-                    pending = futures.pop((queue, seq), None)
-                    if pending is not None:
-                        settled.append((pending, None))
+                    pop(seq, None)
+                    pending = take((queue, seq), None)
+                    if pending is None:
+                        continue
+                    if pending is last:
+                        n += 1
+                        continue
+                    if last is not None:
+                        settled.append((last, None, n))
+                    last, n = pending, 1
+                if last is not None:
+                    settled.append((last, None, n))
             for seq, error in msg.get("refused", ()):
                 unacked.pop(seq, None)
                 pending = futures.pop((queue, seq), None)
                 if pending is not None:
-                    settled.append((pending, QueueError(error)))
+                    settled.append((pending, QueueError(error), 1))
             settle(settled)  # this loop's callbacks at once: no second pass
             self._wake()  # the window has room again
         elif kind == Kind.ERROR:

@@ -480,9 +480,14 @@ class Hub:
         for (consumer, queue), items in out.messages.items():
             for batch in batches(items):
                 self._send(consumer, _msgs(queue, batch))
-        for writer, items in out.acks.items():
-            for frame in _acks(items):
-                self._send(writer, frame)
+        if out.runs:
+            for writer in out.acks.keys() | out.runs.keys():
+                for frame in _acks(out.acks.get(writer, []), out.runs.get(writer, [])):
+                    self._send(writer, frame)
+        else:
+            for writer, items in out.acks.items():
+                for frame in _acks(items):
+                    self._send(writer, frame)
         out.clear()
 
     def _drop(self, identity: bytes, why: str) -> None:
@@ -536,10 +541,11 @@ def _msgs(queue: str, rows: list[list[Any]]) -> bytes:
     )
 
 
-def _acks(items: list[list[Any]]) -> Iterator[bytes]:
-    """A writer's acknowledgements [queue, seq] and refusals [queue, seq, error], an acks frame
-    per queue: the accepted as runs, the refused one by one."""
-    if len(items) == 1 and len(items[0]) == 2:  # the lone message's acknowledgement
+def _acks(items: list[list[Any]], taken: Sequence[tuple[str, int, int]] = ()) -> Iterator[bytes]:
+    """A writer's acknowledgements [queue, seq], refusals [queue, seq, error] and runs taken
+    in one go (queue, lo, hi), an acks frame per queue: the accepted as runs, the refused one
+    by one."""
+    if not taken and len(items) == 1 and len(items[0]) == 2:  # the lone message's
         queue, seq = items[0]
         yield encode(Kind.ACKS, q=queue, runs=[[seq, seq]])
         return
@@ -550,11 +556,30 @@ def _acks(items: list[list[Any]]) -> Iterator[bytes]:
             accepted.setdefault(item[0], []).append(item[1])
         else:
             refused.setdefault(item[0], []).append([item[1], item[2]])
-    for queue in dict.fromkeys([*accepted, *refused]):
+    whole: dict[str, list[list[int]]] = {}
+    for queue, lo, hi in taken:
+        whole.setdefault(queue, []).append([lo, hi])
+    for queue in dict.fromkeys([*accepted, *whole, *refused]):
         fields: dict[str, Any] = {}
         if queue in refused:
             fields["refused"] = refused[queue]
-        yield encode(Kind.ACKS, q=queue, runs=runs(accepted.get(queue, ())), **fields)
+        found = runs(accepted.get(queue, ()))
+        if queue in whole:
+            found = _merged(found + whole[queue])
+        yield encode(Kind.ACKS, q=queue, runs=found, **fields)
+
+
+def _merged(pairs: list[list[int]]) -> list[list[int]]:
+    """Runs [lo, hi] in order, overlapping and adjacent ones made one."""
+    if len(pairs) == 1:
+        return pairs
+    out: list[list[int]] = []
+    for lo, hi in sorted(pairs):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return out
 
 
 def _has_input(sock: zmq.Socket[Any]) -> bool:

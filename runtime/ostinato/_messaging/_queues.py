@@ -68,6 +68,9 @@ class Outbox:
 
     def __init__(self) -> None:
         self.acks: dict[bytes, list[list[Any]]] = defaultdict(list)
+        #: Runs of a writer's puts taken in one go, (queue, lo, hi): one entry per run, not
+        #: one per message (never of a durable queue: those are taken one by one).
+        self.runs: dict[bytes, list[tuple[str, int, int]]] = defaultdict(list)
         self.messages: dict[tuple[bytes, str], list[list[Any]]] = defaultdict(list)
         #: A durable store failed this round: it rolled back the whole open batch, so no
         #: durable put of this round may be acknowledged as stored.
@@ -83,14 +86,19 @@ class Outbox:
             self.acks[writer].append([queue, seq, error])
             self.refusals.append((writer, queue, seq, error))
 
+    def ack_run(self, writer: bytes, queue: str, lo: int, hi: int) -> None:
+        """Puts ``lo`` to ``hi`` of ``writer`` accepted."""
+        self.runs[writer].append((queue, lo, hi))
+
     def deliver(self, consumer: bytes, queue: str, msg: Message) -> None:
         self.messages[(consumer, queue)].append([msg.id, msg.payload, msg.meta, msg.redelivered])
 
     def __bool__(self) -> bool:
-        return bool(self.acks or self.messages)
+        return bool(self.acks or self.messages or self.runs)
 
     def clear(self) -> None:
         self.acks.clear()
+        self.runs.clear()
         self.messages.clear()
         self.store_failed = None
         self.refusals.clear()
@@ -204,13 +212,24 @@ class QueueState:
                 return False
         next_id, name = self.next_id, self.name
         buffers = [g.buffer for g in groups]
-        acks = out.acks[writer]
-        for seq, payload, meta in items:
-            msg = Message(next_id, payload, meta)
-            next_id += 1
-            for buffer in buffers:
-                buffer.append(msg)
-            acks.append([name, seq])
+        lo, hi = items[0][0], items[-1][0]
+        if hi - lo == len(items) - 1:  # consecutive, as a puts frame's are: one entry
+            out.ack_run(writer, name, lo, hi)
+        else:
+            acks = out.acks[writer]
+            for item in items:
+                acks.append([name, item[0]])
+        if len(buffers) == 1:
+            append = buffers[0].append
+            for _seq, payload, meta in items:
+                append(Message(next_id, payload, meta))
+                next_id += 1
+        else:
+            for _seq, payload, meta in items:
+                msg = Message(next_id, payload, meta)
+                next_id += 1
+                for buffer in buffers:
+                    buffer.append(msg)
         self.next_id = next_id
         self.counters.enqueued += len(items)
         self._pump(out)
