@@ -159,6 +159,24 @@ class QueueState:
     # -- writers -------------------------------------------------------------------------------
 
     def put(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:
+        """A lone put. When every buffer has room, nothing is parked and nothing is stored (the
+        common case), it is taken and delivered at once, without the checks of a batch."""
+        cap = self.spec.capacity
+        groups = self.groups.values()
+        if self.store is None and not self.parked and len(payload) <= self.spec.max_message_bytes:
+            for group in groups:
+                if len(group.buffer) >= cap:
+                    break
+            else:
+                msg = Message(self.next_id, payload, meta)
+                self.next_id += 1
+                for group in groups:
+                    group.buffer.append(msg)
+                self.counters.enqueued += 1
+                out.acks[writer].append([self.name, seq])
+                for group in groups:  # what _pump does when nothing is parked
+                    self._dispatch(group, out)
+                return
         self.put_many(writer, ((seq, payload, meta),), out)
 
     def put_many(self, writer: bytes, items: Iterable[Sequence[Any]], out: Outbox) -> None:
