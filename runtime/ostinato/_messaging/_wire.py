@@ -19,6 +19,8 @@ No ZeroMQ here: sockets are the business of ``_hub``, ``_client`` and ``_channel
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
+from operator import is_
 from typing import Any, Final, Literal, TypedDict, TypeVar
 
 import msgpack
@@ -536,10 +538,13 @@ def shared(metas: Sequence[bytes]) -> tuple[list[bytes], list[int] | None]:
     """A batch's metas once each, and each payload's index among them; None instead of the
     indexes when they all share the first, or each has its own (then metas go one a payload).
     Once each by object, not by value: the messages of one writer's run share its meta
-    object, and comparing by identity costs no hashing."""
-    first = metas[0] if metas else None
-    if all(meta is first for meta in metas):  # one message, or one writer's list
-        return ([first] if first is not None else []), None
+    object, and comparing by identity costs no hashing (nor, for the common case of one
+    object, a Python step per payload: ``map`` and ``operator.is_`` run in C)."""
+    if not metas:
+        return [], None
+    first = metas[0]
+    if all(map(is_, metas, repeat(first))):  # one message, or one writer's list
+        return [first], None
     distinct: list[bytes] = []
     index: list[int] = []
     seen: dict[int, int] = {}
@@ -558,6 +563,9 @@ def batches(rows: list[R]) -> Iterator[list[R]]:
     """Puts or deliveries (rows with the payload at 1 and the meta at 2) in runs of at most
     BATCH_BYTES, a frame each; a larger row travels alone. Most often a single run: ``rows``."""
     if not rows:
+        return
+    if sum([len(row[1]) + len(row[2]) for row in rows]) <= BATCH_BYTES:  # the common case
+        yield rows
         return
     start = total = 0
     for i, row in enumerate(rows):
