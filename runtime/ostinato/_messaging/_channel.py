@@ -134,6 +134,9 @@ def _consecutive(
 ) -> Iterator[list[tuple[int, bytes, bytes]]]:
     """Puts in runs of consecutive sequence numbers (one run, unless puts came back after a
     hub restart with gaps among them)."""
+    if items[-1][0] - items[0][0] == len(items) - 1:  # numbered in order, no gap: one run
+        yield items
+        return
     start = 0
     for i in range(1, len(items)):
         if items[i][0] != items[i - 1][0] + 1:
