@@ -443,6 +443,7 @@ def cmd_distributed(args: argparse.Namespace) -> int:
                 console=ConsoleSettings(managed_by_operator=args.ui_managed_by_operator)
                 if args.ui
                 else None,
+                spec_file=args.file,
             )
         return run_loop(
             plan,

@@ -5,6 +5,7 @@ page and its assets served from the package without a token in them."""
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from ostinato import (
     WorkflowStatus,
     load_workflow,
 )
+from ostinato._hosting._distributed import SpecFileWatch
 from ostinato._model._status import (
     AutoscaleStatus,
     DurationHistogram,
@@ -327,3 +329,37 @@ def test_an_autoscaled_loop_shows_its_bounds_and_idles_at_zero(doc: dict[str, An
         2,
         2,
     )
+
+
+def test_a_hubs_console_follows_its_document_rewritten_in_place(
+    doc: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On Kubernetes a change to a loop's nodes rewrites the hub's document (a ConfigMap volume)
+    without restarting it: its console shows the new graph, and keeps the last good one when
+    the new document does not load."""
+    path = tmp_path / "workflow.json"
+    path.write_text(json.dumps(doc))
+    watch = SpecFileWatch(path, every_seconds=0)
+    console = Console(load_workflow(path), newer_plan=watch)
+
+    def watcher_nodes() -> list[str]:
+        graph = console.data(FakeSource().status()).graph
+        return [n.name for n in next(g for g in graph.loops if g.name == "watcher").nodes]
+
+    assert watcher_nodes() == ["log"]
+    loops = doc["spec"]["loops"]
+    loops[1]["nodes"].append({"name": "audit", "kind": "nonBlocking", "class": "LogSink"})
+
+    def rewrite(text: str, stamp_ns: int) -> None:
+        swap = tmp_path / "swap.json"  # the kubelet swaps the file, never edits it
+        swap.write_text(text)
+        os.utime(swap, ns=(stamp_ns, stamp_ns))
+        os.replace(swap, path)
+
+    rewrite(json.dumps(doc), 1_000_000_000)
+    assert watcher_nodes() == ["log", "audit"]
+    assert watcher_nodes() == ["log", "audit"]  # unchanged since: not read again
+    rewrite("{not a workflow", 2_000_000_000)
+    with caplog.at_level("WARNING", logger="ostinato.cli"):
+        assert watcher_nodes() == ["log", "audit"]
+    assert "does not load; the console keeps its graph" in caplog.text

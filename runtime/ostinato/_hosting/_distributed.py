@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from .._engine._loop import LoopManager
 from .._messaging._client import HubClient
 from .._messaging._hub import Hub
-from .._model._plan import WorkflowPlan
+from .._model._errors import WorkflowError
+from .._model._plan import WorkflowPlan, load_workflow
 from .._model._spec import DesiredState
 from .._model._status import LoopState, WorkflowStatus
 from .._observe._console import Console, ConsoleSettings
@@ -22,7 +24,7 @@ from .._observe._http import HttpSettings
 from ._replica import attach, replica_identity
 from ._workflow_http import TokenSources, WorkflowHttp
 
-__all__ = ["run_hub", "run_loop"]
+__all__ = ["SpecFileWatch", "run_hub", "run_loop"]
 
 log = logging.getLogger("ostinato.cli")
 
@@ -36,6 +38,47 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+class SpecFileWatch:
+    """The hub's document as it is now. On Kubernetes the operator rewrites it in place (a
+    ConfigMap volume) when only a loop's nodes change, which does not restart the hub: its
+    console reads the new graph from here. Called at most once per ``every_seconds``; None
+    when nothing changed, or when the new document does not load (logged once per change)."""
+
+    def __init__(self, path: Path, every_seconds: float = 1.0) -> None:
+        self.path = path
+        self.every_seconds = every_seconds
+        self._seen = self._stamp()
+        self._looked = 0.0
+        self._lock = threading.Lock()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def __call__(self) -> WorkflowPlan | None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._looked < self.every_seconds:
+                return None
+            self._looked = now
+            stamp = self._stamp()
+            if stamp is None or stamp == self._seen:
+                return None
+            self._seen = stamp
+        try:
+            return load_workflow(self.path, import_loops=())
+        except (WorkflowError, OSError) as exc:
+            log.warning(
+                "%s changed but does not load; the console keeps its graph: %s",
+                self.path,
+                str(exc).splitlines()[0],
+            )
+            return None
 
 
 def _keys(path: Path | None, insecure: bool, endpoint: str) -> Any:
@@ -63,12 +106,14 @@ def run_hub(
     http_settings: HttpSettings | None = None,
     control_token_file: Path | None = None,
     console: ConsoleSettings | None = None,
+    spec_file: Path | None = None,
 ) -> int:
     """Serve the workflow's queues on ``bind`` (and locally) until SIGINT/SIGTERM; with
     ``http_port``, also /healthz, /readyz, /metrics, /status of the whole workflow (from its
     loops' heartbeats) and POST /control, which wants the workflow's control token (from
     ``control_token_file``, the key file, ``OSTINATO_CONTROL_TOKEN``, or made for this run: see
-    :mod:`._http`); with ``console`` too, the web console (docs/console.md)."""
+    :mod:`._http`); with ``console`` too, the web console (docs/console.md), which follows
+    ``spec_file`` (the document ``plan`` came from) as it is rewritten."""
     keys = _keys(keys_path, insecure, bind)
     found = None
     if http_port is not None:  # a missing or bad token ends the hub before it binds anything
@@ -101,7 +146,12 @@ def run_hub(
                 found=found,
                 console=None
                 if console is None
-                else Console(plan, console, (http_settings or HttpSettings()).sample_every_seconds),
+                else Console(
+                    plan,
+                    console,
+                    (http_settings or HttpSettings()).sample_every_seconds,
+                    newer_plan=SpecFileWatch(spec_file) if spec_file is not None else None,
+                ),
             ).start()
         except BaseException:
             hub.close()

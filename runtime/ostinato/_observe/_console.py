@@ -306,16 +306,27 @@ class Console:
     """The console of one workflow: its routes, and the history its server samples."""
 
     def __init__(
-        self, plan: WorkflowPlan, settings: ConsoleSettings | None = None, every: float = 1.0
+        self,
+        plan: WorkflowPlan,
+        settings: ConsoleSettings | None = None,
+        every: float = 1.0,
+        newer_plan: Callable[[], WorkflowPlan | None] | None = None,
     ) -> None:
+        """``newer_plan``: asked before each data read, the workflow's plan when it changed
+        since the last ask, else None (a hub whose document the operator rewrites in place)."""
         self.settings = settings or ConsoleSettings()
-        self.graph = workflow_graph(plan, self.settings.managed_by_operator)
         self.history = ConsoleHistory(self.settings.history_seconds, every)
+        self._newer_plan = newer_plan
+        self._lock = threading.Lock()
+        self._adopt(plan)
+        folder = resources.files(__package__ or "ostinato._observe") / "_console_assets"
+        self._assets = {name: (folder / name).read_bytes() for name in ASSETS}
+
+    def _adopt(self, plan: WorkflowPlan) -> None:
+        self.graph = workflow_graph(plan, self.settings.managed_by_operator)
         self._capacity = {q.name: q.capacity for q in plan.queues.values()}
         self._producers = {g.name: g.producer.name for g in self.graph.loops}
         self._breakers = {lp.name for lp in plan.loops if lp.spec.circuit_breaker is not None}
-        folder = resources.files(__package__ or "ostinato._observe") / "_console_assets"
-        self._assets = {name: (folder / name).read_bytes() for name in ASSETS}
 
     def routes(self, status: Callable[[], WorkflowStatus]) -> list[Route]:
         """The page and its assets (open: nothing of the workflow is in them) and the data
@@ -345,15 +356,19 @@ class Console:
 
     def data(self, status: WorkflowStatus) -> ConsoleData:
         """The page's figures from ``status`` (with its iteration rates)."""
-        return ConsoleData(
-            graph=self.graph,
-            loops=[self._loop(g.name, status) for g in self.graph.loops],
-            queues=[self._queue(q.name, status) for q in self.graph.queues],
-            status=status,
-            history=self.history.history(),
-            refresh_seconds=self.settings.refresh_seconds,
-            managed_by_operator=self.settings.managed_by_operator,
-        )
+        with self._lock:  # one graph for the whole answer, even while another adopts a newer
+            newer = self._newer_plan() if self._newer_plan is not None else None
+            if newer is not None:
+                self._adopt(newer)
+            return ConsoleData(
+                graph=self.graph,
+                loops=[self._loop(g.name, status) for g in self.graph.loops],
+                queues=[self._queue(q.name, status) for q in self.graph.queues],
+                status=status,
+                history=self.history.history(),
+                refresh_seconds=self.settings.refresh_seconds,
+                managed_by_operator=self.settings.managed_by_operator,
+            )
 
     def _loop(self, name: str, status: WorkflowStatus) -> LoopFigures:
         replicas = [lp for lp in status.loops if lp.name == name]
