@@ -24,8 +24,7 @@ def replica_count(loop: LoopSpec, scaled: Mapping[str, int]) -> int:
     scale = loop.autoscale
     if scale is None:
         return loop.max_replicas
-    wanted = scaled.get(loop.name, scale.min_replicas)
-    return max(scale.min_replicas, min(scale.max_replicas, wanted))
+    return scale.bounded(scaled.get(loop.name, scale.min_replicas))
 
 
 def scaled_from_status(status: Mapping[str, Any] | None) -> dict[str, int]:
@@ -72,12 +71,10 @@ class Scaling:
         queues = {q.name: q for q in hub.queues}
         changed = []
         for loop in workflow.spec.loops:
-            scale = loop.autoscale
-            producer = loop.producer
-            ref = producer.queue if producer is not None else None
-            if scale is None or ref is None or ref.read is None or loop.name in skip:
+            scale, read = loop.autoscale, loop.read_queue
+            if scale is None or read is None or loop.name in skip:
                 continue
-            queue = queues.get(ref.read)
+            queue = queues.get(read)
             state = self.states.get(loop.name)
             if state is None:  # start from what was decided before (a restarted operator)
                 state = ScaleState(desired=replica_count(loop, self.desired))

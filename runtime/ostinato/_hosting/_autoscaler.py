@@ -69,10 +69,9 @@ class Autoscaler:
     ) -> None:
         self._loops = []
         for plan in plans:
-            producer = plan.spec.producer
-            ref = producer.queue if producer is not None else None
-            if plan.spec.autoscale is not None and ref is not None and ref.read is not None:
-                self._loops.append(_Scaled(plan, plan.spec.autoscale, ref.read))
+            queue = plan.spec.read_queue
+            if plan.spec.autoscale is not None and queue is not None:
+                self._loops.append(_Scaled(plan, plan.spec.autoscale, queue))
         self._queues = queues
         self._host = host
         self._clock = clock

@@ -201,9 +201,8 @@ class RemoteLoops:
         backlog = {q.name: q.depth + sum(q.in_flight) for q in queues}
         out = []
         for plan in self.plan.loops:
-            producer = plan.spec.producer
-            ref = producer.queue if producer is not None else None
-            if plan.spec.autoscale is None or ref is None or ref.read is None:
+            read = plan.spec.read_queue
+            if plan.spec.autoscale is None or read is None:
                 continue
             live = [
                 lp
@@ -216,7 +215,7 @@ class RemoteLoops:
                     loop=plan.name,
                     desired_replicas=None,
                     current_replicas=len(live),
-                    backlog=backlog.get(ref.read, 0),
+                    backlog=backlog.get(read, 0),
                 )
             )
         return out

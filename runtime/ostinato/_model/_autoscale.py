@@ -79,10 +79,6 @@ class ScaleDecision:
         return self.desired != self.previous
 
 
-def _clamp(n: int, spec: AutoscaleSpec) -> int:
-    return max(spec.min_replicas, min(spec.max_replicas, n))
-
-
 def decide(
     spec: AutoscaleSpec, sample: BacklogSample, current: int, state: ScaleState | None
 ) -> ScaleDecision:
@@ -97,7 +93,7 @@ def decide(
     the last sample (a stalled consumer).
     """
     if state is None:
-        state = ScaleState(desired=_clamp(current, spec))
+        state = ScaleState(desired=spec.bounded(current))
     before = state.desired
     now = sample.at_seconds
     last = state.last
@@ -113,13 +109,13 @@ def decide(
     raw = math.ceil(backlog / spec.target_backlog_per_replica)
     if raw == 0 and enqueue_rate > 0:
         raw = 1  # messages arrive and leave at once: one replica keeps up with them
-    wanted = _clamp(raw, spec)
+    wanted = spec.bounded(raw)
     stalled = sum(sample.in_flight) > 0 and acked_since == 0
     delay = spec.scale_down_delay_seconds
     started_at = state.started_at if state.started_at is not None else now
     recent = (*((at, n) for at, n in state.recent if at >= now - delay), (now, wanted))
     # a spec changed since (maxReplicas lowered, minReplicas raised) applies at once
-    desired, scaled_up_at = _clamp(before, spec), state.scaled_up_at
+    desired, scaled_up_at = spec.bounded(before), state.scaled_up_at
     why = "holds" if desired == before else "follows the spec's bounds"
     if wanted > desired:
         cooling = (

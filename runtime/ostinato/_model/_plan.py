@@ -211,8 +211,7 @@ def _autoscale_errors(
                 f"must be <= maxReplicas ({scale.max_replicas})",
             )
         )
-    ref = loop.producer.queue if loop.producer is not None else None
-    queue = queues.get(ref.read) if ref is not None and ref.read is not None else None
+    queue = queues.get(loop.read_queue) if loop.read_queue is not None else None
     if queue is None or queue.mode is not QueueMode.WORK:
         what = (
             f"its producer reads queue {queue.name!r}, a {queue.mode.value} queue"

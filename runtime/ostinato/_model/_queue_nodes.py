@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgpack
 from pydantic import Field
@@ -26,6 +26,8 @@ __all__ = ["QueueConfig", "QueueNode"]
 
 #: How long a pausing reader waits for the hub to take its undelivered messages back, seconds.
 RELEASE_TIMEOUT_SECONDS = 5.0
+
+_T = TypeVar("_T")
 
 
 class QueueConfig(NodeConfig):
@@ -113,16 +115,9 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             self._attach()
         if self.config.batch is not None:
             return await self._next_batch(self.config.batch, producing, current)
-        while True:
-            item = inbox.take()
-            if item is not None:
-                break
-            if inbox.error is not None:
-                raise QueueError(inbox.error)
-            if not await self.context.wait(inbox.arrival(), stop_only=not producing, owned=True):
-                if producing:
-                    return None
-                raise QueueError(f"stopped while waiting for a message on {self.config.queue!r}")
+        item = inbox.take() or await self._arrived(inbox.take, producing)
+        if item is None:
+            return None
         msg_id, payload, meta_bytes, redelivered = item
         queue = self.config.queue
         self.context.at_iteration_end(partial(self._ack, msg_id))
@@ -140,6 +135,22 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             return out
         return NodeData(value, "", 0, time.time(), str(trace_id or "") or new_trace_id(), meta)
 
+    async def _arrived(self, take: Callable[[], _T], producing: bool) -> _T | None:
+        """What ``take`` gives once the inbox has something; None when the loop stops while a
+        producer waits (a blocking reader is told so by QueueError)."""
+        inbox = self.inbox
+        assert inbox is not None
+        while True:
+            got = take()
+            if got:
+                return got
+            if inbox.error is not None:
+                raise QueueError(inbox.error)
+            if not await self.context.wait(inbox.arrival(), stop_only=not producing, owned=True):
+                if producing:
+                    return None
+                raise QueueError(f"stopped while waiting for a message on {self.config.queue!r}")
+
     async def _next_batch(
         self, batch: QueueBatch, producing: bool, current: NodeData | None
     ) -> NodeData | None:
@@ -150,16 +161,9 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         inbox = self.inbox
         assert inbox is not None
         limit = batch.max_messages
-        while True:
-            items = inbox.take_many(limit)
-            if items:
-                break
-            if inbox.error is not None:
-                raise QueueError(inbox.error)
-            if not await self.context.wait(inbox.arrival(), stop_only=not producing, owned=True):
-                if producing:
-                    return None
-                raise QueueError(f"stopped while waiting for a message on {self.config.queue!r}")
+        items = await self._arrived(partial(inbox.take_many, limit), producing)
+        if items is None:
+            return None
         if len(items) < limit and batch.max_wait_seconds > 0:
             # Messages taken are this iteration's: a pause or stop ends the wait, not the batch.
             loop = asyncio.get_running_loop()

@@ -315,6 +315,10 @@ class AutoscaleSpec(_Model):
         "often as the operator's statusIntervalSeconds).",
     )
 
+    def bounded(self, replicas: int) -> int:
+        """``replicas`` within minReplicas..maxReplicas."""
+        return max(self.min_replicas, min(self.max_replicas, replicas))
+
 
 class LoopSpec(_Model):
     """One loop: a producer, an ordered chain of nodes, the pool it runs in, its settings."""
@@ -384,6 +388,12 @@ class LoopSpec(_Model):
         if self.autoscale is not None:
             return self.autoscale.max_replicas
         return 1 if self.replicas is None else self.replicas
+
+    @property
+    def read_queue(self) -> str | None:
+        """The queue its producer reads (None: a producer that reads none)."""
+        ref = self.producer.queue if self.producer is not None else None
+        return ref.read if ref is not None else None
 
     @property
     def initial_replicas(self) -> int:
