@@ -40,6 +40,16 @@ def poll(
         time.sleep(every)
 
 
+def fetch(url: str) -> bytes | None:
+    """The body of a GET of ``url``, or None while nothing answers there (for poll)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body: bytes = resp.read()
+            return body
+    except OSError:
+        return None
+
+
 def workflow_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     """The Workflow's .status ({} before the operator writes one); fails if it is gone."""
     workflow = kube.get("workflow", name, "-n", namespace)

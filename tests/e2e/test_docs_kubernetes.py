@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ._kube import Kube, poll
+from ._kube import Kube, fetch, poll
 from .conftest import IMAGE_REPOSITORY, IMAGE_TAG, WEBHOOK_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,15 +282,6 @@ def _left_behind(kube: Kube) -> list[str]:
     return left
 
 
-def _fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            body: bytes = resp.read()
-            return body
-    except OSError:
-        return None
-
-
 def _reader_state(user: User) -> str:
     got = user.run("kubectl get owf counter -o jsonpath='{.status.loops[1].state}'")
     return got.stdout.strip()
@@ -346,9 +336,9 @@ def _plugin_line(user: User, line: str) -> None:
         def hub_status(first: str) -> None:
             url = first.split()[0]
             assert re.fullmatch(r"http://127\.0\.0\.1:\d+/console/", url), first
-            page = poll(lambda: _fetch(url), timeout=60, what="the hub's console page")
+            page = poll(lambda: fetch(url), timeout=60, what="the hub's console page")
             assert b"<title>ostinato console</title>" in page
-            status = _fetch(url.replace("/console/", "/status"))
+            status = fetch(url.replace("/console/", "/status"))
             assert status is not None
             assert json.loads(status)["workflow"] == "counter"
 

@@ -11,13 +11,12 @@ import re
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ._kube import Kube, poll
+from ._kube import Kube, fetch, poll
 from .conftest import Install
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,15 +50,6 @@ def _loop(kube: Kube, ns: str, name: str) -> dict[str, Any]:
     assert got.returncode == 0, got.stderr
     status = json.loads(got.stdout).get("status") or {}
     return next((lp for lp in status.get("loops", []) if lp["name"] == name), {})
-
-
-def _get(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            body: bytes = resp.read()
-            return body
-    except OSError:
-        return None
 
 
 def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
@@ -136,9 +126,9 @@ def test_the_plugin_on_a_running_workflow(kube: Kube, install: Install) -> None:
             line = _first_line(console, timeout=60)
             assert re.match(r"http://127\.0\.0\.1:\d+/console/ ", line), line
             url = line.split()[0]
-            page = poll(lambda: _get(url), timeout=60, what="the hub's console page")
+            page = poll(lambda: fetch(url), timeout=60, what="the hub's console page")
             assert b"<title>ostinato console</title>" in page
-            status = _get(url.replace("/console/", "/status"))
+            status = fetch(url.replace("/console/", "/status"))
             assert status is not None
             assert json.loads(status)["workflow"] == WF
         finally:
