@@ -159,25 +159,8 @@ class QueueState:
     # -- writers -------------------------------------------------------------------------------
 
     def put(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:
-        """A lone put. When every buffer has room, nothing is parked and nothing is stored (the
-        common case), it is taken and delivered at once, without the checks of a batch."""
-        cap = self.spec.capacity
-        groups = self.groups.values()
-        if self.store is None and not self.parked and len(payload) <= self.spec.max_message_bytes:
-            for group in groups:
-                if len(group.buffer) >= cap:
-                    break
-            else:
-                msg = Message(self.next_id, payload, meta)
-                self.next_id += 1
-                for group in groups:
-                    group.buffer.append(msg)
-                self.counters.enqueued += 1
-                out.acks[writer].append([self.name, seq])
-                for group in groups:  # what _pump does when nothing is parked
-                    self._dispatch(group, out)
-                return
-        self.put_many(writer, ((seq, payload, meta),), out)
+        """A lone put: a batch of one (taken at once by ``_take_run`` when there is room)."""
+        self.put_many(writer, [(seq, payload, meta)], out)
 
     def put_many(self, writer: bytes, items: Iterable[Sequence[Any]], out: Outbox) -> None:
         """A writer's batch of ``(seq, payload, meta)``, in order. Delivery runs once for the
@@ -186,12 +169,7 @@ class QueueState:
         limit = self.spec.max_message_bytes
         if not isinstance(items, list):
             items = list(items)
-        if (
-            len(items) > 1
-            and self.store is None
-            and not self.parked
-            and self._take_run(writer, items, out)
-        ):
+        if self.store is None and not self.parked and self._take_run(writer, items, out):
             return
         block = self.spec.on_full is QueueOnFull.BLOCK
         for seq, payload, meta in items:
@@ -231,7 +209,7 @@ class QueueState:
         next_id, name = self.next_id, self.name
         buffers = [g.buffer for g in groups]
         lo, hi = items[0][0], items[-1][0]
-        if hi - lo == len(items) - 1:  # consecutive, as a puts frame's are: one entry
+        if len(items) > 1 and hi - lo == len(items) - 1:  # consecutive, as a frame's are
             out.ack_run(writer, name, lo, hi)
         else:
             acks = out.acks[writer]
