@@ -102,7 +102,10 @@ def test_burst_scales_up_drains_returns_to_zero_and_back(
     assert until(lambda: BURST in {n for n, *_ in records(journal)}, timeout=60)
     first_message_seconds = time.monotonic() - started
     print(f"{pool}: first message after zero processed in {first_message_seconds:.2f}s")
-    assert orch.status().queues[0].acknowledged == BURST + 1
+    # acknowledged once its iteration has ended, after the journal has it
+    assert until(lambda: orch.status().queues[0].acknowledged == BURST + 1, timeout=30), (
+        orch.status().queues[0]
+    )
     assert orch.loop("burst").state is LoopState.FINISHED
 
 

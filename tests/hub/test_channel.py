@@ -1,5 +1,6 @@
 """The data socket a loop's event loop owns (``_channel``): order, batched acknowledgements that
-are never lost on a clean goodbye, and a silent reader that its connection's heartbeats keep."""
+are never lost on a clean goodbye, and a silent reader that its connection's heartbeats keep;
+each over a socket (a loop in another process) and over a link (a loop in the hub's process)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ def hub() -> Iterator[Hub]:
     )
     yield hub
     hub.close()
+
+
+@pytest.fixture(params=["socket", "link"])
+def endpoint(request: pytest.FixtureRequest, hub: Hub) -> str:
+    """Where clients connect: the hub's ipc socket, or its inproc endpoint, which a client in
+    the hub's process reaches through a link (``_local``), not a socket."""
+    return hub.endpoint if request.param == "socket" else hub.inproc
 
 
 async def write(client: HubClient, n: int) -> None:
@@ -73,11 +81,11 @@ async def read(client: HubClient, n: int, prefetch: int) -> list[bytes]:
 
 
 def test_puts_from_the_owning_event_loop_arrive_in_order_and_acks_are_not_lost(
-    hub: Hub,
+    hub: Hub, endpoint: str
 ) -> None:
     n, extra, prefetch = 500, 40, 64  # acks go in batches of prefetch/4 or on an empty inbox
-    writer = HubClient(hub.endpoint, b"w/0/x", loop="w", ctx=hub.ctx, heartbeat=0.1)
-    reader = HubClient(hub.endpoint, b"r/0/x", loop="r", ctx=hub.ctx, heartbeat=0.1)
+    writer = HubClient(endpoint, b"w/0/x", loop="w", ctx=hub.ctx, heartbeat=0.1)
+    reader = HubClient(endpoint, b"r/0/x", loop="r", ctx=hub.ctx, heartbeat=0.1)
     writer.start()
     reader.start()
     got: list[bytes] = []
@@ -108,11 +116,13 @@ def test_puts_from_the_owning_event_loop_arrive_in_order_and_acks_are_not_lost(
     assert 0 < status["redelivered"] <= extra, status
 
 
-def test_a_reader_with_nothing_to_read_is_kept_alive_by_its_heartbeats(hub: Hub) -> None:
+def test_a_reader_with_nothing_to_read_is_kept_alive_by_its_heartbeats(
+    hub: Hub, endpoint: str
+) -> None:
     """The data socket sends nothing while its loop waits: the connection's heartbeats must
     keep it, or the hub would redeliver and forget a healthy consumer."""
-    reader = HubClient(hub.endpoint, b"r/0/idle", loop="r", ctx=hub.ctx, heartbeat=0.1)
-    writer = HubClient(hub.endpoint, b"w/0/idle", loop="w", ctx=hub.ctx, heartbeat=0.1)
+    reader = HubClient(endpoint, b"r/0/idle", loop="r", ctx=hub.ctx, heartbeat=0.1)
+    writer = HubClient(endpoint, b"w/0/idle", loop="w", ctx=hub.ctx, heartbeat=0.1)
     reader.start()
     writer.start()
     data = b"r/0/idle" + DATA_SUFFIX
@@ -131,11 +141,13 @@ def test_a_reader_with_nothing_to_read_is_kept_alive_by_its_heartbeats(hub: Hub)
         writer.close(timeout=5)
 
 
-def test_a_writer_that_never_yields_still_reads_its_acknowledgements(hub: Hub) -> None:
+def test_a_writer_that_never_yields_still_reads_its_acknowledgements(
+    hub: Hub, endpoint: str
+) -> None:
     """The engine does not give the event loop a turn for submitted puts, so the channel reads
     the socket itself while puts go on (every IO_EVERY_NS): acknowledgements arrive, and free
     the window, before the writing coroutine ever awaits."""
-    writer = HubClient(hub.endpoint, b"w/0/y", loop="w", ctx=hub.ctx, heartbeat=0.1)
+    writer = HubClient(endpoint, b"w/0/y", loop="w", ctx=hub.ctx, heartbeat=0.1)
     writer.start()
     done: list[BaseException | None] = []
 

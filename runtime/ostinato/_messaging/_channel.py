@@ -19,6 +19,7 @@ from typing import Any
 import zmq
 
 from .._model._ports import Done, QueueError
+from ._local import LocalLink
 from ._wire import FROM_HUB, Kind, WireError, batches, decode, encode, parse, runs, shared
 
 __all__ = [
@@ -256,7 +257,9 @@ class DataChannel:
     does so by itself (``attach``).
     """
 
-    def __init__(self, sock: zmq.Socket[Any], loop: str, *, trusted: bool = False) -> None:
+    def __init__(
+        self, sock: zmq.Socket[Any] | LocalLink, loop: str, *, trusted: bool = False
+    ) -> None:
         self.sock = sock
         self.loop = loop
         #: The hub is in this process (``inproc://``): its frames are this process's own
@@ -631,6 +634,8 @@ class DataChannel:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """``loop`` owns the socket from now on (called on its thread)."""
         self.event_loop = loop
+        if isinstance(self.sock, LocalLink):
+            self.sock.attached = True
         loop.add_reader(self.sock.FD, self._signalled)
         self._readable()
         if self._dirty:
@@ -639,6 +644,8 @@ class DataChannel:
     def detach(self) -> None:
         """Stop watching the socket (on the owner's thread); the channel is nobody's after."""
         loop, self.event_loop = self.event_loop, None
+        if isinstance(self.sock, LocalLink):
+            self.sock.attached = False
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(Exception):  # the loop may be closing
                 loop.remove_reader(self.sock.FD)

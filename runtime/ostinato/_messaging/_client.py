@@ -20,6 +20,7 @@ import zmq
 from .._model._ports import Done, QueueError
 from .._model._spec import DesiredState
 from ._channel import DATA_SUFFIX, Countdown, DataChannel, Inbox, Pending
+from ._local import hub_at
 from ._mailbox import Mailbox
 from ._wire import FROM_HUB, Kind, WireError, encode, parse
 
@@ -66,10 +67,19 @@ class HubClient:
         self._own_ctx = ctx is None
         self.ctx: zmq.Context[Any] = ctx or zmq.Context()
         self.sock = self._socket(identity, endpoint, keys)
+        hub = hub_at(endpoint) if keys is None else None
         self.data = DataChannel(
-            self._socket(identity + DATA_SUFFIX, endpoint, keys),
+            # A hub in this process: its link, not a socket (``_local``).
+            hub.link(identity + DATA_SUFFIX)
+            if hub is not None
+            else self._socket(identity + DATA_SUFFIX, endpoint, keys),
             loop,
             trusted=endpoint.startswith("inproc://"),
+        )
+        #: What the I/O thread polls for the data connection: its socket, or the descriptor
+        #: of its link (``zmq.Poller`` names a descriptor's events by the descriptor).
+        self._polled: zmq.Socket[Any] | int = (
+            self.data.sock if isinstance(self.data.sock, zmq.Socket) else self.data.sock.FD
         )
         self.mailbox = Mailbox()
         #: Called on the I/O thread with the desired state of every control message.
@@ -307,7 +317,7 @@ class HubClient:
         poller.register(self.mailbox.receiver, zmq.POLLIN)
         chan = self.data
         if self._io_owns_data:
-            poller.register(chan.sock, zmq.POLLIN)
+            poller.register(self._polled, zmq.POLLIN)
         timeout_ms = int(self.heartbeat * 1000)
         next_beat = 0.0
         try:
@@ -315,7 +325,7 @@ class HubClient:
                 events_ = dict(poller.poll(timeout_ms))
                 if self.sock in events_:
                     self._receive()
-                if self._io_owns_data and chan.sock in events_:
+                if self._io_owns_data and self._polled in events_:
                     while chan.receive():
                         pass
                 bye = False
@@ -369,7 +379,7 @@ class HubClient:
                 _, loop, handed = item
                 if self._io_owns_data:
                     self.data.flush()
-                    poller.unregister(self.data.sock)
+                    poller.unregister(self._polled)
                     self._io_owns_data = False
                 self.data.event_loop = loop
                 handed.set()

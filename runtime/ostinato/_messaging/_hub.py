@@ -18,10 +18,12 @@ import zmq
 
 from .._model._spec import QueueSpec
 from .._model._status import QueueStatus
+from . import _local
 from ._channel import DATA_SUFFIX
+from ._local import LocalLink
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
-from ._wire import TO_HUB, Kind, batches, encode, parse, runs, shared
+from ._wire import TO_HUB, Kind, batches, decode, encode, parse, runs, shared
 
 if TYPE_CHECKING:
     from .._model._plan import WorkflowPlan
@@ -103,6 +105,15 @@ class Hub:
         #: that connect to a hub running alone), with the peer's identity; hub thread.
         self.fallback: Callable[[bytes, dict[str, Any]], None] | None = None
         self._lock = threading.Lock()
+        #: The queues' state, the peers' and the outbox: held by the hub's thread for each
+        #: round, and by a loop of this process while its link hands the hub a frame.
+        self._state = threading.Lock()
+        #: Loops of this process linked without a socket (``link``), by data identity.
+        self._links: dict[bytes, LocalLink] = {}
+        #: Frames for socket peers that a linked loop's thread produced: only the hub's
+        #: thread sends on sockets, first these, in order (under ``_state``).
+        self._deferred: list[tuple[bytes, bytes, bytes]] = []
+        self._thread_id = 0
         self._out = Outbox()
         self.malformed = 0
         self._closing = threading.Event()
@@ -110,6 +121,7 @@ class Hub:
         self._own_store: DurableStore | None = None
         self._thread = threading.Thread(target=self._serve, name="ostinato-hub", daemon=True)
         self._thread.start()
+        _local.register(self.inproc, self)
 
     @classmethod
     def for_workflow(
@@ -176,6 +188,36 @@ class Hub:
         """Queue a message to a peer; dropped with a debug line if the peer is gone."""
         self._mailbox.put("send", identity, encode(kind, **fields))
 
+    def link(self, identity: bytes) -> LocalLink:
+        """A data connection for a loop of this process, in place of a socket to
+        :attr:`inproc` (see ``_local``)."""
+        link = LocalLink(self, identity)
+        with self._state:
+            self._links[identity] = link
+        return link
+
+    def _unlink(self, link: LocalLink) -> None:
+        with self._state:
+            if self._links.get(link.identity) is link:
+                del self._links[link.identity]
+
+    def _local_frame(self, identity: bytes, frame: bytes) -> None:
+        """A linked loop's frame, handled on its own thread as the hub's thread handles a
+        socket's, and answered before this returns."""
+        msg = decode(frame)  # this process's own encoding of checked data, as ``trusted``
+        with self._state:
+            if self._closing.is_set():
+                return  # as a socket's frames to a hub that has gone
+            self._seen[identity] = time.monotonic()
+            if identity in self._lost:  # back after being declared lost: resubscribe
+                del self._lost[identity]
+                self._send(identity, encode(Kind.RESUBSCRIBE))
+            try:
+                self._handle(identity, msg)
+            except Exception as exc:  # whatever a frame holds, the hub keeps serving
+                self._drop(identity, f"{type(exc).__name__}: {exc}")
+            self._flush()
+
     def peer_gone(self, identity: bytes) -> None:
         """Tell the hub a peer has died (its process exited): redeliver its messages now."""
         self._mailbox.put("gone", identity)
@@ -222,21 +264,25 @@ class Hub:
         next_check = time.monotonic() + self._lost_after / 2
         closing = self._closing.is_set
         ready = list(sockets)  # the first round looks at every socket
+        state = self._state
+        self._thread_id = threading.get_ident()
         try:
             while not closing():
-                for sock in ready:
-                    self._receive(sock)
-                now = time.monotonic()
-                if now >= next_check:
-                    next_check = now + self._lost_after / 2
-                    self._check_lost(now)
-                self._flush()
+                with state:  # linked loops (``link``) wait while a round runs
+                    for sock in ready:
+                        self._receive(sock)
+                    now = time.monotonic()
+                    if now >= next_check:
+                        next_check = now + self._lost_after / 2
+                        self._check_lost(now)
+                    self._flush()
                 # Input that arrived while this round ran, or whose edge a send took, is read
                 # at once; the mailbox is looked at either way.
                 ready = [sock for sock in sockets if _has_input(sock)]
                 for fd, _ in waiter.poll(0 if ready else POLL_MS):
                     if fd == mailbox:
-                        self._mailbox_round()
+                        with state:
+                            self._mailbox_round()
                     elif by_fd[fd] not in ready:
                         ready.append(by_fd[fd])
         except Exception:
@@ -251,12 +297,35 @@ class Hub:
         for item in self._mailbox.take():
             if item[0] == "send":
                 self._send(item[1], item[2])
+            elif item[0] == "deferred":
+                self._send_deferred()
             elif item[0] == "gone":
                 self._lose(item[1], "its process exited", may_return=False)
                 self._lose(item[1] + DATA_SUFFIX, "its process exited", may_return=False)
 
     def _send(self, identity: bytes, frame: bytes, *, via: bytes = b"") -> None:
-        """Send ``frame`` to a peer, on the socket it (or peer ``via``) came in on."""
+        """Send ``frame`` to a peer, on its link, or on the socket it (or peer ``via``) came
+        in on; a socket's frame that a linked loop's thread sends waits for the hub's thread
+        (``_deferred``). Under ``_state``."""
+        link = self._links.get(identity)
+        if link is not None:
+            link.push(frame)
+            return
+        if threading.get_ident() != self._thread_id:
+            if not self._deferred:
+                self._mailbox.put("deferred")
+            self._deferred.append((identity, frame, via))
+            return
+        if self._deferred:  # they came first
+            self._send_deferred()
+        self._send_now(identity, frame, via)
+
+    def _send_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for identity, frame, via in deferred:
+            self._send_now(identity, frame, via)
+
+    def _send_now(self, identity: bytes, frame: bytes, via: bytes) -> None:
         sock = self._route.get(via or identity, self._local)
         try:  # two sends, not send_multipart: half the cost, with int flags (no enum ops)
             sock.send(identity, _MORE)
@@ -495,13 +564,15 @@ class Hub:
         log.warning("dropped malformed frame from %r: %s", identity[:64], why)
 
     def close(self) -> None:
+        _local.unregister(self.inproc)
         self._closing.set()
         self._mailbox.put("close")  # wakes the hub's thread now, not at its next timeout
         self._thread.join(timeout=5)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
-        if self._own_store is not None:
-            self._own_store.close()
-            self._own_store = None
+        with self._state:  # a linked loop's frame in hand is done with the store
+            if self._own_store is not None:
+                self._own_store.close()
+                self._own_store = None
 
 
 class _Writer:
