@@ -50,6 +50,11 @@ _EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 #: A loop that puts without giving its event loop a turn reads the socket itself this often
 #: (nanoseconds): acknowledgements free its window and its ``maxInFlight`` slots.
 IO_EVERY_NS = 200_000
+#: A link's puts (``_local``) are acknowledged as they are sent, so no acknowledgement clocks
+#: their batches: a put waits instead when another left less than this long ago (ns) and the
+#: event loop has had no turn since, until HOLD have gathered, the loop's next turn, or a put
+#: this long after the last send. A put alone still leaves at once.
+LINK_HOLD_NS = 100_000
 #: Frames read from the socket in one go before the event loop gets a turn.
 READ_BURST = 256
 
@@ -283,6 +288,8 @@ class DataChannel:
         #: Sent since input was last looked for: a send may have taken the FD's edge.
         self._unread = False
         self._io_ns = 0  # when the socket was last read (perf_counter_ns)
+        self._linked = isinstance(sock, LocalLink)
+        self._put_ns = 0  # when puts last left on a link since the loop's last turn, or 0
         self.closed = False
         #: This connection's run of sequence numbers (puts' epoch): a hub that sees another
         #: epoch from the same identity knows a new writer, not a gap.
@@ -324,7 +331,14 @@ class DataChannel:
 
     def _put_done(self, queue: str, waiting: deque[tuple[int, bytes, bytes]]) -> None:
         """After puts on the owner event loop: send now or hold (see HOLD), look for input."""
-        if not self._unacked.get(queue) or len(waiting) >= HOLD:
+        if self._linked:
+            now = perf_counter_ns()
+            send = len(waiting) >= HOLD or now - self._put_ns >= LINK_HOLD_NS
+            if send:
+                self._put_ns = now
+        else:
+            send = not self._unacked.get(queue) or len(waiting) >= HOLD
+        if send:
             # Nothing in flight (no acknowledgement will clock a batch), or a batch is full:
             # send now rather than at the loop's next turn, with the acknowledgements this
             # loop has gathered (behind the put: the put is what a reader waits for).
@@ -655,6 +669,7 @@ class DataChannel:
             self._scheduled = False
             return
         self.flush()
+        self._put_ns = 0
         self._scheduled = False  # the sends above need no other turn: input is read now
         if self._unread:
             self._readable()  # a send may have taken the socket's edge: look for input now
