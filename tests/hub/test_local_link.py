@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import zmq
@@ -15,6 +16,7 @@ from ostinato._messaging._channel import DATA_SUFFIX
 from ostinato._messaging._client import HubClient
 from ostinato._messaging._hub import Hub
 from ostinato._messaging._local import LocalLink, hub_at
+from ostinato._messaging._store import DurableStore
 from ostinato._messaging._wire import FROM_HUB, Kind, encode, parse
 from ostinato._model._spec import QueueSpec
 
@@ -123,3 +125,36 @@ def test_a_linked_put_to_a_closed_hub_goes_nowhere_and_does_not_raise() -> None:
     link.close()
     with pytest.raises(zmq.ZMQError, match="closed"):
         link.send(put)
+
+
+@pytest.mark.timeout(120)
+def test_a_durable_queue_between_linked_loops_commits_on_their_threads(tmp_path: Path) -> None:
+    """Linked loops run the hub's routing on their own threads, store commits included:
+    every put is on disk before its writer hears it acknowledged, and what readers
+    acknowledged is gone from the store, as with the hub's thread."""
+    n = 400
+    db = tmp_path / "queues.db"
+    store = DurableStore(db)
+    hub = Hub(
+        [QueueSpec.model_validate({"name": "q", "mode": "work", "durable": True})],
+        {},
+        store=store,
+        lost_after=5.0,
+    )
+    writer = HubClient(hub.inproc, b"w/0/d", loop="w", ctx=hub.ctx, heartbeat=0.2)
+    reader = HubClient(hub.inproc, b"r/0/d", loop="r", ctx=hub.ctx, heartbeat=0.2)
+    writer.start()
+    reader.start()
+    try:
+        asyncio.run(write(writer, n))  # each one acknowledged: committed, seen from elsewhere
+        with DurableStore(db) as other:
+            assert [row[2] for row in other.pending("q")] == [b"%d" % i for i in range(n)]
+        got = asyncio.run(read(reader, n - 10, 8))
+        assert got == [b"%d" % i for i in range(n - 10)]
+    finally:
+        reader.close(timeout=5)
+        writer.close(timeout=5)
+        hub.close()
+        store.close()
+    with DurableStore(db) as after:  # the last ten, and none of those acknowledged
+        assert [row[2] for row in after.pending("q")] == [b"%d" % i for i in range(n - 10, n)]
