@@ -360,10 +360,9 @@ class DataChannel:
         inbox = self.inboxes.get(queue)
         if inbox is None or len(acks) >= inbox.ack_every:
             self._send_acks(queue)
-            self._wake()
-        else:
-            # At the loop's next turn (it is about to wait for the next message, or gives
-            # way to other work), or with the loop's next put: not on the critical path.
+        # Else at the loop's next turn (it is about to wait for the next message, or gives
+        # way to other work), or with the loop's next put: not on the critical path.
+        if not self._scheduled:
             self._wake()
 
     def ack_many(self, queue: str, msg_ids: list[int]) -> None:

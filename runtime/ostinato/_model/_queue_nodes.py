@@ -91,8 +91,15 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         if not isinstance(client, HubPort):
             raise QueueError(f"queue node {self.context.node!r} has no connection to a hub")
         self.client = client
+        self._queue = self.config.queue
         self.inbox: InboxPort | None = None
         self._attached = False
+        #: The inbox of a reader of one message an iteration, once attached (``produce``).
+        self._inbox: InboxPort | None = None
+        #: ``context.at_iteration_end`` without its call: the engine's list of finishers.
+        self._finish: Callable[[Callable[[], None]], None] = (
+            self.context._finisher or self.context.at_iteration_end
+        )
         self._pack = msgpack.Packer(use_bin_type=True).pack  # this loop's thread only
         self._put: Callable[[str, bytes, bytes, Done], None] | None = None  # (_submit)
         self._put_list: Callable[[str, list[bytes], bytes, Done], None] | None = None
@@ -118,22 +125,33 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         item = inbox.take() or await self._arrived(inbox.take, producing)
         if item is None:
             return None
+        return self._message(item, current)
+
+    def _message(self, item: list[Any], current: NodeData | None = None) -> NodeData:
+        """A message taken, ``[id, payload, meta, redelivered]``, as the data of an iteration
+        (``current``'s, for a blocking reader), acknowledged when that iteration ends."""
         msg_id, payload, meta_bytes, redelivered = item
-        queue = self.config.queue
-        self.context.at_iteration_end(partial(self._ack, msg_id))
-        loop, iteration, trace_id, created_at = _source(meta_bytes)
-        value = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        self._finish(partial(self._ack, msg_id))
+        unpackb = msgpack.unpackb
+        source = unpackb(meta_bytes, raw=False, strict_map_key=False) if meta_bytes else None
+        if type(source) is list and len(source) == 4:  # what writers send: _source, inline
+            loop, iteration, trace_id, created_at = source
+        else:
+            loop, iteration, trace_id, created_at = _source(meta_bytes)
         meta = {
-            "queue": queue,
+            "queue": self._queue,
             "message_id": msg_id,
             "redelivered": bool(redelivered),
             "source": {"loop": loop, "iteration": iteration, "created_at": created_at},
         }
+        value = unpackb(payload, raw=False, strict_map_key=False)
         if current is not None:  # a blocking reader: the same iteration, another payload
             out = current.with_payload(value)
             out.meta = {**current.meta, **meta}
             return out
-        return NodeData(value, "", 0, time.time(), str(trace_id or "") or new_trace_id(), meta)
+        if type(trace_id) is not str or not trace_id:
+            trace_id = str(trace_id or "") or new_trace_id()
+        return NodeData(value, "", 0, time.time(), trace_id, meta)
 
     async def _arrived(self, take: Callable[[], _T], producing: bool) -> _T | None:
         """What ``take`` gives once the inbox has something; None when the loop stops while a
@@ -227,8 +245,14 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
         self._attached = True
         if self.config.role == "read":
             self._ack = self.client.acker(self.config.queue)
+            self._inbox = self.inbox if self.config.batch is None else None
 
     async def produce(self) -> NodeData | None:
+        inbox = self._inbox
+        if inbox is not None:  # a reader of one message an iteration, attached: one
+            item = inbox.take()  # coroutine an iteration while messages are waiting
+            if item is not None:
+                return self._message(item)
         if self.config.role != "read":
             raise QueueError("a queue writer cannot be a producer")
         return await self._next(producing=True)
