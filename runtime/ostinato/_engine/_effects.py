@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 from .._model._nodes import NodeData
 from .._model._plan import LoopPlan
 from .._model._spec import DesiredState, ErrorPolicy
-from .._model._status import LoopState
+from .._model._status import LoopState, NodeHealth
 from ._runner import NodeRunner, backoff
 
 __all__ = ["SideEffects", "resolve"]
+
+_HEALTHY = NodeHealth.HEALTHY
 
 #: What a sync side-effect call reports back: its last error, retries, attempt durations (ns).
 _EffectResult = tuple[Exception | None, int, list[int]]
@@ -146,7 +148,10 @@ class SideEffects:
         if start:
             r.durations.observe(time.perf_counter_ns() - start)
         if error is None:
-            r.succeeded()  # _account's success path, minus its branches: once per queue put
+            # _account's success path, minus its branches and calls: once per queue put.
+            r.calls += 1
+            if r.health is not _HEALTHY:
+                r.recovered()
             self._release(r, drained=True)
         elif not isinstance(error, Exception):  # cancelled: neither done nor failed
             self._abandoned += 1
@@ -235,7 +240,10 @@ class SideEffects:
 
     def _release(self, r: NodeRunner, drained: bool) -> None:
         """A non-blocking call of ``r`` is over: its slot is free; the drain may be done."""
-        r.release()
+        if r.slot_waiters:
+            r.release()
+        else:  # no loop waits for a slot: release's first line
+            r.in_flight -= 1
         self._pending -= 1
         if drained and self._state is LoopState.STOPPING:
             self._drained += 1

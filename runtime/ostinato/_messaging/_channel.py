@@ -122,7 +122,13 @@ def settle(settled: Settled) -> None:
     for pending, error, n in settled:
         if isinstance(pending, tuple):
             if pending[0] is running:
-                _settle_one(pending[1], error, n)
+                if n == 1:  # _settle_one's common case, without its call
+                    try:
+                        pending[1](error)
+                    except Exception:
+                        log.exception("a put's completion callback failed")
+                else:
+                    _settle_one(pending[1], error, n)
             else:
                 by_loop.setdefault(pending[0], []).append((pending[1], error, n))
         elif not pending.done():
@@ -276,7 +282,8 @@ class DataChannel:
         self.event_loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[str, deque[tuple[int, bytes, bytes]]] = {}
         self._unacked: dict[str, dict[int, tuple[bytes, bytes]]] = {}
-        self._futures: dict[tuple[str, int], Pending] = {}
+        #: What each put waits on, per queue and sequence number.
+        self._futures: dict[str, dict[int, Pending]] = {}
         #: The last sequence number of each queue's puts: a run of puts is numbered without
         #: gaps, so its first number and its length name it, and a run [lo, hi] acknowledges it.
         self._seqs: dict[str, int] = {}
@@ -301,10 +308,13 @@ class DataChannel:
         """A put, numbered here, by the socket's owner, so that numbers and the order of the
         window's queue agree (a hub takes a writer's puts in that order, see ``rewind``)."""
         seq = self._seqs[queue] = self._seqs.get(queue, 0) + 1
-        self._futures[(queue, seq)] = pending
         waiting = self._waiting.get(queue)
         if waiting is None:
             waiting = self._waiting[queue] = deque()
+        futures = self._futures.get(queue)
+        if futures is None:
+            futures = self._futures[queue] = {}
+        futures[seq] = pending
         waiting.append((seq, payload, meta))
         if self.event_loop is None:
             self._wake()  # the I/O thread sends it after its round
@@ -317,11 +327,13 @@ class DataChannel:
         waiting = self._waiting.get(queue)
         if waiting is None:
             waiting = self._waiting[queue] = deque()
-        futures = self._futures
+        futures = self._futures.get(queue)
+        if futures is None:
+            futures = self._futures[queue] = {}
         seq = self._seqs.get(queue, 0)
         for payload in payloads:
             seq += 1
-            futures[(queue, seq)] = pending
+            futures[seq] = pending
             waiting.append((seq, payload, meta))
         self._seqs[queue] = seq
         if self.event_loop is None:
@@ -349,7 +361,7 @@ class DataChannel:
             # its event loop a turn for a while (the engine does not yield for submitted
             # calls): look for input here, not at the next turn (one turn less a put).
             self._readable()
-        if waiting:
+        if waiting and not self._scheduled:
             self._wake()
 
     def ack(self, queue: str, msg_id: int) -> None:
@@ -457,7 +469,9 @@ class DataChannel:
 
     def fail_all(self, error: QueueError) -> None:
         """The connection is closing: every put still waiting for the hub fails."""
-        pending, self._futures = list(self._futures.values()), {}
+        pending = [p for futures in self._futures.values() for p in futures.values()]
+        for futures in self._futures.values():
+            futures.clear()
         settle([(p, error, 1) for p in pending])
 
     # -- sending -------------------------------------------------------------------------------
@@ -570,11 +584,14 @@ class DataChannel:
         elif kind == Kind.ACKS:
             queue = msg["q"]
             settled: Settled = []
-            futures = self._futures
+            futures = self._futures.get(queue)
+            if futures is None:
+                futures = {}
             unacked = self._unacked.get(queue)
             if unacked is None:
                 unacked = {}
             pop, take = unacked.pop, futures.pop
+            append = settled.append
             for lo, hi in msg["runs"]:
                 # A run longer than what is in flight is walked through what is in flight.
                 seqs = (
@@ -587,20 +604,18 @@ class DataChannel:
                 n = 0
                 for seq in seqs:
                     pop(seq, None)
-                    pending = take((queue, seq), None)
-                    if pending is None:
-                        continue
+                    pending = take(seq, None)
                     if pending is last:
                         n += 1
-                        continue
-                    if last is not None:
-                        settled.append((last, None, n))
-                    last, n = pending, 1
+                    elif pending is not None:
+                        if last is not None:
+                            append((last, None, n))
+                        last, n = pending, 1
                 if last is not None:
-                    settled.append((last, None, n))
+                    append((last, None, n))
             for seq, error in msg.get("refused", ()):
                 unacked.pop(seq, None)
-                pending = futures.pop((queue, seq), None)
+                pending = futures.pop(seq, None)
                 if pending is not None:
                     settled.append((pending, QueueError(error), 1))
             settle(settled)  # this loop's callbacks at once: no second pass
