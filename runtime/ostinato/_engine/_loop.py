@@ -310,6 +310,12 @@ class LoopManager(SideEffects, Sampling):
         return True
 
     def _end_iteration(self) -> None:
+        if len(self._finishers) == 1:  # one (a reader's acknowledgement): no copy of the list
+            try:
+                self._finishers.pop()()
+            except Exception:
+                self.log.exception("iteration-end callback failed")
+            return
         finishers = self._finishers[:]  # nodes hold this list's append: clear it in place
         self._finishers.clear()
         for callback in finishers:

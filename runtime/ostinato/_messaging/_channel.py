@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
+from itertools import repeat
 from time import perf_counter_ns
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "DATA_SUFFIX",
     "Countdown",
     "DataChannel",
+    "Delivery",
     "Done",
     "Inbox",
     "Pending",
@@ -58,6 +60,9 @@ LINK_HOLD_NS = 100_000
 #: Frames read from the socket in one go before the event loop gets a turn.
 READ_BURST = 256
 
+
+#: A message delivered to a reader: its id, payload, meta and whether it is redelivered.
+Delivery = tuple[int, bytes, bytes, bool]
 
 #: What a put waits on: a thread future, or a callback on an event loop (with the loop).
 Pending = Future[None] | tuple[asyncio.AbstractEventLoop, Done]
@@ -157,28 +162,26 @@ def _consecutive(
     yield items[start:] if start else items
 
 
-def _deliveries(msg: dict[str, Any]) -> list[list[Any]]:
-    """A msgs frame as rows [id, payload, meta, redelivered] (the meta one bytes object per
-    distinct meta, so a reader decodes it once)."""
+def _deliveries(msg: dict[str, Any]) -> list[Delivery]:
+    """A msgs frame as rows (id, payload, meta, redelivered), zipped in C (the meta one bytes
+    object per distinct meta, so a reader decodes it once). The lists' lengths agree: the
+    frame was checked (``parse``), or encoded by the hub of this process."""
     ids = msg["ids"]
-    if len(ids) == 1:  # the lone message
-        return [[ids[0], msg["payloads"][0], msg["metas"][0], "redelivered" in msg]]
+    payloads = msg["payloads"]
     metas = msg["metas"]
+    if len(ids) == 1:  # the lone message
+        return [(ids[0], payloads[0], metas[0], "redelivered" in msg)]
     index = msg.get("meta")
-    again = msg.get("redelivered")
     if index is None and len(metas) > 1:  # a meta each
-        rows = [[i, p, m, False] for i, p, m in zip(ids, msg["payloads"], metas, strict=True)]
+        rows = list(zip(ids, payloads, metas, repeat(False)))
     elif index is None:
-        meta = metas[0]
-        rows = [[i, p, meta, False] for i, p in zip(ids, msg["payloads"], strict=True)]
+        rows = list(zip(ids, payloads, repeat(metas[0]), repeat(False)))
     else:
-        rows = [
-            [i, p, metas[k], False]
-            for i, p, k in zip(msg["ids"], msg["payloads"], index, strict=True)
-        ]
+        rows = list(zip(ids, payloads, map(metas.__getitem__, index), repeat(False)))
+    again = msg.get("redelivered")
     if again:
         for position in again:
-            rows[position][3] = True
+            rows[position] = (*rows[position][:3], True)
     return rows
 
 
@@ -192,14 +195,14 @@ class Inbox:
         #: Acknowledgements are sent once this many have gathered (or at the next turn):
         #: a quarter of the prefetch, so the hub's credit never runs dry.
         self.ack_every = max(prefetch // 4, 1)
-        self._items: deque[list[Any]] = deque()
+        self._items: deque[Delivery] = deque()
         self._lock = threading.Lock()
         self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]] | None = None
         self.error: str | None = None
         #: Between a release and the hub's 'released': deliveries still in transit are dropped.
         self.releasing = False
 
-    def _push(self, items: list[list[Any]]) -> None:  # the data socket's owner
+    def _push(self, items: list[Delivery]) -> None:  # the data socket's owner
         if self.releasing:  # the hub took these back when this reader paused
             return
         with self._lock:
@@ -217,19 +220,19 @@ class Inbox:
         self.error = error
         self._push([])
 
-    def drain(self) -> list[list[Any]]:
+    def drain(self) -> list[Delivery]:
         """Everything waiting here, taken at once."""
         with self._lock:
             items = list(self._items)
             self._items.clear()
             return items
 
-    def take(self) -> list[Any] | None:
-        """The next message ``[id, payload, meta, redelivered]``, or None when none is here."""
+    def take(self) -> Delivery | None:
+        """The next message ``(id, payload, meta, redelivered)``, or None when none is here."""
         with self._lock:
             return self._items.popleft() if self._items else None
 
-    def take_many(self, limit: int) -> list[list[Any]]:
+    def take_many(self, limit: int) -> list[Delivery]:
         """Up to ``limit`` messages, in order (none when none is here)."""
         with self._lock:
             items = self._items

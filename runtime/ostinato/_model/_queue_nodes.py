@@ -131,8 +131,10 @@ class QueueNode(ProducerNode[QueueConfig], BlockingNode[QueueConfig], NonBlockin
             return None
         return self._message(item, current)
 
-    def _message(self, item: list[Any], current: NodeData | None = None) -> NodeData:
-        """A message taken, ``[id, payload, meta, redelivered]``, as the data of an iteration
+    def _message(
+        self, item: tuple[int, bytes, bytes, bool], current: NodeData | None = None
+    ) -> NodeData:
+        """A message taken, ``(id, payload, meta, redelivered)``, as the data of an iteration
         (``current``'s, for a blocking reader), acknowledged when that iteration ends."""
         msg_id, payload, meta_bytes, redelivered = item
         self._finish(partial(self._ack, msg_id))
