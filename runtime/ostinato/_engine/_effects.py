@@ -21,7 +21,7 @@ from ._runner import NodeRunner, backoff
 
 __all__ = ["SideEffects", "resolve"]
 
-_HEALTHY = NodeHealth.HEALTHY
+_HEALTHY, _RUNNING = NodeHealth.HEALTHY, LoopState.RUNNING
 
 #: What a sync side-effect call reports back: its last error, retries, attempt durations (ns).
 _EffectResult = tuple[Exception | None, int, list[int]]
@@ -152,7 +152,11 @@ class SideEffects:
             r.calls += 1
             if r.health is not _HEALTHY:
                 r.recovered()
-            self._release(r, drained=True)
+            if r.slot_waiters or self._state is not _RUNNING:
+                self._release(r, drained=True)
+            else:  # _release's common case (no wait for a slot, no drain), inline
+                r.in_flight -= 1
+                self._pending -= 1
         elif not isinstance(error, Exception):  # cancelled: neither done nor failed
             self._abandoned += 1
             self._account(r, None, 0, abandoned=True)

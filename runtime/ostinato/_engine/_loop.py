@@ -491,7 +491,13 @@ class LoopManager(SideEffects, Sampling):
                         if not await self._wait_slot(r):
                             continue
                     self._dispatch(r, data)
-            self._iteration_done(failed)
+            if failed or self._until_sample <= 1 or self._watchers:
+                self._iteration_done(failed)
+            else:  # _iteration_done's common case (nothing failed, sampled or watched), inline
+                self.iterations += 1
+                self._iteration_failed = False
+                self._until_sample -= 1
+                self._consecutive_failures = 0
             if self._finishers:
                 self._end_iteration()
             if yield_each or (self._pending > self._submits and self._turn_due()):
