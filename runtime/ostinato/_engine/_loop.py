@@ -435,7 +435,10 @@ class LoopManager(SideEffects, Sampling):
                 self._finished = f"reached its limit of {limit} iteration(s)"
                 return
             try:
-                out = producer.call() if producer.inline else await producer.acall()
+                if producer.inline:
+                    out = producer.call()
+                else:  # acall's first case without its call: an async producer (a reader)
+                    out = await (producer.call() if producer.is_async else producer.acall())
             except ProducerExhausted:
                 self.log.info("producer exhausted after %d iteration(s)", self.iterations)
                 self._finished = f"the producer is exhausted after {self.iterations} iteration(s)"

@@ -229,8 +229,15 @@ class Inbox:
 
     def take(self) -> Delivery | None:
         """The next message ``(id, payload, meta, redelivered)``, or None when none is here."""
-        with self._lock:
-            return self._items.popleft() if self._items else None
+        # Without the lock: only the loop takes, a push only appends, and a deque's popleft
+        # is atomic; a drain by another thread in between (a release) leaves it empty.
+        items = self._items
+        if items:
+            try:
+                return items.popleft()
+            except IndexError:
+                return None
+        return None
 
     def take_many(self, limit: int) -> list[Delivery]:
         """Up to ``limit`` messages, in order (none when none is here)."""
