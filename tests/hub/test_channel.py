@@ -15,6 +15,7 @@ import pytest
 from ostinato._messaging._channel import DATA_SUFFIX
 from ostinato._messaging._client import HubClient
 from ostinato._messaging._hub import Hub
+from ostinato._model._ports import QueueError, Settler
 from ostinato._model._spec import QueueSpec
 
 from .conftest import until
@@ -170,3 +171,47 @@ def test_a_writer_that_never_yields_still_reads_its_acknowledgements(
         assert done[0] is None
     finally:
         writer.close(timeout=5)
+
+
+class _Runs(Settler):
+    """Counts what it is told: each call's number of puts and outcome; ``all`` is set once
+    ``expected`` puts are settled."""
+
+    __slots__ = ("all", "calls", "expected")
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.calls: list[tuple[int, QueueError | None]] = []
+        self.all = asyncio.Event()
+
+    def many(self, n: int, error: QueueError | None) -> None:
+        self.calls.append((n, error))
+        if sum(k for k, _ in self.calls) >= self.expected:
+            self.all.set()
+
+
+def test_puts_that_share_one_settler_are_settled_a_run_at_a_time(hub: Hub, endpoint: str) -> None:
+    """A non-blocking writer's puts share one ``done`` (the engine's, see ``_dispatch``): the
+    channel tells it of each acknowledged run with one ``many`` call; every put is counted
+    once, none with an error."""
+    writer = HubClient(endpoint, b"w/0/z", loop="w", ctx=hub.ctx, heartbeat=0.1)
+    writer.start()
+    n = 256
+
+    async def write() -> _Runs:
+        writer.attach()
+        runs = _Runs(n)
+        put = writer.putter()
+        for i in range(n):  # no await in between: later puts gather behind the first
+            put("q", b"%d" % i, b"", runs)
+        await asyncio.wait_for(runs.all.wait(), WAIT)
+        return runs
+
+    try:
+        runs = asyncio.run(write())
+    finally:
+        writer.close(timeout=5)
+    assert sum(k for k, _ in runs.calls) == n, runs.calls
+    assert all(error is None for _, error in runs.calls), runs.calls
+    assert len(runs.calls) < n, "acknowledged runs should settle more than one put a call"
+    assert hub.queue_status()["q"]["depth"] == n

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .._model._nodes import NodeData
 from .._model._plan import LoopPlan
+from .._model._ports import Settler
 from .._model._spec import DesiredState, ErrorPolicy
 from .._model._status import LoopState, NodeHealth
 from ._runner import NodeRunner, backoff
@@ -89,14 +90,18 @@ class SideEffects:
         if r.submit is not None:
             r.submitted += 1
             self._submits += 1
-            done = partial(
-                self._submitted,
-                r,
-                data,
-                self._submit_epoch,
+            epoch = self._submit_epoch
+            done: Callable[[BaseException | None], None]
+            if self.histograms and self._until_sample <= 0:
                 # Timed in the iterations the sampler times (_sample), as blocking calls are.
-                time.perf_counter_ns() if self.histograms and self._until_sample <= 0 else 0,
-            )
+                done = partial(self._submitted, r, data, epoch, time.perf_counter_ns())
+            elif r.retry.max_attempts > 1:  # a retry calls the node again with data
+                done = partial(self._submitted, r, data, epoch, 0)
+            else:
+                completions = r.completions
+                if completions is None or completions.epoch != epoch:
+                    completions = r.completions = _Completions(self, r, epoch)
+                done = completions
             try:
                 r.submit(data, done)
             except Exception as exc:
@@ -137,7 +142,12 @@ class SideEffects:
                 return None, attempt - 1, took
 
     def _submitted(
-        self, r: NodeRunner, data: NodeData, epoch: int, start: int, error: BaseException | None
+        self,
+        r: NodeRunner,
+        data: NodeData | None,
+        epoch: int,
+        start: int,
+        error: BaseException | None,
     ) -> None:
         """A submitted call (``NodeRunner.submit``) has finished: its accounting, or its
         retries as a task of their own (rare: a failure)."""
@@ -160,12 +170,33 @@ class SideEffects:
         elif not isinstance(error, Exception):  # cancelled: neither done nor failed
             self._abandoned += 1
             self._account(r, None, 0, abandoned=True)
-        elif r.retry.max_attempts > 1 and self._desired is not DesiredState.STOPPED:
+        elif (
+            r.retry.max_attempts > 1
+            and data is not None
+            and self._desired is not DesiredState.STOPPED
+        ):
             task = asyncio.get_running_loop().create_task(self._effect_async(r, data, error))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
             self._account(r, error, 0)
+
+    def _submitted_many(self, r: NodeRunner, epoch: int, n: int) -> None:
+        """``n`` submitted calls of ``r`` without data or timing have succeeded (a run of
+        queue puts the hub acknowledged): ``_submitted`` n times, in one go."""
+        if epoch != self._submit_epoch:  # settled already, when the loop began to stop
+            return
+        r.submitted -= n
+        self._submits -= n
+        r.calls += n
+        if r.health is not _HEALTHY:
+            r.recovered()
+        if r.slot_waiters or self._state is not _RUNNING:
+            for _ in range(n):
+                self._release(r, drained=True)
+        else:
+            r.in_flight -= n
+            self._pending -= n
 
     def _settle_submitted(self) -> None:
         """The loop is asked to stop: submitted calls still running count as done now, as a
@@ -272,6 +303,30 @@ class SideEffects:
                 for task in list(self._tasks):
                     task.cancel()
                 self._submit_epoch += 1  # and submitted calls' completions are ignored
+
+
+class _Completions(Settler):
+    """The ``done`` of a node's submitted calls that need neither their data (no retries)
+    nor a start time (not timed): one object for all of them while the loop's submit epoch
+    lasts, so a call costs no callback of its own and a run of them is settled in one call
+    (``many``, a run of queue puts the hub acknowledged)."""
+
+    __slots__ = ("effects", "epoch", "runner")
+
+    def __init__(self, effects: SideEffects, runner: NodeRunner, epoch: int) -> None:
+        self.effects = effects
+        self.runner = runner
+        self.epoch = epoch
+
+    def __call__(self, error: BaseException | None) -> None:
+        self.effects._submitted(self.runner, None, self.epoch, 0, error)
+
+    def many(self, n: int, error: BaseException | None) -> None:
+        if error is None:
+            self.effects._submitted_many(self.runner, self.epoch, n)
+            return
+        for _ in range(n):
+            self(error)
 
 
 def resolve(fut: asyncio.Future[bool], value: bool) -> None:

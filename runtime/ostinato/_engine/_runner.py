@@ -44,6 +44,7 @@ class NodeRunner:
         "blocking",
         "call",
         "calls",
+        "completions",
         "dropped",
         "durations",
         "ended_ns",
@@ -102,6 +103,8 @@ class NodeRunner:
         self.health = NodeHealth.HEALTHY
         self.calls = self.errors = self.retries = self.in_flight = self.dropped = 0
         self.submitted = 0  # calls started through ``submit`` and not finished
+        #: The one ``done`` of its submitted calls that need no data (see ``_dispatch``).
+        self.completions: Any = None
         self.last_error: str | None = None
         #: The traceback of this failing episode has been logged (until a call succeeds).
         self.reported = False

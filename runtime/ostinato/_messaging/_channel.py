@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from .._model._ports import Done, QueueError
+from .._model._ports import Done, QueueError, Settler
 from ._local import LocalLink
 from ._wire import FROM_HUB, Kind, WireError, batches, decode, encode, parse, runs, shared
 
@@ -77,7 +77,7 @@ def _settle_one(done: Done, error: QueueError | None, n: int = 1) -> None:
     try:
         if n == 1:
             done(error)
-        elif isinstance(done, Countdown):
+        elif isinstance(done, Settler):
             done.many(n, error)
         else:
             for _ in range(n):
@@ -91,7 +91,7 @@ def _settle_batch(batch: list[tuple[Done, QueueError | None, int]]) -> None:
         _settle_one(done, error, n)
 
 
-class Countdown:
+class Countdown(Settler):
     """One ``done`` for a list of puts (a writer's ``split``): called once every put is
     settled, with the first refusal if any."""
 
@@ -101,9 +101,6 @@ class Countdown:
         self.left = left
         self.done = done
         self.error: QueueError | None = None
-
-    def __call__(self, error: QueueError | None) -> None:
-        self.many(1, error)
 
     def many(self, n: int, error: QueueError | None) -> None:
         """``n`` of the puts settled at once (a run the hub acknowledged)."""
@@ -609,18 +606,31 @@ class DataChannel:
                     if hi - lo < len(unacked)
                     else [s for s in list(unacked) if lo <= s <= hi]
                 )
-                # The puts of a split list share one pending: settled once per run of it.
+                # The puts of a split list share one pending, and consecutive puts may share
+                # one callback (a Settler) on one loop: settled once per run of it.
                 last: Pending | None = None
+                last_loop: object = None
+                last_done: object = None
                 n = 0
                 for seq in seqs:
                     pop(seq, None)
                     pending = take(seq, None)
-                    if pending is last:
+                    if pending is None:
+                        continue
+                    if pending is last or (
+                        type(pending) is tuple
+                        and pending[1] is last_done
+                        and pending[0] is last_loop
+                    ):
                         n += 1
-                    elif pending is not None:
-                        if last is not None:
-                            append((last, None, n))
-                        last, n = pending, 1
+                        continue
+                    if last is not None:
+                        append((last, None, n))
+                    last, n = pending, 1
+                    if type(pending) is tuple:
+                        last_loop, last_done = pending
+                    else:
+                        last_loop = last_done = None
                 if last is not None:
                     append((last, None, n))
             for seq, error in msg.get("refused", ()):

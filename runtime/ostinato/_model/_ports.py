@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Done", "HubPort", "InboxPort", "QueueError", "Submit"]
+__all__ = ["Done", "HubPort", "InboxPort", "QueueError", "Settler", "Submit"]
 
 
 class QueueError(RuntimeError):
@@ -20,6 +20,20 @@ class QueueError(RuntimeError):
 
 #: Told the outcome of a put, on its event loop: ``done(None)`` or ``done(error)``, once.
 Done = Callable[[QueueError | None], None]
+
+
+class Settler:
+    """A ``Done`` that may be told of several puts at once: ``many(n, error)`` stands for
+    ``n`` calls, so that the connection settles a run of puts with one call."""
+
+    __slots__ = ()
+
+    def __call__(self, error: QueueError | None) -> None:
+        self.many(1, error)
+
+    def many(self, n: int, error: QueueError | None) -> None:
+        raise NotImplementedError
+
 
 #: ``submit(data, done)``: start a non-blocking node's side effect for ``data`` and return at
 #: once; call ``done(None)`` or ``done(error)`` exactly once, on the loop's thread, when it has
