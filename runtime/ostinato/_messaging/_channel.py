@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
 from itertools import repeat
+from operator import itemgetter
 from time import perf_counter_ns
 from typing import Any
 
@@ -21,7 +22,18 @@ import zmq
 
 from .._model._ports import Done, QueueError, Settler
 from ._local import LocalLink
-from ._wire import FROM_HUB, Kind, WireError, batches, decode, encode, parse, runs, shared
+from ._wire import (
+    BATCH_BYTES,
+    FROM_HUB,
+    Kind,
+    WireError,
+    batches,
+    decode,
+    encode,
+    parse,
+    runs,
+    shared,
+)
 
 __all__ = [
     "DATA_SUFFIX",
@@ -141,6 +153,16 @@ def settle(settled: Settled) -> None:
     for loop, batch in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that event loop has closed
             loop.call_soon_threadsafe(_settle_batch, batch)
+
+
+_SEQ, _PAYLOAD, _META, _PAYLOAD_META = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(1, 2)
+
+
+def _shared(metas: list[bytes]) -> tuple[list[bytes], list[int] | None]:
+    """``shared``, its case of a meta object each (one message an iteration) seen in C."""
+    if len(metas) > 1 and len(set(map(id, metas))) == len(metas):
+        return metas, None
+    return shared(metas)
 
 
 def _consecutive(
@@ -529,24 +551,50 @@ class DataChannel:
             )
             self._sent()
             return
-        popleft = waiting.popleft
-        items = [popleft() for _ in range(n)]
-        for seq, payload, meta in items:
-            unacked[seq] = (payload, meta)
+        if n == len(waiting):
+            items = list(waiting)
+            waiting.clear()
+        else:
+            popleft = waiting.popleft
+            items = [popleft() for _ in range(n)]
+        # The walks over the puts in C (map, zip, itemgetter): they run once per put.
+        unacked.update(zip(map(_SEQ, items), map(_PAYLOAD_META, items), strict=True))
         send = self.sock.send
         since = next(iter(unacked))  # the oldest not acknowledged (sent in order)
+        payloads = list(map(_PAYLOAD, items))
+        metas = list(map(_META, items))
+        first = items[0][0]
+        if (
+            items[-1][0] - first == n - 1  # numbered without a gap: one run (_consecutive)
+            and sum(map(len, payloads)) + sum(map(len, metas)) <= BATCH_BYTES  # one frame
+        ):
+            distinct, index = _shared(metas)
+            fields: dict[str, Any] = {"meta": index} if index is not None else {}
+            send(
+                encode(
+                    Kind.PUTS,
+                    q=queue,
+                    seq=first,
+                    payloads=payloads,
+                    metas=distinct,
+                    since=min(since, first),
+                    epoch=self.epoch,
+                    **fields,
+                )
+            )
+            self._sent()
+            return
         for batch in batches(items):
             for run in _consecutive(batch):  # a frame's sequence numbers follow one another
-                metas, index = shared([item[2] for item in run])
-                fields: dict[str, Any] = {"meta": index} if index is not None else {}
-                payloads = [item[1] for item in run]
+                run_metas, index = shared([item[2] for item in run])
+                fields = {"meta": index} if index is not None else {}
                 send(
                     encode(
                         Kind.PUTS,
                         q=queue,
                         seq=run[0][0],
-                        payloads=payloads,
-                        metas=metas,
+                        payloads=[item[1] for item in run],
+                        metas=run_metas,
                         since=min(since, run[0][0]),
                         epoch=self.epoch,
                         **fields,
