@@ -12,9 +12,10 @@ from functools import partial
 
 import pytest
 
-from ostinato._messaging._channel import DATA_SUFFIX
+from ostinato._messaging._channel import DATA_SUFFIX, _runs
 from ostinato._messaging._client import HubClient
 from ostinato._messaging._hub import Hub
+from ostinato._messaging._wire import runs
 from ostinato._model._ports import QueueError, Settler
 from ostinato._model._spec import QueueSpec
 
@@ -215,3 +216,13 @@ def test_puts_that_share_one_settler_are_settled_a_run_at_a_time(hub: Hub, endpo
     assert all(error is None for _, error in runs.calls), runs.calls
     assert len(runs.calls) < n, "acknowledged runs should settle more than one put a call"
     assert hub.queue_status()["q"]["depth"] == n
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[7], [1, 2, 3], [3, 2, 1], [1, 1, 2], [1, 2, 2, 3], [1, 3, 4], [2, 1, 3], [5, 6, 8, 7]],
+)
+def test_acknowledgement_runs_of_the_channel_are_the_wire_s(ids: list[int]) -> None:
+    """The channel sees ids taken in order without a gap as one run itself (``_runs``); any
+    other list gets the wire's runs, so the frame is the same either way."""
+    assert _runs(list(ids)) == runs(list(ids))

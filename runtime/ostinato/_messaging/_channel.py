@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
-from itertools import repeat
-from operator import itemgetter
+from itertools import islice, repeat
+from operator import itemgetter, lt
 from time import perf_counter_ns
 from typing import Any
 
@@ -163,6 +163,18 @@ def _shared(metas: list[bytes]) -> tuple[list[bytes], list[int] | None]:
     if len(metas) > 1 and len(set(map(id, metas))) == len(metas):
         return metas, None
     return shared(metas)
+
+
+def _runs(ids: list[int]) -> list[list[int]]:
+    """``runs``, its common case seen in C: ids acknowledged in order without a gap (a reader
+    that takes its messages one after another), one run."""
+    if (
+        len(ids) > 1
+        and ids[-1] - ids[0] == len(ids) - 1
+        and all(map(lt, ids, islice(ids, 1, None)))
+    ):
+        return [[ids[0], ids[-1]]]
+    return runs(ids)
 
 
 def _consecutive(
@@ -520,7 +532,7 @@ class DataChannel:
         ids = self._acks.get(queue)
         if ids:
             self._acks[queue] = []
-            self.sock.send(encode(Kind.ACK, q=queue, loop=self.loop, runs=runs(ids)))
+            self.sock.send(encode(Kind.ACK, q=queue, loop=self.loop, runs=_runs(ids)))
             self._sent()
 
     def _send_puts(
