@@ -17,7 +17,7 @@ from ostinato._messaging._client import HubClient
 from ostinato._messaging._hub import Hub
 from ostinato._messaging._local import LocalLink, hub_at
 from ostinato._messaging._store import DurableStore
-from ostinato._messaging._wire import FROM_HUB, Kind, encode, parse
+from ostinato._messaging._wire import FROM_HUB, Kind, envelope, pack, parse
 from ostinato._model._spec import QueueSpec
 
 from .test_channel import read, write
@@ -114,10 +114,13 @@ def test_a_linked_put_to_a_closed_hub_goes_nowhere_and_does_not_raise() -> None:
     """As a socket's frame to a hub that has gone: the loop's thread neither fails nor waits."""
     hub = Hub([QueueSpec.model_validate({"name": "q"})], {}, lost_after=5.0)
     link = hub.link(b"w/0/c" + DATA_SUFFIX)
-    put = encode(Kind.PUTS, q="q", seq=1, payloads=[b"x"], metas=[b""], since=1, epoch=7)
+    put = envelope(Kind.PUTS, q="q", seq=1, payloads=[b"x"], metas=[b""], since=1, epoch=7)
     link.send(put)
     assert link.poll(int(WAIT * 1000)), "the hub did not answer the put"
-    assert parse(link.recv(), FROM_HUB)["t"] == Kind.ACKS
+    answer = link.recv()  # the message itself, as a frame of it would parse
+    assert answer == parse(pack(answer), FROM_HUB)
+    assert answer["t"] == Kind.ACKS
+    assert answer["runs"] == [[1, 1]]
     hub.close()
     assert hub_at(hub.inproc) is None
     link.send(put)

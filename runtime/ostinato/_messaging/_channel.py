@@ -30,6 +30,7 @@ from ._wire import (
     batches,
     decode,
     encode,
+    envelope,
     parse,
     runs,
     shared,
@@ -216,6 +217,10 @@ def _deliveries(msg: dict[str, Any]) -> list[Delivery]:
     return rows
 
 
+def _same(msg: dict[str, Any]) -> dict[str, Any]:
+    return msg
+
+
 class Inbox:
     """Messages delivered to one reader, waiting for the loop to take them."""
 
@@ -315,10 +320,13 @@ class DataChannel:
         self.sock = sock
         self.loop = loop
         #: The hub is in this process (``inproc://``): its frames are this process's own
-        #: encoding of checked data, so they are decoded without a second check.
-        self._parse: Callable[[bytes], dict[str, Any]] = (
-            decode if trusted else partial(parse, accept=FROM_HUB)
+        #: encoding of checked data, so they are decoded without a second check; a link
+        #: carries the messages themselves, no frame (``_local``).
+        self._linked = isinstance(sock, LocalLink)
+        self._parse: Callable[[Any], dict[str, Any]] = (
+            _same if self._linked else decode if trusted else partial(parse, accept=FROM_HUB)
         )
+        self._encode: Callable[..., Any] = envelope if self._linked else encode
         #: The event loop that owns the socket, or None while the I/O thread does.
         self.event_loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[str, deque[tuple[int, bytes, bytes]]] = {}
@@ -336,7 +344,6 @@ class DataChannel:
         #: Sent since input was last looked for: a send may have taken the FD's edge.
         self._unread = False
         self._io_ns = 0  # when the socket was last read (perf_counter_ns)
-        self._linked = isinstance(sock, LocalLink)
         self._put_ns = 0  # when puts last left on a link since the loop's last turn, or 0
         self.closed = False
         #: This connection's run of sequence numbers (puts' epoch): a hub that sees another
@@ -432,7 +439,7 @@ class DataChannel:
     def give_back(self, queue: str, msg_ids: list[int]) -> None:
         """Hand these delivered messages back unacknowledged: the hub redelivers them."""
         if msg_ids:
-            self.sock.send(encode(Kind.GIVE_BACK, q=queue, loop=self.loop, ids=msg_ids))
+            self.sock.send(self._encode(Kind.GIVE_BACK, q=queue, loop=self.loop, ids=msg_ids))
             self._sent()
             self._wake()
 
@@ -458,7 +465,7 @@ class DataChannel:
         inbox.releasing = True  # until the hub says 'released': deliveries in transit
         inbox.drain()  # are the hub's again, dropped here
         self._releases.setdefault(queue, []).append(done)
-        self.sock.send(encode(Kind.RELEASE, q=queue, loop=self.loop))
+        self.sock.send(self._encode(Kind.RELEASE, q=queue, loop=self.loop))
         self._sent()
 
     def rewind(self, queue: str, seq: int) -> None:
@@ -506,7 +513,7 @@ class DataChannel:
                 self._send_puts(queue, waiting, hold=False)
         for queue in [q for q, ids in self._acks.items() if ids]:
             self._send_acks(queue)
-        self.sock.send(encode(Kind.BYE))
+        self.sock.send(self._encode(Kind.BYE))
 
     def fail_all(self, error: QueueError) -> None:
         """The connection is closing: every put still waiting for the hub fails."""
@@ -519,7 +526,7 @@ class DataChannel:
 
     def _subscribe(self, inbox: Inbox) -> None:
         credit = max(inbox.prefetch - len(inbox), 0)
-        self.sock.send(encode(Kind.SUB, q=inbox.queue, loop=self.loop, credit=credit))
+        self.sock.send(self._encode(Kind.SUB, q=inbox.queue, loop=self.loop, credit=credit))
         self._sent()
         self._wake()
 
@@ -532,7 +539,7 @@ class DataChannel:
         ids = self._acks.get(queue)
         if ids:
             self._acks[queue] = []
-            self.sock.send(encode(Kind.ACK, q=queue, loop=self.loop, runs=_runs(ids)))
+            self.sock.send(self._encode(Kind.ACK, q=queue, loop=self.loop, runs=_runs(ids)))
             self._sent()
 
     def _send_puts(
@@ -551,7 +558,7 @@ class DataChannel:
             unacked[seq] = (payload, meta)
             since = next(iter(unacked))
             self.sock.send(
-                encode(
+                self._encode(
                     Kind.PUTS,
                     q=queue,
                     seq=seq,
@@ -583,7 +590,7 @@ class DataChannel:
             distinct, index = _shared(metas)
             fields: dict[str, Any] = {"meta": index} if index is not None else {}
             send(
-                encode(
+                self._encode(
                     Kind.PUTS,
                     q=queue,
                     seq=first,
@@ -601,7 +608,7 @@ class DataChannel:
                 run_metas, index = shared([item[2] for item in run])
                 fields = {"meta": index} if index is not None else {}
                 send(
-                    encode(
+                    self._encode(
                         Kind.PUTS,
                         q=queue,
                         seq=run[0][0],

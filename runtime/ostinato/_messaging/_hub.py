@@ -23,7 +23,7 @@ from ._channel import DATA_SUFFIX
 from ._local import LocalLink
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Store
-from ._wire import TO_HUB, Kind, batches, decode, encode, parse, runs, shared
+from ._wire import TO_HUB, Kind, batches, envelope, pack, parse, runs, shared
 
 if TYPE_CHECKING:
     from .._model._plan import WorkflowPlan
@@ -186,7 +186,7 @@ class Hub:
 
     def send(self, identity: bytes, kind: str, **fields: Any) -> None:
         """Queue a message to a peer; dropped with a debug line if the peer is gone."""
-        self._mailbox.put("send", identity, encode(kind, **fields))
+        self._mailbox.put("send", identity, envelope(kind, **fields))
 
     def link(self, identity: bytes) -> LocalLink:
         """A data connection for a loop of this process, in place of a socket to
@@ -201,17 +201,17 @@ class Hub:
             if self._links.get(link.identity) is link:
                 del self._links[link.identity]
 
-    def _local_frame(self, identity: bytes, frame: bytes) -> None:
-        """A linked loop's frame, handled on its own thread as the hub's thread handles a
-        socket's, and answered before this returns."""
-        msg = decode(frame)  # this process's own encoding of checked data, as ``trusted``
+    def _local_frame(self, identity: bytes, msg: dict[str, Any]) -> None:
+        """A linked loop's message, handled on its own thread as the hub's thread handles a
+        socket's frame, and answered before this returns. No frame is made or checked: the
+        message is this process's own, as an ``inproc://`` frame was (``trusted``)."""
         with self._state:
             if self._closing.is_set():
                 return  # as a socket's frames to a hub that has gone
             self._seen[identity] = time.monotonic()
             if identity in self._lost:  # back after being declared lost: resubscribe
                 del self._lost[identity]
-                self._send(identity, encode(Kind.RESUBSCRIBE))
+                self._send(identity, envelope(Kind.RESUBSCRIBE))
             try:
                 self._handle(identity, msg)
             except Exception as exc:  # whatever a frame holds, the hub keeps serving
@@ -303,14 +303,15 @@ class Hub:
                 self._lose(item[1], "its process exited", may_return=False)
                 self._lose(item[1] + DATA_SUFFIX, "its process exited", may_return=False)
 
-    def _send(self, identity: bytes, frame: bytes, *, via: bytes = b"") -> None:
-        """Send ``frame`` to a peer, on its link, or on the socket it (or peer ``via``) came
-        in on; a socket's frame that a linked loop's thread sends waits for the hub's thread
-        (``_deferred``). Under ``_state``."""
+    def _send(self, identity: bytes, msg: dict[str, Any], *, via: bytes = b"") -> None:
+        """Send ``msg`` to a peer: as it is on its link, or as a frame on the socket it (or
+        peer ``via``) came in on; a socket's frame that a linked loop's thread sends waits for
+        the hub's thread (``_deferred``). Under ``_state``."""
         link = self._links.get(identity)
         if link is not None:
-            link.push(frame)
+            link.push(msg)
             return
+        frame = pack(msg)
         if threading.get_ident() != self._thread_id:
             if not self._deferred:
                 self._mailbox.put("deferred")
@@ -363,7 +364,7 @@ class Hub:
                 self._route[identity] = sock
                 if identity in self._lost:  # back after being declared lost: resubscribe
                     del self._lost[identity]
-                    self._send(identity, encode(Kind.RESUBSCRIBE))
+                    self._send(identity, envelope(Kind.RESUBSCRIBE))
                 self._handle(identity, msg)
             except Exception as exc:  # whatever a frame holds, the hub keeps serving
                 self._drop(identity, f"{type(exc).__name__}: {exc}")
@@ -422,7 +423,7 @@ class Hub:
                 else queue.subscribe(identity, loop, msg["credit"], out)
             )
             if error is not None:
-                self._send(identity, encode(Kind.ERROR, q=name, error=error))
+                self._send(identity, envelope(Kind.ERROR, q=name, error=error))
             else:
                 self._consumers[identity] = loop
         elif kind == Kind.RELEASE:
@@ -433,13 +434,13 @@ class Hub:
             # What was sent before goes out before the answer: FIFO then tells the reader that
             # every delivery before 'released' is one the hub took back.
             self._flush()
-            self._send(identity, encode(Kind.RELEASED, q=name))
+            self._send(identity, envelope(Kind.RELEASED, q=name))
         elif kind == Kind.BYE:
             self._lose(identity, "it left", may_return=False)
         else:
             if kind == Kind.PING or kind == Kind.STATUS:
                 # Heartbeats: the answer says which hub this is.
-                self._send(identity, encode(Kind.PONG, hub=self.id))
+                self._send(identity, envelope(Kind.PONG, hub=self.id))
                 self._data_alive(identity)
             with self._lock:
                 handler = self._handlers.get(identity)
@@ -472,12 +473,12 @@ class Hub:
         if state is None or state.epoch != msg["epoch"]:  # a writer (or a connection) new here
             since = msg["since"]
             if first != since:
-                self._send(identity, encode(Kind.REWIND, q=queue, seq=since))
+                self._send(identity, envelope(Kind.REWIND, q=queue, seq=since))
                 return None
             state = states[queue] = _Writer(msg["epoch"], first)
         expected = state.expected
         if first > expected:  # a gap: frames lost on the way (a reconnection)
-            self._send(identity, encode(Kind.REWIND, q=queue, seq=expected))
+            self._send(identity, envelope(Kind.REWIND, q=queue, seq=expected))
             return None
         if state.refused:  # the writer has settled what is older than its oldest unsettled
             since = msg["since"]
@@ -494,7 +495,7 @@ class Hub:
             self._seen[data] = time.monotonic()
         elif data in self._lost:
             del self._lost[data]
-            self._send(data, encode(Kind.RESUBSCRIBE), via=identity)
+            self._send(data, envelope(Kind.RESUBSCRIBE), via=identity)
 
     def _lose(self, identity: bytes, why: str, *, may_return: bool = True) -> None:
         self._seen.pop(identity, None)
@@ -587,22 +588,22 @@ class _Writer:
         self.refused: dict[int, str] = {}
 
 
-def _msgs(queue: str, rows: list[list[Any]]) -> bytes:
+def _msgs(queue: str, rows: list[list[Any]]) -> dict[str, Any]:
     """Deliveries [id, payload, meta, redelivered] as one msgs frame: each distinct meta once
     (the messages of one put run share their meta object)."""
     if len(rows) == 1:  # the lone message
         i, payload, meta, again = rows[0]
         if again:
-            return encode(
+            return envelope(
                 Kind.MSGS, q=queue, ids=[i], payloads=[payload], metas=[meta], redelivered=[0]
             )
-        return encode(Kind.MSGS, q=queue, ids=[i], payloads=[payload], metas=[meta])
+        return envelope(Kind.MSGS, q=queue, ids=[i], payloads=[payload], metas=[meta])
     metas, index = shared([row[2] for row in rows])
     fields: dict[str, Any] = {"meta": index} if index is not None else {}
     again = [i for i, row in enumerate(rows) if row[3]]
     if again:
         fields["redelivered"] = again
-    return encode(
+    return envelope(
         Kind.MSGS,
         q=queue,
         ids=[row[0] for row in rows],
@@ -612,13 +613,15 @@ def _msgs(queue: str, rows: list[list[Any]]) -> bytes:
     )
 
 
-def _acks(items: list[list[Any]], taken: Sequence[tuple[str, int, int]] = ()) -> Iterator[bytes]:
+def _acks(
+    items: list[list[Any]], taken: Sequence[tuple[str, int, int]] = ()
+) -> Iterator[dict[str, Any]]:
     """A writer's acknowledgements [queue, seq], refusals [queue, seq, error] and runs taken
     in one go (queue, lo, hi), an acks frame per queue: the accepted as runs, the refused one
     by one."""
     if not taken and len(items) == 1 and len(items[0]) == 2:  # the lone message's
         queue, seq = items[0]
-        yield encode(Kind.ACKS, q=queue, runs=[[seq, seq]])
+        yield envelope(Kind.ACKS, q=queue, runs=[[seq, seq]])
         return
     accepted: dict[str, list[int]] = {}
     refused: dict[str, list[list[Any]]] = {}
@@ -637,7 +640,7 @@ def _acks(items: list[list[Any]], taken: Sequence[tuple[str, int, int]] = ()) ->
         found = runs(accepted.get(queue, ()))
         if queue in whole:
             found = _merged(found + whole[queue])
-        yield encode(Kind.ACKS, q=queue, runs=found, **fields)
+        yield envelope(Kind.ACKS, q=queue, runs=found, **fields)
 
 
 def _merged(pairs: list[list[int]]) -> list[list[int]]:

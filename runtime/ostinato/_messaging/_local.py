@@ -1,5 +1,5 @@
 """Loops in the hub's own process reach it without a socket: the loop's thread runs the hub's
-routing under its lock, and the hub hands frames back through a queue and a descriptor."""
+routing under its lock, and the hub hands messages back through a queue and a descriptor."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Linkable(Protocol):
 
     def link(self, identity: bytes) -> LocalLink: ...
 
-    def _local_frame(self, identity: bytes, frame: bytes) -> None: ...
+    def _local_frame(self, identity: bytes, msg: dict[str, Any]) -> None: ...
 
     def _unlink(self, link: LocalLink) -> None: ...
 
@@ -49,18 +49,19 @@ def hub_at(endpoint: str) -> Linkable | None:
 class LocalLink:
     """A loop's data connection to a hub in the same process, in place of its DEALER.
 
-    It has the part of a socket's interface the data channel uses. ``send`` hands a frame to
+    It has the part of a socket's interface the data channel uses. ``send`` hands a message to
     the hub on the caller's thread: the hub routes it under its lock and answers at once,
     deliveries to other in-process readers included, so a put costs no wake-up of the hub's
-    thread. Frames for this loop wait in a queue; a descriptor (``FD``) is readable while the
-    queue holds any, so the loop's event loop (or its connection's I/O thread) waits on it as on
-    a socket's. Frames keep their order: the hub pushes under its lock.
+    thread. Messages for this loop wait in a queue, as they are (no frame is made: both ends
+    are this process); a descriptor (``FD``) is readable while the queue holds any, so the
+    loop's event loop (or its connection's I/O thread) waits on it as on a socket's. Messages
+    keep their order: the hub pushes under its lock.
     """
 
     def __init__(self, hub: Linkable, identity: bytes) -> None:
         self.identity = identity
         self._hub = hub
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         #: The descriptor holds a signal (it is written only while it holds none).
         self._signalled = False
@@ -81,16 +82,16 @@ class LocalLink:
 
     # -- the loop's side -----------------------------------------------------------------------
 
-    def send(self, frame: bytes, flags: int = 0) -> None:
+    def send(self, msg: dict[str, Any], flags: int = 0) -> None:
         if self.closed:
             raise zmq.ZMQError(zmq.ENOTSOCK, "the link to the hub is closed")
         self._sending = self.attached
         try:
-            self._hub._local_frame(self.identity, frame)
+            self._hub._local_frame(self.identity, msg)
         finally:
             self._sending = False
 
-    def recv(self, flags: int = 0) -> bytes:
+    def recv(self, flags: int = 0) -> dict[str, Any]:
         with self._lock:
             if not self._frames:
                 raise zmq.Again()
@@ -127,8 +128,8 @@ class LocalLink:
 
     # -- the hub's side ------------------------------------------------------------------------
 
-    def push(self, frame: bytes) -> None:
-        """A frame for this loop (the hub, under its lock); dropped once the link is closed,
+    def push(self, frame: dict[str, Any]) -> None:
+        """A message for this loop (the hub, under its lock); dropped once the link is closed,
         as a socket's to a peer that has gone."""
         with self._lock:
             if self.closed:

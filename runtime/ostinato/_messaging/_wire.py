@@ -444,6 +444,17 @@ def encode(kind: str, **fields: Any) -> bytes:
     return msgpack.packb({"v": VERSION, "t": kind, **fields}, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def envelope(kind: str, **fields: Any) -> dict[str, Any]:
+    """The message :func:`encode` makes a frame of, as it is decoded: what a link carries
+    (``_local``: both ends in this process, so no frame is made)."""
+    return {"v": VERSION, "t": kind, **fields}
+
+
+def pack(msg: dict[str, Any]) -> bytes:
+    """The frame of an :func:`envelope`."""
+    return msgpack.packb(msg, use_bin_type=True)  # type: ignore[no-any-return]
+
+
 def decode(frame: bytes) -> dict[str, Any]:
     """The envelope of a frame, its fields unchecked (see :func:`parse`)."""
     if len(frame) > MAX_FRAME_BYTES:
