@@ -70,6 +70,11 @@ IO_EVERY_NS = 200_000
 #: event loop has had no turn since, until HOLD have gathered, the loop's next turn, or a put
 #: this long after the last send. A put alone still leaves at once.
 LINK_HOLD_NS = 100_000
+#: An event loop's acknowledgements leave with its next put, when ``ack_every`` have
+#: gathered, or this long (seconds) after the loop's turn that found them waiting: one frame
+#: and one wake-up of the hub fewer per message for a reader that writes or reads on. Credit
+#: never waits for it (``ack_every`` is a quarter of the prefetch).
+ACK_DELAY_SECONDS = 0.002
 #: Frames read from the socket in one go before the event loop gets a turn.
 READ_BURST = 256
 
@@ -308,10 +313,10 @@ class DataChannel:
     Puts wait in a per-queue window and leave in batches, one frame per batch (one ZeroMQ
     call per batch: each call lets go of the GIL, which in a busy process costs a thread
     switch; separate frames per payload measured 2-4x slower); acknowledgements of deliveries
-    are sent in batches too, when ``ack_every`` have gathered or when the event loop next gets
-    a turn (that is, when the loop has nothing else to do), and always before a release and a
-    goodbye. The owner calls ``flush`` and ``receive``; when an event loop owns the channel it
-    does so by itself (``attach``).
+    are sent in batches too, when ``ack_every`` have gathered, with the loop's next puts, or
+    ``ACK_DELAY_SECONDS`` after the event loop's turn found them waiting (an I/O thread owner:
+    after its round), and always before a release and a goodbye. The owner calls ``flush``
+    and ``receive``; when an event loop owns the channel it does so by itself (``attach``).
     """
 
     def __init__(
@@ -340,6 +345,7 @@ class DataChannel:
         self.inboxes: dict[str, Inbox] = {}
         self._releases: dict[str, list[Callable[[], None]]] = {}
         self._scheduled = False
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._dirty = False
         #: Sent since input was last looked for: a send may have taken the FD's edge.
         self._unread = False
@@ -420,8 +426,8 @@ class DataChannel:
         inbox = self.inboxes.get(queue)
         if inbox is None or len(acks) >= inbox.ack_every:
             self._send_acks(queue)
-        # Else at the loop's next turn (it is about to wait for the next message, or gives
-        # way to other work), or with the loop's next put: not on the critical path.
+        # Else with the loop's next put, or a moment after its next turn (ACK_DELAY_SECONDS):
+        # not on the critical path, and no frame of their own while the loop writes on.
         if not self._scheduled:
             self._wake()
 
@@ -496,8 +502,11 @@ class DataChannel:
 
     def flush(self) -> None:
         """Send gathered acknowledgements and whatever puts the window lets out."""
-        self._dirty = False
         self._send_all_acks()
+        self._flush_puts()
+
+    def _flush_puts(self) -> None:
+        self._dirty = False
         for queue, waiting in self._waiting.items():
             if waiting:
                 self._send_puts(queue, waiting)
@@ -759,6 +768,9 @@ class DataChannel:
     def detach(self) -> None:
         """Stop watching the socket (on the owner's thread); the channel is nobody's after."""
         loop, self.event_loop = self.event_loop, None
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         if isinstance(self.sock, LocalLink):
             self.sock.attached = False
         if loop is not None and not loop.is_closed():
@@ -769,11 +781,21 @@ class DataChannel:
         if self.closed or self.event_loop is None:
             self._scheduled = False
             return
-        self.flush()
+        self._flush_puts()
         self._put_ns = 0
         self._scheduled = False  # the sends above need no other turn: input is read now
+        if self._ack_timer is None and any(self._acks.values()):
+            self._ack_timer = self.event_loop.call_later(ACK_DELAY_SECONDS, self._acks_due)
         if self._unread:
             self._readable()  # a send may have taken the socket's edge: look for input now
+
+    def _acks_due(self) -> None:
+        self._ack_timer = None
+        if self.closed or self.event_loop is None:
+            return
+        self._send_all_acks()
+        if self._unread:
+            self._readable()
 
     def _readable(self, signalled: bool = False) -> None:
         """The socket's FD is edge-triggered: read until ZeroMQ says nothing is left (EVENTS,
