@@ -226,3 +226,34 @@ def test_acknowledgement_runs_of_the_channel_are_the_wire_s(ids: list[int]) -> N
     """The channel sees ids taken in order without a gap as one run itself (``_runs``); any
     other list gets the wire's runs, so the frame is the same either way."""
     assert _runs(list(ids)) == runs(list(ids))
+
+
+def test_a_reader_that_goes_idle_still_acknowledges_what_it_took(hub: Hub, endpoint: str) -> None:
+    """Acknowledgements wait for a put to ride on, for a quarter of the prefetch, or for a
+    moment after the loop's turn (ACK_DELAY_SECONDS): a reader that takes fewer than a quarter
+    and then only waits, attached, still has them all acknowledged."""
+    writer = HubClient(endpoint, b"w/0/z", loop="w", ctx=hub.ctx, heartbeat=0.1)
+    reader = HubClient(endpoint, b"r/0/z", loop="r", ctx=hub.ctx, heartbeat=0.1)
+    writer.start()
+    reader.start()
+    n, prefetch = 3, 64  # acknowledgements go in batches of 16: none of them by count
+
+    async def take_then_wait() -> None:
+        reader.attach()
+        inbox = reader.subscribe("q", prefetch)
+        for _ in range(n):
+            while (item := inbox.take()) is None:
+                await asyncio.wait_for(inbox.arrival(), WAIT)
+            reader.ack("q", item[0])
+        acknowledged = asyncio.get_running_loop().run_in_executor(
+            None, until, lambda: hub.queue_status()["q"]["acknowledged"] == n
+        )
+        assert await acknowledged, hub.queue_status()["q"]  # while attached and idle
+
+    try:
+        for i in range(n):
+            writer.put("q", b"%d" % i, b"").result(WAIT)
+        asyncio.run(take_then_wait())
+    finally:
+        reader.close(timeout=5)
+        writer.close(timeout=5)
