@@ -24,13 +24,15 @@ from .conftest import until
 WAIT = 20.0
 
 
+def work_hub(lost_after: float) -> Hub:
+    """A hub of one work queue ``q`` (also tests/hub/test_local_link.py's)."""
+    spec = QueueSpec.model_validate({"name": "q", "mode": "work", "capacity": 10_000})
+    return Hub([spec], {}, lost_after=lost_after)
+
+
 @pytest.fixture
 def hub() -> Iterator[Hub]:
-    hub = Hub(
-        [QueueSpec.model_validate({"name": "q", "mode": "work", "capacity": 10_000})],
-        {},
-        lost_after=0.5,
-    )
+    hub = work_hub(lost_after=0.5)
     yield hub
     hub.close()
 
@@ -51,6 +53,29 @@ async def write(client: HubClient, n: int) -> None:
     for i, fut in enumerate(acked):
         client.put_callback("q", b"%d" % i, b"", partial(_outcome, fut))
     await asyncio.gather(*acked)
+
+
+def write_and_read(
+    writer: HubClient, reader: HubClient, n: int, extra: int, prefetch: int
+) -> list[bytes]:
+    """``n + extra`` puts from the writer's event loop while another thread's reads ``n``:
+    what it read, once both are done (a failure on either side fails the test)."""
+    got: list[bytes] = []
+    failed: list[BaseException] = []
+
+    def reading() -> None:
+        try:
+            got.extend(asyncio.run(read(reader, n, prefetch)))
+        except BaseException as exc:  # reported below, in the test's thread
+            failed.append(exc)
+
+    consumer = threading.Thread(target=reading)
+    consumer.start()
+    asyncio.run(write(writer, n + extra))
+    consumer.join(3 * WAIT)
+    assert not consumer.is_alive(), "the reader did not finish"
+    assert not failed, failed
+    return got
 
 
 def _outcome(fut: asyncio.Future[None], error: BaseException | None) -> None:
@@ -90,22 +115,8 @@ def test_puts_from_the_owning_event_loop_arrive_in_order_and_acks_are_not_lost(
     reader = HubClient(endpoint, b"r/0/x", loop="r", ctx=hub.ctx, heartbeat=0.1)
     writer.start()
     reader.start()
-    got: list[bytes] = []
-    failed: list[BaseException] = []
-
-    def reading() -> None:
-        try:
-            got.extend(asyncio.run(read(reader, n, prefetch)))
-        except BaseException as exc:  # reported below, in the test's thread
-            failed.append(exc)
-
-    consumer = threading.Thread(target=reading)
-    consumer.start()
     try:
-        asyncio.run(write(writer, n + extra))
-        consumer.join(WAIT)
-        assert not consumer.is_alive()
-        assert not failed, failed
+        got = write_and_read(writer, reader, n, extra, prefetch)
         assert got == [b"%d" % i for i in range(n)]  # FIFO from one writer, one consumer
     finally:
         reader.close(timeout=5)

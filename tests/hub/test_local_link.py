@@ -5,7 +5,6 @@ event loop, and a hub that closes under a linked loop."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,18 +19,14 @@ from ostinato._messaging._store import DurableStore
 from ostinato._messaging._wire import FROM_HUB, Kind, envelope, pack, parse
 from ostinato._model._spec import QueueSpec
 
-from .test_channel import read, write
+from .test_channel import read, work_hub, write, write_and_read
 
 WAIT = 20.0
 
 
 @pytest.fixture
 def hub() -> Iterator[Hub]:
-    hub = Hub(
-        [QueueSpec.model_validate({"name": "q", "mode": "work", "capacity": 10_000})],
-        {},
-        lost_after=5.0,
-    )
+    hub = work_hub(lost_after=5.0)
     yield hub
     hub.close()
 
@@ -64,22 +59,8 @@ def test_a_linked_loop_and_the_hubs_thread_keep_the_order_to_one_peer(
     reader = HubClient(getattr(hub, reader_at), b"r/0/o", loop="r", ctx=hub.ctx, heartbeat=0.2)
     writer.start()
     reader.start()
-    got: list[bytes] = []
-    failed: list[BaseException] = []
-
-    def reading() -> None:
-        try:
-            got.extend(asyncio.run(read(reader, n, 2)))
-        except BaseException as exc:  # reported below, in the test's thread
-            failed.append(exc)
-
-    consumer = threading.Thread(target=reading)
-    consumer.start()
     try:
-        asyncio.run(write(writer, n + 10))
-        consumer.join(WAIT * 3)
-        assert not consumer.is_alive()
-        assert not failed, failed
+        got = write_and_read(writer, reader, n, 10, 2)
         assert got == [b"%d" % i for i in range(n)]
     finally:
         reader.close(timeout=5)
