@@ -22,8 +22,8 @@ from . import _local
 from ._channel import DATA_SUFFIX
 from ._local import LocalLink
 from ._mailbox import Mailbox
-from ._queues import Outbox, QueueState, Store
-from ._wire import TO_HUB, Kind, batches, envelope, pack, parse, runs, shared
+from ._queues import Outbox, QueueState, Run, Store
+from ._wire import BATCH_BYTES, TO_HUB, Kind, batches, envelope, pack, parse, runs, shared
 
 if TYPE_CHECKING:
     from .._model._plan import WorkflowPlan
@@ -380,29 +380,21 @@ class Hub:
                 have = self._in_order(identity, name, first, len(payloads), msg)
                 if have is None:
                     return  # out of order: the writer sends them again, after the missing ones
+                index = msg.get("meta")
                 if have:  # sent again, and here already: answered again, as the first time
                     refused = self._writers[identity][name].refused
                     for i in range(have):
                         out.ack(identity, name, first + i, refused.get(first + i))
-                # The payloads stay the bytes they came as: the hub never looks inside them,
-                # and every message of the run keeps a reference to its run's one meta.
-                index = msg.get("meta")
-                if len(payloads) == 1:  # the lone message
-                    if not have:
-                        queue.put(identity, first, payloads[0], metas[0], out)
-                    return
-                if index is None and len(metas) > 1:  # a meta each
-                    items = [(first + i, payloads[i], metas[i]) for i in range(have, len(payloads))]
-                elif index is None:
-                    meta = metas[0]
-                    items = [(first + i, payloads[i], meta) for i in range(have, len(payloads))]
-                else:
-                    items = [
-                        (first + i, payloads[i], metas[index[i]])
-                        for i in range(have, len(payloads))
-                    ]
-                if items:
-                    queue.put_many(identity, items, out)
+                    if have == len(payloads):
+                        return
+                    first, payloads = first + have, payloads[have:]
+                    if index is not None:
+                        index = index[have:]
+                    elif len(metas) > 1:
+                        metas = metas[have:]
+                # The payloads stay the bytes they came as, in the frame's own list: the hub
+                # never looks inside them, and the run they are taken as keeps the list.
+                queue.put_run(identity, first, payloads, metas, index, out)
             else:
                 for i in range(len(payloads)):
                     out.ack(identity, name, first + i, f"no queue {name!r} in this workflow")
@@ -547,9 +539,9 @@ class Hub:
                 state.refused[seq] = error
         # Deliveries before acknowledgements: the reader is the one a message's latency waits
         # for, and whoever is woken first runs first (the GIL, or a core on a busy machine).
-        for (consumer, queue), items in out.messages.items():
-            for batch in batches(items):
-                self._send(consumer, _msgs(queue, batch))
+        for (consumer, queue), delivered in out.deliveries.items():
+            for frame in _msgs(queue, delivered):
+                self._send(consumer, frame)
         if out.runs:
             for writer in out.acks.keys() | out.runs.keys():
                 for frame in _acks(out.acks.get(writer, []), out.runs.get(writer, [])):
@@ -588,16 +580,70 @@ class _Writer:
         self.refused: dict[int, str] = {}
 
 
-def _msgs(queue: str, rows: list[list[Any]]) -> dict[str, Any]:
-    """Deliveries [id, payload, meta, redelivered] as one msgs frame: each distinct meta once
-    (the messages of one put run share their meta object)."""
-    if len(rows) == 1:  # the lone message
-        i, payload, meta, again = rows[0]
-        if again:
-            return envelope(
-                Kind.MSGS, q=queue, ids=[i], payloads=[payload], metas=[meta], redelivered=[0]
-            )
-        return envelope(Kind.MSGS, q=queue, ids=[i], payloads=[payload], metas=[meta])
+def _msgs(queue: str, delivered: list[Run]) -> list[dict[str, Any]]:
+    """The runs delivered to a reader this round as msgs frames: one frame, each distinct meta
+    once (the messages of one put run share their meta object), unless they hold more than
+    BATCH_BYTES (then the frames of :func:`batches`)."""
+    if len(delivered) == 1:
+        run = delivered[0]
+        lo, hi, meta = run.lo, run.hi, run.meta
+        if lo == hi:  # the lone message
+            if not isinstance(meta, bytes):
+                meta = meta[run.start]
+            payloads = [run.payloads[run.start]]
+            if run.again:
+                return [
+                    envelope(
+                        Kind.MSGS,
+                        q=queue,
+                        ids=[lo],
+                        payloads=payloads,
+                        metas=[meta],
+                        redelivered=[0],
+                    )
+                ]
+            return [envelope(Kind.MSGS, q=queue, ids=[lo], payloads=payloads, metas=[meta])]
+        payloads = run.payload_list()
+        if isinstance(meta, bytes):
+            size = sum(map(len, payloads)) + len(meta) * (hi - lo + 1)
+            metas, index = [meta], None
+        else:
+            aligned = run.meta_list()
+            size = sum(map(len, payloads)) + sum(map(len, aligned))
+            metas, index = shared(aligned)
+        again = list(range(hi - lo + 1)) if run.again else None
+        ids = list(range(lo, hi + 1))
+    else:
+        ids, payloads, aligned, again = [], [], [], []
+        for run in delivered:
+            meta = run.meta
+            if run.lo == run.hi:
+                if run.again:
+                    again.append(len(ids))
+                ids.append(run.lo)
+                payloads.append(run.payloads[run.start])
+                aligned.append(meta if isinstance(meta, bytes) else meta[run.start])
+                continue
+            if run.again:
+                again.extend(range(len(ids), len(ids) + run.hi - run.lo + 1))
+            ids.extend(range(run.lo, run.hi + 1))
+            payloads += run.payload_list()
+            aligned += run.meta_list()
+        size = sum(map(len, payloads)) + sum(map(len, aligned))
+        metas, index = shared(aligned)
+    if size > BATCH_BYTES:
+        rows = [[m.id, m.payload, m.meta, m.redelivered] for r in delivered for m in r.messages()]
+        return [_msgs_rows(queue, batch) for batch in batches(rows)]
+    fields: dict[str, Any] = {}
+    if index is not None:
+        fields["meta"] = index
+    if again:
+        fields["redelivered"] = again
+    return [envelope(Kind.MSGS, q=queue, ids=ids, payloads=payloads, metas=metas, **fields)]
+
+
+def _msgs_rows(queue: str, rows: list[list[Any]]) -> dict[str, Any]:
+    """Deliveries [id, payload, meta, redelivered] as one msgs frame."""
     metas, index = shared([row[2] for row in rows])
     fields: dict[str, Any] = {"meta": index} if index is not None else {}
     again = [i for i, row in enumerate(rows) if row[3]]

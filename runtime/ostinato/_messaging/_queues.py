@@ -1,7 +1,10 @@
 """Queue routing inside the hub: buffers, credit, acknowledgements, drops and redelivery.
 
 Pure bookkeeping, no sockets: the hub feeds it what arrives and sends what it puts in the
-:class:`Outbox`. One thread (the hub's) owns every object here.
+:class:`Outbox`. One thread (the hub's) owns every object here. Messages are kept in runs
+(:class:`Run`): a writer's frame of puts taken in one go is one object in every buffer, in the
+in-flight tables and among the deliveries, and credit, acknowledgements, give-backs and lost
+consumers cut it into pieces, not into a message each.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any, Protocol
 
 from .._model._spec import QueueMode, QueueOnFull, QueueSpec
 
-__all__ = ["Outbox", "QueueCounters", "QueueState", "Store"]
+__all__ = ["Outbox", "QueueCounters", "QueueState", "Run", "Store"]
 
 
 class Store(Protocol):
@@ -28,8 +31,71 @@ class Store(Protocol):
     def commit(self) -> None: ...
 
 
+class Run:
+    """Messages ``lo`` to ``hi`` of a queue (consecutive ids): ``payloads[start:start + n]``
+    of a list the run shares with the other pieces of its put frame, and their metas: one
+    bytes object they all share, or a list parallel to ``payloads``. A run never changes once
+    made (the groups of a broadcast queue hold the same one): a cut makes new runs."""
+
+    __slots__ = ("again", "hi", "lo", "meta", "payloads", "start")
+
+    def __init__(
+        self,
+        lo: int,
+        hi: int,
+        payloads: list[bytes],
+        start: int,
+        meta: bytes | list[bytes],
+        again: bool = False,
+    ) -> None:
+        self.lo = lo
+        self.hi = hi
+        self.payloads = payloads
+        self.start = start
+        self.meta = meta
+        self.again = again  # redelivered: a consumer may have had these messages before
+
+    def piece(self, lo: int, hi: int) -> Run:
+        """Messages ``lo`` to ``hi`` of this run (within it), sharing its lists."""
+        return Run(lo, hi, self.payloads, self.start + lo - self.lo, self.meta, self.again)
+
+    def given_back(self) -> Run:
+        """This run marked redelivered, its lists cut to its own messages (a piece going
+        back to a buffer does not keep the rest of its frame in memory)."""
+        i, j = self.start, self.start + self.hi - self.lo + 1
+        meta = self.meta if isinstance(self.meta, bytes) else self.meta[i:j]
+        return Run(self.lo, self.hi, self.payloads[i:j], 0, meta, True)
+
+    def payload_list(self) -> list[bytes]:
+        """The run's payloads, in order, in a list of their own (one C copy of the pointers:
+        a linked reader gets the list itself, and the run must not share it)."""
+        i = self.start
+        return self.payloads[i : i + self.hi - self.lo + 1]
+
+    def meta_list(self) -> list[bytes]:
+        """Each message's meta, in order."""
+        n = self.hi - self.lo + 1
+        if isinstance(self.meta, bytes):
+            return [self.meta] * n
+        return self.meta[self.start : self.start + n]
+
+    def messages(self) -> list[Message]:
+        """The run a message each (for inspection: the hub never needs them)."""
+        return [
+            Message(i, p, m, self.again)
+            for i, p, m in zip(
+                range(self.lo, self.hi + 1), self.payload_list(), self.meta_list(), strict=True
+            )
+        ]
+
+    def __repr__(self) -> str:
+        return f"Run({self.lo}..{self.hi}{', again' if self.again else ''})"
+
+
 @dataclass(slots=True)
 class Message:
+    """One message of a run, as :attr:`Group.buffer` and :attr:`Consumer.inflight` show it."""
+
     id: int
     payload: bytes
     meta: bytes
@@ -40,7 +106,14 @@ class Message:
 class Consumer:
     identity: bytes
     credit: int = 0
-    inflight: dict[int, Message] = field(default_factory=dict)
+    #: The runs delivered and not yet acknowledged, by their first id.
+    held: dict[int, Run] = field(default_factory=dict)
+    count: int = 0  # messages in ``held``
+
+    @property
+    def inflight(self) -> dict[int, Message]:
+        """The messages held, by id (for inspection)."""
+        return {m.id: m for run in self.held.values() for m in run.messages()}
 
 
 @dataclass(slots=True)
@@ -48,9 +121,16 @@ class Group:
     """Who reads a queue as one: a reading loop (broadcast) or all readers (work)."""
 
     name: str
-    buffer: deque[Message] = field(default_factory=deque)
+    #: The messages waiting for delivery, as runs in order; ``size`` of them in all.
+    runs: deque[Run] = field(default_factory=deque)
+    size: int = 0
     consumers: dict[bytes, Consumer] = field(default_factory=dict)
     turn: int = 0  # round-robin position among consumers
+
+    @property
+    def buffer(self) -> list[Message]:
+        """The messages waiting, in order (for inspection)."""
+        return [m for run in self.runs for m in run.messages()]
 
 
 @dataclass(slots=True)
@@ -71,7 +151,8 @@ class Outbox:
         #: Runs of a writer's puts taken in one go, (queue, lo, hi): one entry per run, not
         #: one per message (never of a durable queue: those are taken one by one).
         self.runs: dict[bytes, list[tuple[str, int, int]]] = defaultdict(list)
-        self.messages: dict[tuple[bytes, str], list[list[Any]]] = defaultdict(list)
+        #: Per consumer and queue, the runs delivered this round, in order.
+        self.deliveries: dict[tuple[bytes, str], list[Run]] = defaultdict(list)
         #: A durable store failed this round: it rolled back the whole open batch, so no
         #: durable put of this round may be acknowledged as stored.
         self.store_failed: str | None = None
@@ -90,16 +171,22 @@ class Outbox:
         """Puts ``lo`` to ``hi`` of ``writer`` accepted."""
         self.runs[writer].append((queue, lo, hi))
 
-    def deliver(self, consumer: bytes, queue: str, msg: Message) -> None:
-        self.messages[(consumer, queue)].append([msg.id, msg.payload, msg.meta, msg.redelivered])
+    @property
+    def messages(self) -> dict[tuple[bytes, str], list[list[Any]]]:
+        """The deliveries a row [id, payload, meta, redelivered] each (for inspection)."""
+        return {
+            key: [[m.id, m.payload, m.meta, m.redelivered] for r in runs for m in r.messages()]
+            for key, runs in self.deliveries.items()
+            if runs
+        }
 
     def __bool__(self) -> bool:
-        return bool(self.acks or self.messages or self.runs)
+        return bool(self.acks or self.deliveries or self.runs)
 
     def clear(self) -> None:
         self.acks.clear()
         self.runs.clear()
-        self.messages.clear()
+        self.deliveries.clear()
         self.store_failed = None
         self.refusals.clear()
 
@@ -129,6 +216,7 @@ class QueueState:
         self.name = spec.name
         names = ["*"] if spec.mode is QueueMode.WORK else list(dict.fromkeys(readers))
         self.groups = {name: Group(name) for name in names}
+        self._groups = list(self.groups.values())
         self.parked: deque[_Parked] = deque()
         self.counters = QueueCounters()
         self.store = store if spec.durable else None
@@ -137,7 +225,9 @@ class QueueState:
             self.next_id = self.store.last_id(self.name) + 1
             for group, msg_id, payload, meta in self.store.pending(self.name):
                 if group in self.groups:  # it may have been delivered before the restart
-                    self.groups[group].buffer.append(Message(msg_id, payload, meta, True))
+                    g = self.groups[group]
+                    g.runs.append(Run(msg_id, msg_id, [payload], 0, meta, True))
+                    g.size += 1
                     self.counters.redelivered += 1
 
     def group_of(self, loop: str) -> Group | None:
@@ -146,31 +236,72 @@ class QueueState:
     @property
     def depth(self) -> int:
         """Messages waiting, in the fullest group (delivered-unacknowledged ones excluded)."""
-        waiting = max((len(g.buffer) for g in self.groups.values()), default=0)
+        waiting = max((g.size for g in self._groups), default=0)
         return waiting + len(self.parked)
 
     def in_flight(self) -> list[int]:
         """Messages delivered and not yet acknowledged, per consumer (any thread: a copy of
         the consumers is taken first, so the hub's thread may change them meanwhile)."""
-        return [
-            len(c.inflight) for g in list(self.groups.values()) for c in list(g.consumers.values())
-        ]
+        return [c.count for g in self._groups for c in list(g.consumers.values())]
 
     # -- writers -------------------------------------------------------------------------------
 
     def put(self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox) -> None:
-        """A lone put: a batch of one (taken at once by ``_take_run`` when there is room)."""
-        self.put_many(writer, [(seq, payload, meta)], out)
+        """A lone put: a run of one."""
+        self.put_run(writer, seq, [payload], [meta], None, out)
+
+    def put_run(
+        self,
+        writer: bytes,
+        first: int,
+        payloads: list[bytes],
+        metas: list[bytes],
+        index: list[int] | None,
+        out: Outbox,
+    ) -> None:
+        """A writer's puts ``first``, ``first + 1``, ... as a frame has them: ``metas`` once
+        each and ``index`` (payload i has ``metas[index[i]]``; None: all have ``metas[0]``,
+        or each its own). When every buffer has room for all of them and none is too large
+        (the common case) they are taken as one :class:`Run`, the frame's own list, and
+        acknowledged as one; otherwise one by one (:meth:`put_many`)."""
+        n = len(payloads)
+        if index is not None:
+            meta: bytes | list[bytes] = [metas[i] for i in index]
+        elif len(metas) == 1:
+            meta = metas[0]
+        else:
+            meta = metas
+        if self.store is None and not self.parked:
+            groups = self._groups
+            if len(groups) == 1:
+                fullest = groups[0].size
+            else:
+                fullest = max((g.size for g in groups), default=0)
+            largest = len(payloads[0]) if n == 1 else max(map(len, payloads))
+            if fullest + n <= self.spec.capacity and largest <= self.spec.max_message_bytes:
+                lo = self.next_id
+                hi = lo + n - 1
+                self.next_id = hi + 1
+                run = Run(lo, hi, payloads, 0, meta)
+                if n == 1:
+                    out.acks[writer].append([self.name, first])
+                else:
+                    out.runs[writer].append((self.name, first, first + n - 1))
+                for g in groups:
+                    g.runs.append(run)
+                    g.size += n
+                self.counters.enqueued += n
+                self._pump(out)
+                return
+        each = [meta] * n if isinstance(meta, bytes) else meta
+        items = [(first + i, p, m) for i, (p, m) in enumerate(zip(payloads, each, strict=True))]
+        self.put_many(writer, items, out)
 
     def put_many(self, writer: bytes, items: Iterable[Sequence[Any]], out: Outbox) -> None:
-        """A writer's batch of ``(seq, payload, meta)``, in order. Delivery runs once for the
-        batch, and before any put that finds a buffer full (so that what credit can take
-        leaves first): the outcome is the same as putting and delivering one by one."""
+        """A writer's batch of ``(seq, payload, meta)``, in order, one by one. Delivery runs
+        once for the batch, and before any put that finds a buffer full (so that what credit
+        can take leaves first): the outcome is the same as putting and delivering one by one."""
         limit = self.spec.max_message_bytes
-        if not isinstance(items, list):
-            items = list(items)
-        if self.store is None and not self.parked and self._take_run(writer, items, out):
-            return
         block = self.spec.on_full is QueueOnFull.BLOCK
         for seq, payload, meta in items:
             if len(payload) > limit:
@@ -194,81 +325,49 @@ class QueueState:
             self.parked.append(_Parked(writer, seq, payload, meta))
         self._pump(out)
 
-    def _take_run(self, writer: bytes, items: list[Sequence[Any]], out: Outbox) -> bool:
-        """A run that every buffer has room for and no message of it too large, taken in at
-        once (the common case; the outcome of putting one by one, without the checks each
-        put needs when a buffer may fill). False, and nothing done, otherwise."""
-        cap, limit = self.spec.capacity, self.spec.max_message_bytes
-        groups = list(self.groups.values())
-        fullest = max((len(g.buffer) for g in groups), default=0)
-        if fullest + len(items) > cap:
-            return False
-        for item in items:
-            if len(item[1]) > limit:
-                return False
-        next_id, name = self.next_id, self.name
-        buffers = [g.buffer for g in groups]
-        lo, hi = items[0][0], items[-1][0]
-        if len(items) > 1 and hi - lo == len(items) - 1:  # consecutive, as a frame's are
-            out.ack_run(writer, name, lo, hi)
-        else:
-            acks = out.acks[writer]
-            for item in items:
-                acks.append([name, item[0]])
-        if len(buffers) == 1:
-            append = buffers[0].append
-            for _seq, payload, meta in items:
-                append(Message(next_id, payload, meta))
-                next_id += 1
-        else:
-            for _seq, payload, meta in items:
-                msg = Message(next_id, payload, meta)
-                next_id += 1
-                for buffer in buffers:
-                    buffer.append(msg)
-        self.next_id = next_id
-        self.counters.enqueued += len(items)
-        self._pump(out)
-        return True
-
     def _full(self) -> bool:
         cap = self.spec.capacity
-        return any(len(g.buffer) >= cap for g in self.groups.values())
+        return any(g.size >= cap for g in self._groups)
 
     def _accept(
         self, writer: bytes, seq: int, payload: bytes, meta: bytes, out: Outbox, full: bool = True
     ) -> None:
         """Into every group's buffer, by the full-buffer policy; ``full=False``: the caller
         knows that no buffer is full (the common case: nothing to drop)."""
-        msg = Message(self.next_id, payload, meta)
+        msg_id = self.next_id
         cap = self.spec.capacity
         if full and self.spec.on_full is QueueOnFull.DROP_NEWEST:
-            into = [g for g in self.groups.values() if len(g.buffer) < cap]
+            into = [g for g in self._groups if g.size < cap]
         else:
-            into = list(self.groups.values())
+            into = self._groups
         if self.store is not None and into:  # on disk first: a failed write takes nothing in
             try:
-                self.store.add(self.name, msg.id, payload, meta, [g.name for g in into])
+                self.store.add(self.name, msg_id, payload, meta, [g.name for g in into])
             except Exception as exc:
                 out.store_failed = f"the hub could not store the message: {exc}"
                 self.counters.refused += 1
                 out.ack(writer, self.name, seq, out.store_failed)
                 return
         self.next_id += 1
-        self.counters.dropped += len(self.groups) - len(into)
+        self.counters.dropped += len(self._groups) - len(into)
+        run = Run(msg_id, msg_id, [payload], 0, meta)
         for group in into:
-            if len(group.buffer) >= cap:  # dropOldest (block never gets here when full)
-                old = group.buffer.popleft()
+            if group.size >= cap:  # dropOldest (block never gets here when full)
+                old = _pop_oldest(group)
                 self.counters.dropped += 1
-                self._store_done(group.name, (old.id,), out)
-            group.buffer.append(msg)
+                self._store_done(group.name, (old,), out)
+            group.runs.append(run)
+            group.size += 1
         self.counters.enqueued += 1
         out.ack(writer, self.name, seq)
 
-    def _store_done(self, group: str, ids: Sequence[int], out: Outbox) -> None:
+    def _store_done(self, group: str, ids: Iterable[int], out: Outbox) -> None:
         """Forget messages on disk; a failure leaves them pending there (delivered again after
         a restart: at least once) and spoils the round's batch."""
-        if self.store is None or not ids:
+        if self.store is None:
+            return
+        ids = list(ids)
+        if not ids:
             return
         try:
             self.store.done(self.name, group, ids)
@@ -278,8 +377,9 @@ class QueueState:
     def _pump(self, out: Outbox) -> None:
         """Deliver what credit allows; let parked puts in as room appears; until neither can."""
         while True:
-            for group in self.groups.values():
-                self._dispatch(group, out)
+            for group in self._groups:
+                if group.size and group.consumers:
+                    self._dispatch(group, out)
             if not self.parked or self._full():
                 return
             p = self.parked.popleft()
@@ -295,22 +395,42 @@ class QueueState:
         entry = group.consumers.get(consumer)
         if entry is None:
             entry = group.consumers[consumer] = Consumer(consumer)
-        entry.credit = max(credit - len(entry.inflight), 0)
+        entry.credit = max(credit - entry.count, 0)
         self._pump(out)
         return None
 
     def acknowledge(self, consumer: bytes, loop: str, ids: Sequence[int], out: Outbox) -> None:
         """The consumer finished with these messages: forget them, and give it that credit."""
+        self.acknowledge_runs(consumer, loop, _ranges(ids), out)
+
+    def acknowledge_runs(
+        self, consumer: bytes, loop: str, runs: Sequence[Sequence[int]], out: Outbox
+    ) -> None:
+        """:meth:`acknowledge` of the ids in runs [lo, hi] (ids the consumer does not hold
+        are ignored; a run costs what the consumer holds, not its length)."""
         group = self.group_of(loop)
-        if group is None:
+        entry = group.consumers.get(consumer) if group is not None else None
+        if group is None or entry is None:
             return
-        entry = group.consumers.get(consumer)
-        if entry is None:
-            return
-        done = [i for i in ids if entry.inflight.pop(i, None) is not None]
-        self.counters.acknowledged += len(done)
-        entry.credit += len(done)  # whatever the store says: the consumer is free again
-        self._store_done(group.name, done, out)
+        held = entry.held
+        if len(runs) == 1:  # one run: most often exactly one delivered run
+            lo, hi = runs[0]
+            run = held.get(lo)
+            if run is not None and run.hi == hi:
+                del held[lo]
+                done = [run]
+            else:
+                done = _take(entry, runs)
+        else:
+            done = _take(entry, runs)
+        n = 0
+        for run in done:
+            n += run.hi - run.lo + 1
+        entry.count -= n
+        self.counters.acknowledged += n
+        entry.credit += n  # whatever the store says: the consumer is free again
+        if self.store is not None:
+            self._store_done(group.name, (i for r in done for i in range(r.lo, r.hi + 1)), out)
         self._pump(out)
 
     def give_back(self, consumer: bytes, loop: str, ids: Sequence[int], out: Outbox) -> None:
@@ -321,34 +441,12 @@ class QueueState:
         entry = group.consumers.get(consumer) if group is not None else None
         if group is None or entry is None:
             return
-        back = [m for m in (entry.inflight.pop(i, None) for i in ids) if m is not None]
-        entry.credit += len(back)
-        for msg in sorted(back, key=lambda m: m.id, reverse=True):
-            msg.redelivered = True
-            group.buffer.appendleft(msg)
-        self.counters.redelivered += len(back)
+        back = _take(entry, _ranges(ids))
+        n = _back(group, back)
+        entry.count -= n
+        entry.credit += n
+        self.counters.redelivered += n
         self._pump(out)
-
-    def acknowledge_runs(
-        self, consumer: bytes, loop: str, runs: Sequence[Sequence[int]], out: Outbox
-    ) -> None:
-        """:meth:`acknowledge` of the ids in runs [lo, hi] (a run longer than what the consumer
-        holds is walked through what it holds: a run costs what it names, not its length)."""
-        group = self.group_of(loop)
-        entry = group.consumers.get(consumer) if group is not None else None
-        if entry is None:
-            return
-        inflight = entry.inflight
-        if len(runs) == 1 and runs[0][0] == runs[0][1]:  # the lone message
-            self.acknowledge(consumer, loop, runs[0][:1], out)
-            return
-        ids: list[int] = []
-        for lo, hi in runs:
-            if hi - lo < len(inflight):
-                ids.extend(range(lo, hi + 1))
-            else:
-                ids.extend(i for i in inflight if lo <= i <= hi)
-        self.acknowledge(consumer, loop, ids, out)
 
     def release(self, consumer: bytes, loop: str, out: Outbox) -> None:
         """A paused consumer (it has acknowledged all it took) gives back what it holds, to the
@@ -358,53 +456,138 @@ class QueueState:
         if group is None or entry is None:
             return
         entry.credit = 0
-        back = list(entry.inflight.values())
-        entry.inflight.clear()
-        for msg in sorted(back, key=lambda m: m.id, reverse=True):
-            msg.redelivered = True
-            group.buffer.appendleft(msg)
-        self.counters.redelivered += len(back)
+        back = list(entry.held.values())
+        entry.held.clear()
+        entry.count = 0
+        self.counters.redelivered += _back(group, back)
         self._pump(out)
 
     def lost(self, consumer: bytes, out: Outbox) -> int:
         """A consumer is gone: its unacknowledged messages go back for others. Returns how many."""
         back = 0
-        for group in self.groups.values():
+        for group in self._groups:
             entry = group.consumers.pop(consumer, None)
-            if entry is None or not entry.inflight:
+            if entry is None or not entry.held:
                 continue
-            returned = sorted(entry.inflight.values(), key=lambda m: m.id, reverse=True)
-            for msg in returned:
-                msg.redelivered = True
-                group.buffer.appendleft(msg)
-            back += len(returned)
+            back += _back(group, list(entry.held.values()))
         self.counters.redelivered += back
         self._pump(out)
         return back
 
     def _dispatch(self, group: Group, out: Outbox) -> None:
-        if not group.buffer or not group.consumers:
-            return
+        """Deliver from the group's buffer what its consumers' credit takes: one consumer with
+        credit takes a run of messages (whole runs, the last one cut at the credit); several
+        take one message each in turn."""
         ready = [c for c in group.consumers.values() if c.credit > 0]
-        if len(ready) == 1:  # one consumer with credit: a run of messages at once
-            consumer = ready[0]
-            take = min(consumer.credit, len(group.buffer))
-            popleft, inflight = group.buffer.popleft, consumer.inflight
-            rows = out.messages[(consumer.identity, self.name)]
-            for _ in range(take):
-                msg = popleft()
-                inflight[msg.id] = msg
-                rows.append([msg.id, msg.payload, msg.meta, msg.redelivered])
-            consumer.credit -= take
-            self.counters.delivered += take
+        if len(ready) == 1:
+            self._deliver(group, ready[0], out)
             return
-        while group.buffer and ready:
+        runs, counters = group.runs, self.counters
+        while group.size and ready:
+            if len(ready) == 1:  # one left with credit: the rest of its share at once
+                self._deliver(group, ready[0], out)
+                group.turn = 0
+                return
             group.turn = (group.turn + 1) % len(ready)
             consumer = ready[group.turn]
-            msg = group.buffer.popleft()
+            run = runs[0]
+            if run.lo == run.hi:
+                runs.popleft()
+            else:
+                runs[0] = run.piece(run.lo + 1, run.hi)
+                run = run.piece(run.lo, run.lo)
+            group.size -= 1
             consumer.credit -= 1
-            consumer.inflight[msg.id] = msg
-            self.counters.delivered += 1
-            out.deliver(consumer.identity, self.name, msg)
+            consumer.held[run.lo] = run
+            consumer.count += 1
+            counters.delivered += 1
+            out.deliveries[(consumer.identity, self.name)].append(run)
             if consumer.credit == 0:
                 ready.remove(consumer)
+
+    def _deliver(self, group: Group, consumer: Consumer, out: Outbox) -> None:
+        """As much of the front of the buffer as ``consumer``'s credit takes, to it."""
+        left = take = min(consumer.credit, group.size)
+        runs, held = group.runs, consumer.held
+        rows = out.deliveries[(consumer.identity, self.name)]
+        while left:
+            run = runs.popleft()
+            n = run.hi - run.lo + 1
+            if n > left:  # credit runs out inside this run: the rest stays first in line
+                runs.appendleft(run.piece(run.lo + left, run.hi))
+                run = run.piece(run.lo, run.lo + left - 1)
+                n = left
+            held[run.lo] = run
+            rows.append(run)
+            left -= n
+        group.size -= take
+        consumer.credit -= take
+        consumer.count += take
+        self.counters.delivered += take
+
+
+def _pop_oldest(group: Group) -> int:
+    """Drop the group's oldest waiting message; its id."""
+    run = group.runs[0]
+    if run.lo == run.hi:
+        group.runs.popleft()
+    else:
+        group.runs[0] = run.piece(run.lo + 1, run.hi)
+    group.size -= 1
+    return run.lo
+
+
+def _take(entry: Consumer, ranges: Sequence[Sequence[int]]) -> list[Run]:
+    """Take the messages of runs [lo, hi] that ``entry`` holds out of its table: the pieces
+    taken (``entry.count`` is the caller's to lower). A run held whole is looked up by its
+    first id; a range that starts elsewhere walks the runs held, not the numbers it names."""
+    held = entry.held
+    taken: list[Run] = []
+    for lo, hi in ranges:
+        while lo <= hi:
+            run = held.get(lo)
+            if run is None:  # lo is inside a run held, or not held: look at every run
+                for r in [r for r in held.values() if r.lo <= hi and r.hi >= lo]:
+                    del held[r.lo]
+                    a, b = max(lo, r.lo), min(hi, r.hi)
+                    if r.lo < a:
+                        held[r.lo] = r.piece(r.lo, a - 1)
+                    if b < r.hi:
+                        held[b + 1] = r.piece(b + 1, r.hi)
+                    taken.append(r if a == r.lo and b == r.hi else r.piece(a, b))
+                break
+            del held[lo]
+            if run.hi <= hi:
+                taken.append(run)
+            else:  # the range ends inside the run: the rest stays held
+                held[hi + 1] = run.piece(hi + 1, run.hi)
+                taken.append(run.piece(lo, hi))
+            lo = run.hi + 1
+    return taken
+
+
+def _back(group: Group, runs: list[Run]) -> int:
+    """Runs to the front of the group's buffer, in id order, marked redelivered; how many
+    messages."""
+    runs.sort(key=_first)
+    n = 0
+    for run in reversed(runs):
+        group.runs.appendleft(run.given_back())
+        n += run.hi - run.lo + 1
+    group.size += n
+    return n
+
+
+def _first(run: Run) -> int:
+    return run.lo
+
+
+def _ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Ids as runs (lo, hi) of consecutive ones, ascending, each id once."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(set(ids)):
+        if out and i == out[-1][1] + 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out

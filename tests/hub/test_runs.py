@@ -1,0 +1,257 @@
+"""A writer's run of puts kept as one object in the hub (docs/messaging.md, "Batches"): credit,
+acknowledgements, give-backs, pauses and lost consumers cut it into pieces, and every message
+still goes out once, in order, with its own id, payload, meta and redelivered flag. QueueState
+and the hub's frame encoder without sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ostinato._messaging._hub import _msgs
+from ostinato._messaging._queues import Outbox, QueueState, Run
+from ostinato._messaging._wire import BATCH_BYTES, TO_HUB, pack, parse
+from ostinato._model._spec import QueueSpec
+
+W = b"writer"
+A = b"consumer-a"
+B = b"consumer-b"
+
+
+def spec(**settings: Any) -> QueueSpec:
+    return QueueSpec.model_validate({"name": "q", **settings})
+
+
+def frame(n: int, first: int = 1) -> tuple[list[bytes], list[bytes]]:
+    """A put frame's payloads (p<seq>) and its one meta."""
+    return [b"p%d" % s for s in range(first, first + n)], [b"meta"]
+
+
+def ids(out: Outbox, consumer: bytes) -> list[int]:
+    return [row[0] for row in out.messages.get((consumer, "q"), [])]
+
+
+def flags(out: Outbox, consumer: bytes) -> list[bool]:
+    return [row[3] for row in out.messages.get((consumer, "q"), [])]
+
+
+def held(q: QueueState, group: str, consumer: bytes) -> list[int]:
+    return sorted(q.groups[group].consumers[consumer].inflight)
+
+
+def buffered(q: QueueState, group: str) -> list[int]:
+    return [m.id for m in q.groups[group].buffer]
+
+
+def test_a_run_is_one_object_in_the_buffer_and_among_the_deliveries() -> None:
+    out = Outbox()
+    q = QueueState(spec(), ["r"])
+    payloads, metas = frame(64)
+    q.put_run(W, 1, payloads, metas, None, out)
+    assert out.runs[W] == [("q", 1, 64)]  # acknowledged as one run
+    assert len(q.groups["r"].runs) == 1
+    assert q.groups["r"].runs[0].payloads is payloads  # the frame's own list, not a copy
+    q.subscribe(A, "r", 100, out)
+    [delivered] = out.deliveries[(A, "q")]
+    assert (delivered.lo, delivered.hi) == (1, 64)
+    assert list(q.groups["r"].consumers[A].held) == [1]
+    assert q.in_flight() == [64]
+    assert q.counters.delivered == 64
+
+
+def test_a_run_split_by_credit_goes_out_in_pieces_in_order() -> None:
+    out = Outbox()
+    q = QueueState(spec(), ["r"])
+    q.subscribe(A, "r", 3, out)
+    q.put_run(W, 1, *frame(10), None, out)
+    assert ids(out, A) == [1, 2, 3]
+    assert buffered(q, "r") == list(range(4, 11))
+    assert q.depth == 7
+    for lo in (4, 7):
+        out.clear()
+        q.acknowledge_runs(A, "r", [[lo - 3, lo - 1]], out)
+        assert ids(out, A) == [lo, lo + 1, lo + 2]
+    out.clear()
+    q.acknowledge_runs(A, "r", [[7, 9]], out)
+    assert ids(out, A) == [10]
+    assert [row[1] for row in out.messages[(A, "q")]] == [b"p10"]
+    q.acknowledge_runs(A, "r", [[10, 10]], out)
+    assert q.counters.acknowledged == 10
+    assert q.in_flight() == [0]
+    assert q.depth == 0
+
+
+def test_a_partial_acknowledgement_of_a_run_frees_that_much_credit_and_keeps_the_rest() -> None:
+    out = Outbox()
+    q = QueueState(spec(), ["r"])
+    q.subscribe(A, "r", 10, out)
+    q.put_run(W, 1, *frame(14), None, out)
+    assert ids(out, A) == list(range(1, 11))
+    out.clear()
+    q.acknowledge_runs(A, "r", [[3, 5]], out)  # the middle of the run
+    assert q.counters.acknowledged == 3
+    assert ids(out, A) == [11, 12, 13]  # the credit it freed
+    assert held(q, "r", A) == [1, 2, 6, 7, 8, 9, 10, 11, 12, 13]
+    out.clear()
+    # Its head, ids not held (again, and past the end), and the run's tail across two pieces.
+    q.acknowledge_runs(A, "r", [[1, 1], [3, 4], [9, 12], [20, 30]], out)
+    assert q.counters.acknowledged == 3 + 5
+    assert held(q, "r", A) == [2, 6, 7, 8, 13, 14]  # 14: the one left, for the credit freed
+    assert ids(out, A) == [14]
+    q.acknowledge(A, "r", [13, 2, 8, 7, 6, 6, 14], out)
+    assert q.counters.acknowledged == 14
+    assert held(q, "r", A) == []
+    assert q.in_flight() == [0]
+
+
+def test_giving_back_part_of_a_run_redelivers_that_part_first_flagged() -> None:
+    out = Outbox()
+    q = QueueState(spec(mode="work"), ["w"])
+    q.subscribe(A, "w", 8, out)
+    q.put_run(W, 1, *frame(12), None, out)
+    assert ids(out, A) == list(range(1, 9))
+    out.clear()
+    q.give_back(A, "w", [7, 3, 4, 99], out)  # 99: not held, ignored
+    # A has that credit back at once and is the only consumer: the given-back go first.
+    assert ids(out, A) == [3, 4, 7]
+    assert flags(out, A) == [True, True, True]
+    assert [row[1] for row in out.messages[(A, "q")]] == [b"p3", b"p4", b"p7"]
+    assert q.counters.redelivered == 3
+    assert held(q, "*", A) == list(range(1, 9))
+    assert buffered(q, "*") == [9, 10, 11, 12]
+    out.clear()
+    q.acknowledge_runs(A, "w", [[1, 8]], out)
+    assert ids(out, A) == [9, 10, 11, 12]
+    assert flags(out, A) == [False] * 4
+    assert q.counters.acknowledged == 8
+
+
+def test_a_lost_consumer_holding_part_of_a_run_gives_that_part_to_another() -> None:
+    out = Outbox()
+    q = QueueState(spec(mode="work"), ["w"])
+    q.subscribe(A, "w", 10, out)
+    q.put_run(W, 1, *frame(12), None, out)
+    q.acknowledge_runs(A, "w", [[1, 4]], out)  # A holds 5..12 of the run (a piece)
+    assert held(q, "*", A) == list(range(5, 13))
+    out.clear()
+    assert q.lost(A, out) == 8
+    assert buffered(q, "*") == list(range(5, 13))
+    assert all(m.redelivered for m in q.groups["*"].buffer)
+    q.subscribe(B, "w", 5, out)
+    assert ids(out, B) == [5, 6, 7, 8, 9]
+    assert flags(out, B) == [True] * 5
+    assert [row[1] for row in out.messages[(B, "q")]] == [b"p%d" % i for i in range(5, 10)]
+    assert q.counters.redelivered == 8
+    # Acknowledgements of the lost consumer count for nothing.
+    q.acknowledge_runs(A, "w", [[5, 12]], out)
+    assert q.counters.acknowledged == 4
+
+
+def test_a_released_piece_comes_back_in_order_before_the_rest_of_its_run() -> None:
+    out = Outbox()
+    q = QueueState(spec(), ["r"])
+    q.subscribe(A, "r", 6, out)
+    q.put_run(W, 1, *frame(10), None, out)
+    q.acknowledge_runs(A, "r", [[1, 2]], out)  # 3..8 held, 9 and 10 waiting
+    out.clear()
+    q.release(A, "r", out)
+    assert buffered(q, "r") == list(range(3, 11))
+    assert [m.redelivered for m in q.groups["r"].buffer] == [True] * 6 + [False] * 2
+    assert q.counters.redelivered == 6
+    assert not out.messages  # released: no credit until it subscribes again
+    q.subscribe(A, "r", 100, out)
+    assert ids(out, A) == list(range(3, 11))
+
+
+def test_a_piece_given_back_in_one_reading_loop_is_not_flagged_in_another() -> None:
+    out = Outbox()
+    q = QueueState(spec(mode="broadcast"), ["r1", "r2"])
+    q.subscribe(A, "r1", 4, out)
+    q.put_run(W, 1, *frame(4), None, out)
+    assert q.groups["r1"].consumers[A].held[1] is q.groups["r2"].runs[0]  # one run for both
+    q.give_back(A, "r1", [2, 3], out)
+    out.clear()
+    q.subscribe(B, "r2", 10, out)
+    assert ids(out, B) == [1, 2, 3, 4]
+    assert flags(out, B) == [False] * 4
+
+
+def test_two_consumers_with_credit_take_one_message_of_a_run_each_in_turn() -> None:
+    out = Outbox()
+    q = QueueState(spec(mode="work"), ["w"])
+    q.subscribe(A, "w", 2, out)
+    q.subscribe(B, "w", 5, out)
+    q.put_run(W, 1, *frame(8), None, out)
+    a, b = ids(out, A), ids(out, B)
+    assert len(a) == 2
+    assert len(b) == 5
+    assert sorted(a + b) == list(range(1, 8))
+    assert {tuple(sorted(pair)) for pair in zip(a, b[:2], strict=True)} == {(1, 2), (3, 4)}
+    assert b[2:] == [5, 6, 7]  # A out of credit: B takes the rest of its share at once
+    assert buffered(q, "*") == [8]
+
+
+def test_a_run_with_a_meta_each_or_indexed_metas_keeps_each_message_s_meta() -> None:
+    out = Outbox()
+    q = QueueState(spec(), ["r"])
+    q.subscribe(A, "r", 3, out)
+    q.put_run(W, 1, [b"a", b"b", b"c", b"d"], [b"m1", b"m2", b"m3", b"m4"], None, out)
+    q.put_run(W, 5, [b"e", b"f", b"g"], [b"x", b"y"], [1, 0, 1], out)
+    assert [row[2] for row in out.messages[(A, "q")]] == [b"m1", b"m2", b"m3"]
+    q.subscribe(A, "r", 100, out)
+    rows = out.messages[(A, "q")]
+    assert [row[0] for row in rows] == list(range(1, 8))
+    assert [row[1] for row in rows] == [b"a", b"b", b"c", b"d", b"e", b"f", b"g"]
+    assert [row[2] for row in rows] == [b"m1", b"m2", b"m3", b"m4", b"y", b"x", b"y"]
+
+
+def test_runs_too_full_or_too_large_for_one_go_are_taken_one_by_one_as_before() -> None:
+    out = Outbox()
+    q = QueueState(spec(capacity=3, onFull="dropOldest", maxMessageBytes=5), ["r"])
+    q.put_run(W, 1, [b"1", b"too-large", b"3", b"4", b"5"], [b""], None, out)
+    assert out.acks[W][1][:2] == ["q", 2]
+    assert "maxMessageBytes" in out.acks[W][1][2]
+    assert [a[1] for a in out.acks[W] if len(a) == 2] == [1, 3, 4, 5]
+    assert buffered(q, "r") == [2, 3, 4]  # ids of the accepted; the oldest one dropped
+    assert q.counters.dropped == 1
+
+
+# -- the frames of a round's deliveries --------------------------------------------------------
+
+
+def decoded(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The hub's messages as a reader's socket gets them: packed, then parsed."""
+    return [parse(pack(m)) for m in messages if m["t"] not in TO_HUB]
+
+
+def test_deliveries_of_several_runs_are_one_frame_with_metas_once_and_flags_by_position() -> None:
+    one, each = b"one", [b"e1", b"e2", b"e3"]
+    runs = [
+        Run(1, 3, [b"a", b"b", b"c", b"d"], 1, one),  # a piece: b, c, d
+        Run(9, 9, [b"x"], 0, each, True),  # a lone message, redelivered, meta e1
+        Run(10, 11, [b"y", b"z", b"w"], 1, each, True),  # z, w with e2, e3
+    ]
+    [msg] = decoded(_msgs("q", runs))
+    assert msg["ids"] == [1, 2, 3, 9, 10, 11]
+    assert msg["payloads"] == [b"b", b"c", b"d", b"x", b"z", b"w"]
+    assert [msg["metas"][i] for i in msg["meta"]] == [one] * 3 + [b"e1", b"e2", b"e3"]
+    assert msg["redelivered"] == [3, 4, 5]
+    [whole] = decoded(_msgs("q", [Run(5, 8, [b"1", b"2", b"3", b"4"], 0, one, True)]))
+    assert whole["ids"] == [5, 6, 7, 8]
+    assert whole["metas"] == [one]
+    assert "meta" not in whole
+    assert whole["redelivered"] == [0, 1, 2, 3]
+    [lone] = decoded(_msgs("q", [Run(4, 4, [b"p", b"q"], 1, [b"m", b"n"])]))
+    assert (lone["ids"], lone["payloads"], lone["metas"]) == ([4], [b"q"], [b"n"])
+    assert "redelivered" not in lone
+
+
+def test_a_run_larger_than_batch_bytes_goes_out_in_several_frames() -> None:
+    payload = b"x" * (BATCH_BYTES // 3)
+    runs = [Run(1, 7, [payload] * 7, 0, b"m"), Run(8, 8, [b"small"], 0, [b"m2"], True)]
+    frames = _msgs("q", runs)
+    msgs = decoded(frames)
+    assert len(msgs) > 1
+    assert [i for m in msgs for i in m["ids"]] == list(range(1, 9))
+    for m in msgs:
+        assert sum(map(len, m["payloads"])) <= BATCH_BYTES
+    assert msgs[-1]["redelivered"] == [len(msgs[-1]["ids"]) - 1]
