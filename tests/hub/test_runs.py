@@ -226,28 +226,31 @@ def decoded(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_deliveries_of_several_runs_are_one_frame_with_metas_once_and_flags_by_position() -> None:
     one, each = b"one", [b"e1", b"e2", b"e3"]
     runs = [
-        Run(1, 3, [b"a", b"b", b"c", b"d"], 1, one),  # a piece: b, c, d
-        Run(9, 9, [b"x"], 0, each, True),  # a lone message, redelivered, meta e1
-        Run(10, 11, [b"y", b"z", b"w"], 1, each, True),  # z, w with e2, e3
+        Run(1, 3, [b"a", b"b", b"c", b"d"], 1, one, 7),  # a piece: b, c, d
+        Run(9, 9, [b"x"], 0, each, 3, True),  # a lone message, redelivered, meta e1
+        Run(10, 11, [b"y", b"z", b"w"], 1, each, 7, True),  # z, w with e2, e3
     ]
     [msg] = decoded(_msgs("q", runs))
     assert msg["ids"] == [1, 2, 3, 9, 10, 11]
     assert msg["payloads"] == [b"b", b"c", b"d", b"x", b"z", b"w"]
     assert [msg["metas"][i] for i in msg["meta"]] == [one] * 3 + [b"e1", b"e2", b"e3"]
     assert msg["redelivered"] == [3, 4, 5]
-    [whole] = decoded(_msgs("q", [Run(5, 8, [b"1", b"2", b"3", b"4"], 0, one, True)]))
+    [whole] = decoded(_msgs("q", [Run(5, 8, [b"1", b"2", b"3", b"4"], 0, one, 16, True)]))
     assert whole["ids"] == [5, 6, 7, 8]
     assert whole["metas"] == [one]
     assert "meta" not in whole
     assert whole["redelivered"] == [0, 1, 2, 3]
-    [lone] = decoded(_msgs("q", [Run(4, 4, [b"p", b"q"], 1, [b"m", b"n"])]))
+    [lone] = decoded(_msgs("q", [Run(4, 4, [b"p", b"q"], 1, [b"m", b"n"], 2)]))
     assert (lone["ids"], lone["payloads"], lone["metas"]) == ([4], [b"q"], [b"n"])
     assert "redelivered" not in lone
 
 
 def test_a_run_larger_than_batch_bytes_goes_out_in_several_frames() -> None:
     payload = b"x" * (BATCH_BYTES // 3)
-    runs = [Run(1, 7, [payload] * 7, 0, b"m"), Run(8, 8, [b"small"], 0, [b"m2"], True)]
+    runs = [
+        Run(1, 7, [payload] * 7, 0, b"m", 7 * (len(payload) + 1)),
+        Run(8, 8, [b"small"], 0, [b"m2"], 7, True),
+    ]
     frames = _msgs("q", runs)
     msgs = decoded(frames)
     assert len(msgs) > 1

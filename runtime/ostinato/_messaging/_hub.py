@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -605,18 +605,18 @@ def _msgs(queue: str, delivered: list[Run]) -> list[dict[str, Any]]:
             return [envelope(Kind.MSGS, q=queue, ids=[lo], payloads=payloads, metas=[meta])]
         payloads = run.payload_list()
         if isinstance(meta, bytes):
-            size = sum(map(len, payloads)) + len(meta) * (hi - lo + 1)
             metas, index = [meta], None
         else:
-            aligned = run.meta_list()
-            size = sum(map(len, payloads)) + sum(map(len, aligned))
-            metas, index = shared(aligned)
+            metas, index = shared(run.meta_list())
         again = list(range(hi - lo + 1)) if run.again else None
         ids = list(range(lo, hi + 1))
+        size = run.size
     else:
         ids, payloads, aligned, again = [], [], [], []
+        size = 0
         for run in delivered:
             meta = run.meta
+            size += run.size
             if run.lo == run.hi:
                 if run.again:
                     again.append(len(ids))
@@ -629,9 +629,9 @@ def _msgs(queue: str, delivered: list[Run]) -> list[dict[str, Any]]:
             ids.extend(range(run.lo, run.hi + 1))
             payloads += run.payload_list()
             aligned += run.meta_list()
-        size = sum(map(len, payloads)) + sum(map(len, aligned))
         metas, index = shared(aligned)
-    if size > BATCH_BYTES:
+    # size is the runs' whole sizes: only a delivery that may not fit is measured.
+    if size > BATCH_BYTES and sum(map(len, payloads)) + sum(map(len, metas)) > BATCH_BYTES:
         rows = [[m.id, m.payload, m.meta, m.redelivered] for r in delivered for m in r.messages()]
         return [_msgs_rows(queue, batch) for batch in batches(rows)]
     fields: dict[str, Any] = {}
@@ -661,14 +661,14 @@ def _msgs_rows(queue: str, rows: list[list[Any]]) -> dict[str, Any]:
 
 def _acks(
     items: list[list[Any]], taken: Sequence[tuple[str, int, int]] = ()
-) -> Iterator[dict[str, Any]]:
+) -> list[dict[str, Any]]:
     """A writer's acknowledgements [queue, seq], refusals [queue, seq, error] and runs taken
     in one go (queue, lo, hi), an acks frame per queue: the accepted as runs, the refused one
     by one."""
     if not taken and len(items) == 1 and len(items[0]) == 2:  # the lone message's
         queue, seq = items[0]
-        yield envelope(Kind.ACKS, q=queue, runs=[[seq, seq]])
-        return
+        return [envelope(Kind.ACKS, q=queue, runs=[[seq, seq]])]
+    frames = []
     accepted: dict[str, list[int]] = {}
     refused: dict[str, list[list[Any]]] = {}
     for item in items:
@@ -686,7 +686,8 @@ def _acks(
         found = runs(accepted.get(queue, ()))
         if queue in whole:
             found = _merged(found + whole[queue])
-        yield envelope(Kind.ACKS, q=queue, runs=found, **fields)
+        frames.append(envelope(Kind.ACKS, q=queue, runs=found, **fields))
+    return frames
 
 
 def _merged(pairs: list[list[int]]) -> list[list[int]]:

@@ -35,9 +35,11 @@ class Run:
     """Messages ``lo`` to ``hi`` of a queue (consecutive ids): ``payloads[start:start + n]``
     of a list the run shares with the other pieces of its put frame, and their metas: one
     bytes object they all share, or a list parallel to ``payloads``. A run never changes once
-    made (the groups of a broadcast queue hold the same one): a cut makes new runs."""
+    made (the groups of a broadcast queue hold the same one): a cut makes new runs. ``size``
+    is at least its payloads' and metas' bytes (a piece keeps the size of its whole run), so
+    that a delivery is seen to fit in a frame without measuring it again."""
 
-    __slots__ = ("again", "hi", "lo", "meta", "payloads", "start")
+    __slots__ = ("again", "hi", "lo", "meta", "payloads", "size", "start")
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class Run:
         payloads: list[bytes],
         start: int,
         meta: bytes | list[bytes],
+        size: int,
         again: bool = False,
     ) -> None:
         self.lo = lo
@@ -53,18 +56,20 @@ class Run:
         self.payloads = payloads
         self.start = start
         self.meta = meta
+        self.size = size
         self.again = again  # redelivered: a consumer may have had these messages before
 
     def piece(self, lo: int, hi: int) -> Run:
         """Messages ``lo`` to ``hi`` of this run (within it), sharing its lists."""
-        return Run(lo, hi, self.payloads, self.start + lo - self.lo, self.meta, self.again)
+        start = self.start + lo - self.lo
+        return Run(lo, hi, self.payloads, start, self.meta, self.size, self.again)
 
     def given_back(self) -> Run:
         """This run marked redelivered, its lists cut to its own messages (a piece going
         back to a buffer does not keep the rest of its frame in memory)."""
         i, j = self.start, self.start + self.hi - self.lo + 1
         meta = self.meta if isinstance(self.meta, bytes) else self.meta[i:j]
-        return Run(self.lo, self.hi, self.payloads[i:j], 0, meta, True)
+        return Run(self.lo, self.hi, self.payloads[i:j], 0, meta, self.size, True)
 
     def payload_list(self) -> list[bytes]:
         """The run's payloads, in order, in a list of their own (one C copy of the pointers:
@@ -226,7 +231,9 @@ class QueueState:
             for group, msg_id, payload, meta in self.store.pending(self.name):
                 if group in self.groups:  # it may have been delivered before the restart
                     g = self.groups[group]
-                    g.runs.append(Run(msg_id, msg_id, [payload], 0, meta, True))
+                    g.runs.append(
+                        Run(msg_id, msg_id, [payload], 0, meta, len(payload) + len(meta), True)
+                    )
                     g.size += 1
                     self.counters.redelivered += 1
 
@@ -277,12 +284,17 @@ class QueueState:
                 fullest = groups[0].size
             else:
                 fullest = max((g.size for g in groups), default=0)
-            largest = len(payloads[0]) if n == 1 else max(map(len, payloads))
-            if fullest + n <= self.spec.capacity and largest <= self.spec.max_message_bytes:
+            # The payloads' bytes: measured once, for the size limit and for the frames out.
+            size = len(payloads[0]) if n == 1 else sum(map(len, payloads))
+            limit = self.spec.max_message_bytes
+            if fullest + n <= self.spec.capacity and (
+                size <= limit or max(map(len, payloads)) <= limit
+            ):
+                size += len(meta) * n if isinstance(meta, bytes) else sum(map(len, meta))
                 lo = self.next_id
                 hi = lo + n - 1
                 self.next_id = hi + 1
-                run = Run(lo, hi, payloads, 0, meta)
+                run = Run(lo, hi, payloads, 0, meta, size)
                 if n == 1:
                     out.acks[writer].append([self.name, first])
                 else:
@@ -291,7 +303,9 @@ class QueueState:
                     g.runs.append(run)
                     g.size += n
                 self.counters.enqueued += n
-                self._pump(out)
+                for g in groups:  # what _pump does, nothing being parked
+                    if g.consumers:
+                        self._dispatch(g, out)
                 return
         each = [meta] * n if isinstance(meta, bytes) else meta
         items = [(first + i, p, m) for i, (p, m) in enumerate(zip(payloads, each, strict=True))]
@@ -350,7 +364,7 @@ class QueueState:
                 return
         self.next_id += 1
         self.counters.dropped += len(self._groups) - len(into)
-        run = Run(msg_id, msg_id, [payload], 0, meta)
+        run = Run(msg_id, msg_id, [payload], 0, meta, len(payload) + len(meta))
         for group in into:
             if group.size >= cap:  # dropOldest (block never gets here when full)
                 old = _pop_oldest(group)
@@ -478,7 +492,13 @@ class QueueState:
         """Deliver from the group's buffer what its consumers' credit takes: one consumer with
         credit takes a run of messages (whole runs, the last one cut at the credit); several
         take one message each in turn."""
-        ready = [c for c in group.consumers.values() if c.credit > 0]
+        consumers = group.consumers
+        if len(consumers) == 1:  # the common case: one reader replica
+            for consumer in consumers.values():
+                if consumer.credit > 0:
+                    self._deliver(group, consumer, out)
+            return
+        ready = [c for c in consumers.values() if c.credit > 0]
         if len(ready) == 1:
             self._deliver(group, ready[0], out)
             return
