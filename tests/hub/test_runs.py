@@ -258,3 +258,27 @@ def test_a_run_larger_than_batch_bytes_goes_out_in_several_frames() -> None:
     for m in msgs:
         assert sum(map(len, m["payloads"])) <= BATCH_BYTES
     assert msgs[-1]["redelivered"] == [len(msgs[-1]["ids"]) - 1]
+
+
+def test_metas_go_out_as_the_writer_sent_them_one_each_shared_or_indexed() -> None:
+    a, b = b"meta-a", b"meta-b"
+    q = QueueState(spec(), ["r"])
+    out = Outbox()
+    q.put_run(W, 1, [b"1", b"2", b"3"], [b"x", b"y", b"z"], None, out)  # one each
+    q.put_run(W, 4, [b"4", b"5", b"6", b"7"], [a, b], [0, 1, 1, 0], out)  # indexed
+    one_each, indexed = q.groups["r"].runs
+    [msg] = decoded(_msgs("q", [one_each]))
+    assert (msg["metas"], "meta" in msg) == ([b"x", b"y", b"z"], False)
+    [msg] = decoded(_msgs("q", [indexed.piece(5, 7)]))
+    assert msg["payloads"] == [b"5", b"6", b"7"]
+    assert [msg["metas"][i] for i in msg["meta"]] == [b, b, a]
+    assert len(msg["metas"]) == 2  # each once
+    # Lone runs that share a meta object send it once; with the others, each where it was.
+    lone = Run(8, 8, [b"8"], 0, a, 7)
+    [msg] = decoded(_msgs("q", [lone, Run(9, 9, [b"9"], 0, a, 7)]))
+    assert (msg["metas"], "meta" in msg) == ([a], False)
+    [msg] = decoded(_msgs("q", [one_each, indexed, lone]))
+    assert msg["ids"] == list(range(1, 9))
+    metas = [msg["metas"][i] for i in msg["meta"]]
+    assert metas == [b"x", b"y", b"z", a, b, b, a, a]
+    assert len(msg["metas"]) == 5

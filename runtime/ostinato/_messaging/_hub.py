@@ -604,32 +604,52 @@ def _msgs(queue: str, delivered: list[Run]) -> list[dict[str, Any]]:
                 ]
             return [envelope(Kind.MSGS, q=queue, ids=[lo], payloads=payloads, metas=[meta])]
         payloads = run.payload_list()
+        index: list[int] | None = None
         if isinstance(meta, bytes):
-            metas, index = [meta], None
+            metas = [meta]
+        elif type(meta) is list:  # one each, as the writer sent them
+            metas = meta[run.start : run.start + hi - lo + 1]
         else:
             metas, index = shared(run.meta_list())
         again = list(range(hi - lo + 1)) if run.again else None
         ids = list(range(lo, hi + 1))
         size = run.size
     else:
-        ids, payloads, aligned, again = [], [], [], []
+        ids, payloads, metas, again = [], [], [], []
+        index = []
         size = 0
+        seen: dict[int, int] = {}  # id() of a meta sent in metas -> its index
         for run in delivered:
-            meta = run.meta
+            meta, lo, n = run.meta, len(ids), run.hi - run.lo + 1
             size += run.size
-            if run.lo == run.hi:
-                if run.again:
-                    again.append(len(ids))
+            if run.again:
+                again.extend(range(lo, lo + n))
+            if n == 1:
                 ids.append(run.lo)
                 payloads.append(run.payloads[run.start])
-                aligned.append(meta if isinstance(meta, bytes) else meta[run.start])
-                continue
-            if run.again:
-                again.extend(range(len(ids), len(ids) + run.hi - run.lo + 1))
-            ids.extend(range(run.lo, run.hi + 1))
-            payloads += run.payload_list()
-            aligned += run.meta_list()
-        metas, index = shared(aligned)
+            else:
+                ids.extend(range(run.lo, run.hi + 1))
+                payloads += run.payload_list()
+            if isinstance(meta, bytes) or n == 1:
+                if not isinstance(meta, bytes):
+                    meta = meta[run.start]
+                k = seen.get(id(meta))
+                if k is None:
+                    k = seen[id(meta)] = len(metas)
+                    metas.append(meta)
+                index += [k] * n
+            elif type(meta) is list:  # one each
+                index.extend(range(len(metas), len(metas) + n))
+                metas += meta[run.start : run.start + n]
+            else:
+                for one in run.meta_list():
+                    k = seen.get(id(one))
+                    if k is None:
+                        k = seen[id(one)] = len(metas)
+                        metas.append(one)
+                    index.append(k)
+        if len(metas) == 1 or len(metas) == len(ids):  # all share one, or one each in order
+            index = None
     # size is the runs' whole sizes: only a delivery that may not fit is measured.
     if size > BATCH_BYTES and sum(map(len, payloads)) + sum(map(len, metas)) > BATCH_BYTES:
         rows = [[m.id, m.payload, m.meta, m.redelivered] for r in delivered for m in r.messages()]

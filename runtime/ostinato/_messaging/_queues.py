@@ -12,11 +12,17 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 from .._model._spec import QueueMode, QueueOnFull, QueueSpec
 
-__all__ = ["Outbox", "QueueCounters", "QueueState", "Run", "Store"]
+__all__ = ["Metas", "Outbox", "QueueCounters", "QueueState", "Run", "Store"]
+
+#: The metas of a run: one bytes object every message shares, a list of one each (as a frame
+#: without an index has them: they go out one each again, nothing to look for), or a tuple of
+#: one each where some repeat (from a frame's index: they go out once each again).
+Metas = bytes | list[bytes] | tuple[bytes, ...]
 
 
 class Store(Protocol):
@@ -33,8 +39,8 @@ class Store(Protocol):
 
 class Run:
     """Messages ``lo`` to ``hi`` of a queue (consecutive ids): ``payloads[start:start + n]``
-    of a list the run shares with the other pieces of its put frame, and their metas: one
-    bytes object they all share, or a list parallel to ``payloads``. A run never changes once
+    of a list the run shares with the other pieces of its put frame, and their metas
+    (:data:`Metas`, parallel to ``payloads`` when not one for all). A run never changes once
     made (the groups of a broadcast queue hold the same one): a cut makes new runs. ``size``
     is at least its payloads' and metas' bytes (a piece keeps the size of its whole run), so
     that a delivery is seen to fit in a frame without measuring it again."""
@@ -47,7 +53,7 @@ class Run:
         hi: int,
         payloads: list[bytes],
         start: int,
-        meta: bytes | list[bytes],
+        meta: Metas,
         size: int,
         again: bool = False,
     ) -> None:
@@ -77,7 +83,7 @@ class Run:
         i = self.start
         return self.payloads[i : i + self.hi - self.lo + 1]
 
-    def meta_list(self) -> list[bytes]:
+    def meta_list(self) -> Sequence[bytes]:
         """Each message's meta, in order."""
         n = self.hi - self.lo + 1
         if isinstance(self.meta, bytes):
@@ -272,8 +278,9 @@ class QueueState:
         (the common case) they are taken as one :class:`Run`, the frame's own list, and
         acknowledged as one; otherwise one by one (:meth:`put_many`)."""
         n = len(payloads)
+        meta: Metas
         if index is not None:
-            meta: bytes | list[bytes] = [metas[i] for i in index]
+            meta = metas[index[0]] if n == 1 else itemgetter(*index)(metas)  # a tuple
         elif len(metas) == 1:
             meta = metas[0]
         else:
