@@ -282,3 +282,18 @@ def test_metas_go_out_as_the_writer_sent_them_one_each_shared_or_indexed() -> No
     metas = [msg["metas"][i] for i in msg["meta"]]
     assert metas == [b"x", b"y", b"z", a, b, b, a, a]
     assert len(msg["metas"]) == 5
+
+
+def test_what_stays_held_of_a_mostly_acknowledged_run_keeps_only_its_own_payloads() -> None:
+    out = Outbox()
+    q = QueueState(spec(), ["r"])
+    q.subscribe(A, "r", 100, out)
+    payloads, metas = frame(10)
+    q.put_run(W, 1, payloads, metas, None, out)
+    q.acknowledge_runs(A, "r", [[1, 4]], out)  # 6 of 10 left: a piece of the frame's list
+    assert q.groups["r"].consumers[A].held[5].payloads is payloads
+    q.acknowledge_runs(A, "r", [[5, 8]], out)  # 2 of 10 left: cut to its own
+    [rest] = q.groups["r"].consumers[A].held.values()
+    assert (rest.lo, rest.hi, rest.payloads) == (9, 10, [b"p9", b"p10"])
+    q.acknowledge_runs(A, "r", [[9, 10]], out)
+    assert q.counters.acknowledged == 10

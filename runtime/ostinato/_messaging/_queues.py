@@ -70,6 +70,16 @@ class Run:
         start = self.start + lo - self.lo
         return Run(lo, hi, self.payloads, start, self.meta, self.size, self.again)
 
+    def kept(self, lo: int, hi: int) -> Run:
+        """:meth:`piece`, its lists cut to its own messages when it is less than half of
+        them: what stays held after part of a run is acknowledged does not keep much more
+        of its frame in memory than itself."""
+        if 2 * (hi - lo + 1) >= len(self.payloads):
+            return self.piece(lo, hi)
+        i, j = self.start + lo - self.lo, self.start + hi - self.lo + 1
+        meta = self.meta if isinstance(self.meta, bytes) else self.meta[i:j]
+        return Run(lo, hi, self.payloads[i:j], 0, meta, self.size, self.again)
+
     def given_back(self) -> Run:
         """This run marked redelivered, its lists cut to its own messages (a piece going
         back to a buffer does not keep the rest of its frame in memory)."""
@@ -578,16 +588,16 @@ def _take(entry: Consumer, ranges: Sequence[Sequence[int]]) -> list[Run]:
                     del held[r.lo]
                     a, b = max(lo, r.lo), min(hi, r.hi)
                     if r.lo < a:
-                        held[r.lo] = r.piece(r.lo, a - 1)
+                        held[r.lo] = r.kept(r.lo, a - 1)
                     if b < r.hi:
-                        held[b + 1] = r.piece(b + 1, r.hi)
+                        held[b + 1] = r.kept(b + 1, r.hi)
                     taken.append(r if a == r.lo and b == r.hi else r.piece(a, b))
                 break
             del held[lo]
             if run.hi <= hi:
                 taken.append(run)
             else:  # the range ends inside the run: the rest stays held
-                held[hi + 1] = run.piece(hi + 1, run.hi)
+                held[hi + 1] = run.kept(hi + 1, run.hi)
                 taken.append(run.piece(lo, hi))
             lo = run.hi + 1
     return taken
