@@ -297,3 +297,22 @@ def test_what_stays_held_of_a_mostly_acknowledged_run_keeps_only_its_own_payload
     assert (rest.lo, rest.hi, rest.payloads) == (9, 10, [b"p9", b"p10"])
     q.acknowledge_runs(A, "r", [[9, 10]], out)
     assert q.counters.acknowledged == 10
+
+
+def test_an_acknowledgement_inside_a_run_among_many_lone_ones_finds_it() -> None:
+    out = Outbox()
+    q = QueueState(spec(), ["r"])
+    q.subscribe(A, "r", 100, out)
+    for seq in range(1, 21):  # twenty lone messages, then a run of six
+        q.put_run(W, seq, [b"p%d" % seq], [b"m"], None, out)
+    q.put_run(W, 21, *frame(6, first=21), None, out)
+    assert len(q.groups["r"].consumers[A].held) == 21
+    q.acknowledge_runs(A, "r", [[23, 24], [0, 0], [30, 40], [5, 5]], out)
+    assert q.counters.acknowledged == 3
+    assert held(q, "r", A) == [*range(1, 5), *range(6, 23), 25, 26]
+    q.acknowledge_runs(A, "r", [[26, 26], [22, 22]], out)  # the end, the head of the pieces
+    assert held(q, "r", A) == [*range(1, 5), *range(6, 22), 25]
+    q.acknowledge_runs(A, "r", [[1, 30]], out)
+    assert q.counters.acknowledged == 26
+    assert held(q, "r", A) == []
+    assert q.groups["r"].consumers[A].longest == 1

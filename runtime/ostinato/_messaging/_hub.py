@@ -614,6 +614,14 @@ def _msgs(queue: str, delivered: list[Run]) -> list[dict[str, Any]]:
         again = list(range(hi - lo + 1)) if run.again else None
         ids = list(range(lo, hi + 1))
         size = run.size
+    elif all([run.lo == run.hi for run in delivered]):  # lone messages (or one each in turn)
+        ids = [run.lo for run in delivered]
+        payloads = [run.payloads[run.start] for run in delivered]
+        metas, index = shared(
+            [r.meta if isinstance(r.meta, bytes) else r.meta[r.start] for r in delivered]
+        )
+        again = [i for i, run in enumerate(delivered) if run.again]
+        size = sum([run.size for run in delivered])
     else:
         ids, payloads, metas, again = [], [], [], []
         index = []

@@ -130,6 +130,8 @@ class Consumer:
     #: The runs delivered and not yet acknowledged, by their first id.
     held: dict[int, Run] = field(default_factory=dict)
     count: int = 0  # messages in ``held``
+    #: No run in ``held`` is longer: the run holding id i starts at most this much before i.
+    longest: int = 1
 
     @property
     def inflight(self) -> dict[int, Message]:
@@ -454,10 +456,10 @@ class QueueState:
                 done = _take(entry, runs)
         else:
             done = _take(entry, runs)
-        n = 0
-        for run in done:
-            n += run.hi - run.lo + 1
+        n = len(done) + sum([run.hi - run.lo for run in done])
         entry.count -= n
+        if not entry.count:
+            entry.longest = 1
         self.counters.acknowledged += n
         entry.credit += n  # whatever the store says: the consumer is free again
         if self.store is not None:
@@ -490,6 +492,7 @@ class QueueState:
         back = list(entry.held.values())
         entry.held.clear()
         entry.count = 0
+        entry.longest = 1
         self.counters.redelivered += _back(group, back)
         self._pump(out)
 
@@ -519,28 +522,38 @@ class QueueState:
         if len(ready) == 1:
             self._deliver(group, ready[0], out)
             return
-        runs, counters = group.runs, self.counters
+        runs, deliveries, name = group.runs, out.deliveries, self.name
         while group.size and ready:
             if len(ready) == 1:  # one left with credit: the rest of its share at once
                 self._deliver(group, ready[0], out)
                 group.turn = 0
                 return
-            group.turn = (group.turn + 1) % len(ready)
-            consumer = ready[group.turn]
-            run = runs[0]
-            if run.lo == run.hi:
-                runs.popleft()
-            else:
-                runs[0] = run.piece(run.lo + 1, run.hi)
-                run = run.piece(run.lo, run.lo)
-            group.size -= 1
-            consumer.credit -= 1
-            consumer.held[run.lo] = run
-            consumer.count += 1
-            counters.delivered += 1
-            out.deliveries[(consumer.identity, self.name)].append(run)
-            if consumer.credit == 0:
-                ready.remove(consumer)
+            run = runs.popleft()  # its messages one by one, as long as two have credit
+            lo, hi, payloads, start, meta, size, again = (
+                run.lo,
+                run.hi,
+                run.payloads,
+                run.start - run.lo,
+                run.meta,
+                run.size,
+                run.again,
+            )
+            i = lo
+            while i <= hi and len(ready) > 1:
+                group.turn = turn = (group.turn + 1) % len(ready)
+                consumer = ready[turn]
+                one = run if lo == hi else Run(i, i, payloads, start + i, meta, size, again)
+                consumer.held[i] = one
+                deliveries[(consumer.identity, name)].append(one)
+                consumer.count += 1
+                consumer.credit -= 1
+                if consumer.credit == 0:
+                    ready.remove(consumer)
+                i += 1
+            if i <= hi:  # one consumer left with credit: the rest of the run waits first
+                runs.appendleft(run.piece(i, hi))
+            group.size -= i - lo
+            self.counters.delivered += i - lo
 
     def _deliver(self, group: Group, consumer: Consumer, out: Outbox) -> None:
         """As much of the front of the buffer as ``consumer``'s credit takes, to it."""
@@ -557,6 +570,8 @@ class QueueState:
             held[run.lo] = run
             rows.append(run)
             left -= n
+            if n > consumer.longest:
+                consumer.longest = n
         group.size -= take
         consumer.credit -= take
         consumer.count += take
@@ -577,14 +592,22 @@ def _pop_oldest(group: Group) -> int:
 def _take(entry: Consumer, ranges: Sequence[Sequence[int]]) -> list[Run]:
     """Take the messages of runs [lo, hi] that ``entry`` holds out of its table: the pieces
     taken (``entry.count`` is the caller's to lower). A run held whole is looked up by its
-    first id; a range that starts elsewhere walks the runs held, not the numbers it names."""
+    first id; a range that starts elsewhere looks up the numbers that may start a run it
+    touches, or walks the runs held, whichever are fewer: it costs what it names or what is
+    held, not more."""
     held = entry.held
     taken: list[Run] = []
     for lo, hi in ranges:
         while lo <= hi:
             run = held.get(lo)
-            if run is None:  # lo is inside a run held, or not held: look at every run
-                for r in [r for r in held.values() if r.lo <= hi and r.hi >= lo]:
+            if run is None:  # lo is inside a run held, or not held: find the runs it touches
+                longest = entry.longest
+                if hi - lo + longest < len(held):  # by the numbers that may start one
+                    found = [held.get(i) for i in range(lo - longest + 1, hi + 1)]
+                    touched = [r for r in found if r is not None and r.hi >= lo]
+                else:  # by the runs held
+                    touched = [r for r in held.values() if r.lo <= hi and r.hi >= lo]
+                for r in touched:
                     del held[r.lo]
                     a, b = max(lo, r.lo), min(hi, r.hi)
                     if r.lo < a:
