@@ -460,7 +460,9 @@ class Hub:
         writer to send again from the first it misses, and takes nothing out of order. Every
         frame says the writer's oldest put not yet acknowledged (``since``): a hub that starts
         there has all of the writer's puts that matter."""
-        states = self._writers.setdefault(identity, {})
+        states = self._writers.get(identity)
+        if states is None:
+            states = self._writers[identity] = {}
         state = states.get(queue)
         if state is None or state.epoch != msg["epoch"]:  # a writer (or a connection) new here
             since = msg["since"]
@@ -533,10 +535,11 @@ class Hub:
                         if item[0] in durable and len(item) == 2:
                             item.append(out.store_failed)
                             out.refusals.append((writer, item[0], item[1], out.store_failed))
-        for writer, queue, seq, error in out.refusals:  # refused again if sent again
-            state = self._writers.get(writer, {}).get(queue)
-            if state is not None:
-                state.refused[seq] = error
+        if out.refusals:
+            for writer, queue, seq, error in out.refusals:  # refused again if sent again
+                state = self._writers.get(writer, {}).get(queue)
+                if state is not None:
+                    state.refused[seq] = error
         # Deliveries before acknowledgements: the reader is the one a message's latency waits
         # for, and whoever is woken first runs first (the GIL, or a core on a busy machine).
         for (consumer, queue), delivered in out.deliveries.items():

@@ -207,11 +207,15 @@ class Outbox:
         return bool(self.acks or self.deliveries or self.runs)
 
     def clear(self) -> None:
-        self.acks.clear()
-        self.runs.clear()
-        self.deliveries.clear()
+        if self.acks:
+            self.acks.clear()
+        if self.runs:
+            self.runs.clear()
+        if self.deliveries:
+            self.deliveries.clear()
         self.store_failed = None
-        self.refusals.clear()
+        if self.refusals:
+            self.refusals.clear()
 
 
 @dataclass(slots=True)
@@ -441,7 +445,7 @@ class QueueState:
     ) -> None:
         """:meth:`acknowledge` of the ids in runs [lo, hi] (ids the consumer does not hold
         are ignored; a run costs what the consumer holds, not its length)."""
-        group = self.group_of(loop)
+        group = self.groups.get("*" if self.spec.mode is QueueMode.WORK else loop)
         entry = group.consumers.get(consumer) if group is not None else None
         if group is None or entry is None:
             return
