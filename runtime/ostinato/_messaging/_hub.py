@@ -23,7 +23,18 @@ from ._channel import DATA_SUFFIX
 from ._local import LocalLink
 from ._mailbox import Mailbox
 from ._queues import Outbox, QueueState, Run, Store
-from ._wire import BATCH_BYTES, TO_HUB, Kind, batches, envelope, pack, parse, runs, shared
+from ._wire import (
+    BATCH_BYTES,
+    TO_HUB,
+    VERSION,
+    Kind,
+    batches,
+    envelope,
+    pack,
+    parse,
+    runs,
+    shared,
+)
 
 if TYPE_CHECKING:
     from .._model._plan import WorkflowPlan
@@ -593,19 +604,17 @@ def _msgs(queue: str, delivered: list[Run]) -> list[dict[str, Any]]:
         if lo == hi:  # the lone message
             if not isinstance(meta, bytes):
                 meta = meta[run.start]
-            payloads = [run.payloads[run.start]]
+            msg = {
+                "v": VERSION,
+                "t": Kind.MSGS,
+                "q": queue,
+                "ids": [lo],
+                "payloads": [run.payloads[run.start]],
+                "metas": [meta],
+            }
             if run.again:
-                return [
-                    envelope(
-                        Kind.MSGS,
-                        q=queue,
-                        ids=[lo],
-                        payloads=payloads,
-                        metas=[meta],
-                        redelivered=[0],
-                    )
-                ]
-            return [envelope(Kind.MSGS, q=queue, ids=[lo], payloads=payloads, metas=[meta])]
+                msg["redelivered"] = [0]
+            return [msg]
         payloads = run.payload_list()
         index: list[int] | None = None
         if isinstance(meta, bytes):
@@ -698,7 +707,7 @@ def _acks(
     by one."""
     if not taken and len(items) == 1 and len(items[0]) == 2:  # the lone message's
         queue, seq = items[0]
-        return [envelope(Kind.ACKS, q=queue, runs=[[seq, seq]])]
+        return [{"v": VERSION, "t": Kind.ACKS, "q": queue, "runs": [[seq, seq]]}]
     frames = []
     accepted: dict[str, list[int]] = {}
     refused: dict[str, list[list[Any]]] = {}
