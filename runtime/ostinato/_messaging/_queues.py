@@ -320,6 +320,8 @@ class QueueState:
                 run = Run(lo, hi, payloads, 0, meta, size)
                 if n == 1:
                     out.acks[writer].append([self.name, first])
+                    if len(groups) == 1 and not groups[0].size and self._hand(groups[0], run, out):
+                        return  # the lone message, straight to its one reader with credit
                 else:
                     out.runs[writer].append((self.name, first, first + n - 1))
                 for g in groups:
@@ -558,6 +560,22 @@ class QueueState:
                 runs.appendleft(run.piece(i, hi))
             group.size -= i - lo
             self.counters.delivered += i - lo
+
+    def _hand(self, group: Group, run: Run, out: Outbox) -> bool:
+        """A message of one, to an empty buffer's group: to its consumer if it has only one
+        and that one has credit (what putting it in the buffer and dispatching does)."""
+        if len(group.consumers) != 1:
+            return False
+        for consumer in group.consumers.values():
+            if consumer.credit <= 0:
+                return False
+            consumer.held[run.lo] = run
+            out.deliveries[(consumer.identity, self.name)].append(run)
+            consumer.credit -= 1
+            consumer.count += 1
+        self.counters.enqueued += 1
+        self.counters.delivered += 1
+        return True
 
     def _deliver(self, group: Group, consumer: Consumer, out: Outbox) -> None:
         """As much of the front of the buffer as ``consumer``'s credit takes, to it."""
