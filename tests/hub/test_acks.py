@@ -6,8 +6,9 @@ with gaps, and a hub takes a writer's puts only in order, asking for the missing
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -35,8 +36,9 @@ def hub() -> Iterator[Hub]:
     hub.close()
 
 
-@pytest.fixture
-def dealer(hub: Hub) -> Iterator[Any]:
+@contextmanager
+def dealers(endpoint: str) -> Iterator[Callable[[bytes], zmq.Socket[Any]]]:
+    """Makes DEALERs connected to ``endpoint``, one per identity; all closed on the way out."""
     ctx = zmq.Context()
     sockets: list[zmq.Socket[Any]] = []
 
@@ -44,14 +46,22 @@ def dealer(hub: Hub) -> Iterator[Any]:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(hub.endpoint)
+        sock.connect(endpoint)
         sockets.append(sock)
         return sock
 
-    yield make
-    for sock in sockets:
-        sock.close(linger=0)
-    ctx.term()
+    try:
+        yield make
+    finally:
+        for sock in sockets:
+            sock.close(linger=0)
+        ctx.term()
+
+
+@pytest.fixture
+def dealer(hub: Hub) -> Iterator[Callable[[bytes], zmq.Socket[Any]]]:
+    with dealers(hub.endpoint) as make:
+        yield make
 
 
 def answer(sock: zmq.Socket[Any], kind: str) -> dict[str, Any]:

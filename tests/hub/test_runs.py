@@ -15,6 +15,8 @@ from ostinato._messaging._queues import Outbox, QueueState, Run
 from ostinato._messaging._wire import BATCH_BYTES, TO_HUB, decode, encode, pack, parse
 from ostinato._model._spec import QueueSpec
 
+from .test_acks import dealers
+
 W = b"writer"
 A = b"consumer-a"
 B = b"consumer-b"
@@ -326,48 +328,45 @@ def test_an_acknowledgement_inside_a_run_among_many_lone_ones_finds_it() -> None
 
 def test_a_hub_cuts_a_frame_of_puts_by_credit_and_redelivers_a_part_given_back() -> None:
     hub = Hub([QueueSpec.model_validate({"name": "q", "mode": "work"})], {"q": ["r"]})
-    ctx = zmq.Context()
-    sockets = []
     try:
-
-        def dealer(identity: bytes) -> zmq.Socket[Any]:
-            sock = ctx.socket(zmq.DEALER)
-            sock.setsockopt(zmq.IDENTITY, identity)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(hub.endpoint)
-            sockets.append(sock)
-            return sock
-
-        writer, reader = dealer(b"writer"), dealer(b"reader")
-        reader.send(encode("sub", q="q", loop="r", credit=5))
-        payloads = [b"p%d" % i for i in range(1, 13)]
-        writer.send(encode("puts", q="q", seq=1, payloads=payloads, metas=[b"m"], since=1, epoch=1))
-        assert answer(writer, "acks")["runs"] == [[1, 12]]  # one run, acknowledged as one
-        first = answer(reader, "msgs")
-        assert (first["ids"], first["payloads"]) == ([1, 2, 3, 4, 5], payloads[:5])
-        assert (first["metas"], "meta" in first, "redelivered" in first) == ([b"m"], False, False)
-        # 2 and 4 given back, 1 acknowledged: three credits, the given-back first, flagged.
-        reader.send(encode("giveBack", q="q", loop="r", ids=[4, 2]))
-        reader.send(encode("ack", q="q", loop="r", runs=[[1, 1]]))
-        got = answer(reader, "msgs", until=3)
-        assert got["ids"] == [2, 4, 6]
-        assert got["payloads"] == [b"p2", b"p4", b"p6"]
-        assert got["redelivered"] == [0, 1]
-        reader.send(encode("ack", q="q", loop="r", runs=[[2, 6]]))
-        rest = answer(reader, "msgs", until=5)
-        assert rest["ids"] == [7, 8, 9, 10, 11]
-        reader.send(encode("ack", q="q", loop="r", runs=[[7, 11]]))
-        assert answer(reader, "msgs")["ids"] == [12]
-        reader.send(encode("ack", q="q", loop="r", runs=[[12, 12]]))
-        reader.send(encode("ping"))
-        answer(reader, "pong")  # the hub handled the ack before the ping (one peer, in order)
-        status = hub.queue_status()["q"]
-        assert (status["enqueued"], status["acknowledged"], status["redelivered"]) == (12, 12, 2)
-        assert (status["depth"], hub.queues["q"].in_flight()) == (0, [0])
+        with dealers(hub.endpoint) as dealer:
+            writer, reader = dealer(b"writer"), dealer(b"reader")
+            reader.send(encode("sub", q="q", loop="r", credit=5))
+            payloads = [b"p%d" % i for i in range(1, 13)]
+            writer.send(
+                encode("puts", q="q", seq=1, payloads=payloads, metas=[b"m"], since=1, epoch=1)
+            )
+            assert answer(writer, "acks")["runs"] == [[1, 12]]  # one run, acknowledged as one
+            first = answer(reader, "msgs")
+            assert (first["ids"], first["payloads"]) == ([1, 2, 3, 4, 5], payloads[:5])
+            assert (first["metas"], "meta" in first, "redelivered" in first) == (
+                [b"m"],
+                False,
+                False,
+            )
+            # 2 and 4 given back, 1 acknowledged: three credits, the given-back first, flagged.
+            reader.send(encode("giveBack", q="q", loop="r", ids=[4, 2]))
+            reader.send(encode("ack", q="q", loop="r", runs=[[1, 1]]))
+            got = answer(reader, "msgs", until=3)
+            assert got["ids"] == [2, 4, 6]
+            assert got["payloads"] == [b"p2", b"p4", b"p6"]
+            assert got["redelivered"] == [0, 1]
+            reader.send(encode("ack", q="q", loop="r", runs=[[2, 6]]))
+            rest = answer(reader, "msgs", until=5)
+            assert rest["ids"] == [7, 8, 9, 10, 11]
+            reader.send(encode("ack", q="q", loop="r", runs=[[7, 11]]))
+            assert answer(reader, "msgs")["ids"] == [12]
+            reader.send(encode("ack", q="q", loop="r", runs=[[12, 12]]))
+            reader.send(encode("ping"))
+            answer(reader, "pong")  # the hub handled the ack before the ping (one peer, in order)
+            status = hub.queue_status()["q"]
+            assert (status["enqueued"], status["acknowledged"], status["redelivered"]) == (
+                12,
+                12,
+                2,
+            )
+            assert (status["depth"], hub.queues["q"].in_flight()) == (0, [0])
     finally:
-        for sock in sockets:
-            sock.close(linger=0)
-        ctx.term()
         hub.close()
 
 

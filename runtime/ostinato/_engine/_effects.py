@@ -158,15 +158,7 @@ class SideEffects:
         if start:
             r.durations.observe(time.perf_counter_ns() - start)
         if error is None:
-            # _account's success path, minus its branches and calls: once per queue put.
-            r.calls += 1
-            if r.health is not _HEALTHY:
-                r.recovered()
-            if r.slot_waiters or self._state is not _RUNNING:
-                self._release(r, drained=True)
-            else:  # _release's common case (no wait for a slot, no drain), inline
-                r.in_flight -= 1
-                self._pending -= 1
+            self._succeeded(r, 1)
         elif not isinstance(error, Exception):  # cancelled: neither done nor failed
             self._abandoned += 1
             self._account(r, None, 0, abandoned=True)
@@ -188,13 +180,18 @@ class SideEffects:
             return
         r.submitted -= n
         self._submits -= n
+        self._succeeded(r, n)
+
+    def _succeeded(self, r: NodeRunner, n: int) -> None:
+        """``n`` submitted calls of ``r`` succeeded: ``_account``'s success path, minus its
+        branches and calls (it runs once per queue put)."""
         r.calls += n
         if r.health is not _HEALTHY:
             r.recovered()
         if r.slot_waiters or self._state is not _RUNNING:
             for _ in range(n):
                 self._release(r, drained=True)
-        else:
+        else:  # _release's common case (no wait for a slot, no drain), inline
             r.in_flight -= n
             self._pending -= n
 
