@@ -30,10 +30,14 @@ def write(path: str, line: str) -> None:
 
 
 def read(path: str | Path) -> list[str]:
+    """The complete lines of a journal: a line another process is appending may be read
+    half-written (a write is not atomic for a reader), so a last line without its newline
+    is left for the next read."""
     try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
+    return text[: text.rfind("\n") + 1].splitlines()
 
 
 def wait_line(path: str, line: str, timeout: float) -> bool:

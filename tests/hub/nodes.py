@@ -13,12 +13,7 @@ from pydantic import Field
 
 from ostinato import BlockingNode, NodeConfig, NodeData, ProducerExhausted, ProducerNode
 
-
-def read(path: str | Path) -> list[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
+from ..engine.nodes import read as read  # the journals' reader, shared
 
 
 def wait_file(path: str, timeout: float, poll: float = 0.005) -> bool:
