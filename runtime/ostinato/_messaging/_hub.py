@@ -219,12 +219,8 @@ class Hub:
         with self._state:
             if self._closing.is_set():
                 return  # as a socket's frames to a hub that has gone
-            self._seen[identity] = time.monotonic()
-            if identity in self._lost:  # back after being declared lost: resubscribe
-                del self._lost[identity]
-                self._send(identity, envelope(Kind.RESUBSCRIBE))
             try:
-                self._handle(identity, msg)
+                self._arrived(identity, msg)
             except Exception as exc:  # whatever a frame holds, the hub keeps serving
                 self._drop(identity, f"{type(exc).__name__}: {exc}")
             self._flush()
@@ -371,14 +367,19 @@ class Hub:
                 continue
             try:
                 msg = parse(body.bytes, TO_HUB)
-                self._seen[identity] = time.monotonic()
                 self._route[identity] = sock
-                if identity in self._lost:  # back after being declared lost: resubscribe
-                    del self._lost[identity]
-                    self._send(identity, envelope(Kind.RESUBSCRIBE))
-                self._handle(identity, msg)
+                self._arrived(identity, msg)
             except Exception as exc:  # whatever a frame holds, the hub keeps serving
                 self._drop(identity, f"{type(exc).__name__}: {exc}")
+
+    def _arrived(self, identity: bytes, msg: dict[str, Any]) -> None:
+        """A peer's message, from its socket or its link: the peer is alive (and told to
+        subscribe again if it had been declared lost), and the message handled."""
+        self._seen[identity] = time.monotonic()
+        if identity in self._lost:
+            del self._lost[identity]
+            self._send(identity, envelope(Kind.RESUBSCRIBE))
+        self._handle(identity, msg)
 
     def _handle(self, identity: bytes, msg: dict[str, Any]) -> None:
         """A message that ``parse`` checked: its fields have the types of its kind's shape."""
@@ -546,11 +547,10 @@ class Hub:
                         if item[0] in durable and len(item) == 2:
                             item.append(out.store_failed)
                             out.refusals.append((writer, item[0], item[1], out.store_failed))
-        if out.refusals:
-            for writer, queue, seq, error in out.refusals:  # refused again if sent again
-                state = self._writers.get(writer, {}).get(queue)
-                if state is not None:
-                    state.refused[seq] = error
+        for writer, queue, seq, error in out.refusals:  # refused again if sent again
+            state = self._writers.get(writer, {}).get(queue)
+            if state is not None:
+                state.refused[seq] = error
         # Deliveries before acknowledgements: the reader is the one a message's latency waits
         # for, and whoever is woken first runs first (the GIL, or a core on a busy machine).
         for (consumer, queue), delivered in out.deliveries.items():
